@@ -1,0 +1,13 @@
+//! rrnet-radius: a RADIUS server for MikroTik hotspot vouchers.
+//!
+//! Module map (see ARCHITECTURE.md):
+//! - [`proto`]: RADIUS wire format, authenticators, passwords, duplicate cache. No I/O.
+//! - [`dictionary`]: FreeRADIUS-format dictionaries; names ⇄ numbers ⇄ types.
+//! - [`model`]: domain records (NAS, plan, voucher, session).
+//! - [`policy`]: the voucher decision. No I/O.
+//! - [`store`]: storage trait, SQLite and PostgreSQL.
+
+pub mod model;
+pub mod policy;
+pub mod proto;
+pub mod store;

@@ -1,0 +1,421 @@
+//! Domain records shared by `policy`, `store`, `server`, `http` and `cli`.
+//!
+//! Timestamps are Unix seconds in UTC (`i64`). Both storage backends keep them as
+//! 64-bit integers, so the same SQL and the same comparisons work on SQLite and
+//! PostgreSQL and nothing depends on a database time zone.
+
+use std::fmt;
+use std::net::IpAddr;
+use std::str::FromStr;
+
+use serde::Serialize;
+
+/// Unix seconds, UTC.
+pub type Timestamp = i64;
+
+/// A shared secret. `Debug` and `Display` never show it, so a secret cannot leak
+/// through a log line or an error message by accident.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Secret(String);
+
+impl Secret {
+    pub fn new(s: impl Into<String>) -> Self {
+        Secret(s.into())
+    }
+    /// The secret's bytes, for the authenticator and password computations only.
+    pub fn expose(&self) -> &[u8] {
+        self.0.as_bytes()
+    }
+    pub fn expose_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Secret(****)")
+    }
+}
+
+/// An IPv4 or IPv6 network: an exact address is a /32 or /128.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct Cidr {
+    /// Network address with host bits cleared.
+    pub addr: IpAddr,
+    /// Prefix length in bits.
+    pub prefix: u8,
+}
+
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+#[error("invalid address or CIDR {0:?}: expected an IP address or ADDRESS/PREFIX, e.g. 192.0.2.1 or 10.0.0.0/8")]
+pub struct CidrParseError(pub String);
+
+impl Cidr {
+    /// Does this network contain `ip`? IPv4-mapped IPv6 sources are matched as IPv4.
+    pub fn contains(&self, ip: IpAddr) -> bool {
+        let ip = canonical_ip(ip);
+        match (self.addr, ip) {
+            (IpAddr::V4(net), IpAddr::V4(ip)) => {
+                let mask = if self.prefix == 0 {
+                    0
+                } else {
+                    u32::MAX << (32 - u32::from(self.prefix))
+                };
+                (u32::from(ip) & mask) == u32::from(net)
+            }
+            (IpAddr::V6(net), IpAddr::V6(ip)) => {
+                let mask = if self.prefix == 0 {
+                    0
+                } else {
+                    u128::MAX << (128 - u32::from(self.prefix))
+                };
+                (u128::from(ip) & mask) == u128::from(net)
+            }
+            _ => false,
+        }
+    }
+}
+
+/// IPv4-mapped IPv6 addresses (`::ffff:a.b.c.d`, seen on dual-stack sockets) become IPv4.
+pub fn canonical_ip(ip: IpAddr) -> IpAddr {
+    match ip {
+        IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
+            Some(v4) => IpAddr::V4(v4),
+            None => ip,
+        },
+        v4 => v4,
+    }
+}
+
+impl FromStr for Cidr {
+    type Err = CidrParseError;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let err = || CidrParseError(s.to_string());
+        let (addr, prefix) = match s.split_once('/') {
+            Some((a, p)) => (a, Some(p)),
+            None => (s, None),
+        };
+        let addr: IpAddr = addr.trim().parse().map_err(|_| err())?;
+        let addr = canonical_ip(addr);
+        let max = if addr.is_ipv4() { 32 } else { 128 };
+        let prefix = match prefix {
+            Some(p) => {
+                let p: u8 = p.trim().parse().map_err(|_| err())?;
+                if p > max {
+                    return Err(err());
+                }
+                p
+            }
+            None => max,
+        };
+        // Clear host bits so that 10.1.2.3/8 and 10.0.0.0/8 are the same network.
+        let addr = match addr {
+            IpAddr::V4(v4) => {
+                let mask = if prefix == 0 {
+                    0
+                } else {
+                    u32::MAX << (32 - u32::from(prefix))
+                };
+                IpAddr::V4((u32::from(v4) & mask).into())
+            }
+            IpAddr::V6(v6) => {
+                let mask = if prefix == 0 {
+                    0
+                } else {
+                    u128::MAX << (128 - u32::from(prefix))
+                };
+                IpAddr::V6((u128::from(v6) & mask).into())
+            }
+        };
+        Ok(Cidr { addr, prefix })
+    }
+}
+
+impl fmt::Display for Cidr {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let max = if self.addr.is_ipv4() { 32 } else { 128 };
+        if self.prefix == max {
+            write!(f, "{}", self.addr)
+        } else {
+            write!(f, "{}/{}", self.addr, self.prefix)
+        }
+    }
+}
+
+/// A RADIUS client (a MikroTik router, or a FreeRADIUS proxy in front of routers).
+#[derive(Clone, Debug)]
+pub struct Nas {
+    pub id: i64,
+    /// Operator-chosen unique name; used as the metrics label and in logs.
+    pub name: String,
+    /// Source address or network the NAS sends from.
+    pub address: Cidr,
+    pub secret: Secret,
+    /// Drop Access-Requests without Message-Authenticator (BlastRADIUS, CVE-2024-3596).
+    pub require_message_authenticator: bool,
+    /// UDP port of the router's `/radius incoming` listener for CoA/Disconnect.
+    pub coa_port: u16,
+    /// Site/tenant scope: when set, only vouchers of the same site (or of no site) log in here.
+    pub site: Option<String>,
+    pub created_at: Timestamp,
+}
+
+/// Fields to create a NAS.
+#[derive(Clone, Debug)]
+pub struct NewNas {
+    pub name: String,
+    pub address: Cidr,
+    pub secret: Secret,
+    pub require_message_authenticator: bool,
+    pub coa_port: u16,
+    pub site: Option<String>,
+}
+
+/// A voucher profile: what a sold voucher is worth.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct Plan {
+    pub id: i64,
+    pub name: String,
+    /// Seconds of use (summed over sessions); `None` = unlimited.
+    pub time_quota: Option<u64>,
+    /// Seconds the voucher stays valid from its first login; `None` = no such limit.
+    pub validity: Option<u64>,
+    /// Absolute expiry (Unix seconds); `None` = none.
+    pub expires_at: Option<Timestamp>,
+    /// Bytes (input + output) of use; `None` = unlimited.
+    pub data_quota: Option<u64>,
+    /// Mikrotik-Rate-Limit string, `rx/tx [burst…]`, rx = client upload.
+    pub rate_limit: Option<String>,
+    /// Simultaneous devices (distinct MACs); at least 1.
+    pub shared_users: u32,
+    /// Bind the voucher to the MAC address of its first login.
+    pub mac_lock: bool,
+    /// Idle-Timeout seconds sent to the NAS.
+    pub idle_timeout: Option<u32>,
+    /// Acct-Interim-Interval seconds sent to the NAS.
+    pub interim_interval: Option<u32>,
+    /// Mikrotik-Group (hotspot user profile on the router).
+    pub mikrotik_group: Option<String>,
+    /// Mikrotik-Address-List the client address is added to.
+    pub address_list: Option<String>,
+    /// Display price for printed vouchers (free text, e.g. "5.00 USD").
+    pub price: Option<String>,
+    pub created_at: Timestamp,
+}
+
+/// Fields to create a plan.
+#[derive(Clone, Debug, Default)]
+pub struct NewPlan {
+    pub name: String,
+    pub time_quota: Option<u64>,
+    pub validity: Option<u64>,
+    pub expires_at: Option<Timestamp>,
+    pub data_quota: Option<u64>,
+    pub rate_limit: Option<String>,
+    pub shared_users: u32,
+    pub mac_lock: bool,
+    pub idle_timeout: Option<u32>,
+    pub interim_interval: Option<u32>,
+    pub mikrotik_group: Option<String>,
+    pub address_list: Option<String>,
+    pub price: Option<String>,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum VoucherState {
+    Active,
+    Revoked,
+}
+
+impl VoucherState {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            VoucherState::Active => "active",
+            VoucherState::Revoked => "revoked",
+        }
+    }
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "active" => Some(VoucherState::Active),
+            "revoked" => Some(VoucherState::Revoked),
+            _ => None,
+        }
+    }
+}
+
+/// A sold code. `code` is the User-Name the hotspot sends.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct Voucher {
+    pub id: i64,
+    pub code: String,
+    /// Login password; equals `code` unless set otherwise. Never logged.
+    #[serde(skip_serializing)]
+    pub password: String,
+    pub plan_id: i64,
+    pub plan_name: String,
+    /// Site/tenant scope; `None` = valid at every NAS.
+    pub site: Option<String>,
+    pub state: VoucherState,
+    /// When the voucher first logged in (activation).
+    pub first_login_at: Option<Timestamp>,
+    /// first_login + plan validity, capped by the plan's absolute expiry; set at activation.
+    pub valid_until: Option<Timestamp>,
+    /// Seconds used, summed over sessions.
+    pub used_seconds: u64,
+    /// Bytes used (input + output), summed over sessions.
+    pub used_bytes: u64,
+    /// MAC bound on first login when the plan has `mac_lock`, normalised `AA:BB:CC:DD:EE:FF`.
+    pub bound_mac: Option<String>,
+    /// Batch name from `voucher generate --batch`.
+    pub batch: Option<String>,
+    pub created_at: Timestamp,
+}
+
+/// Fields to create a voucher.
+#[derive(Clone, Debug)]
+pub struct NewVoucher {
+    pub code: String,
+    pub password: Option<String>,
+    pub plan_id: i64,
+    pub site: Option<String>,
+    pub batch: Option<String>,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum SessionState {
+    /// Access-Accept sent, no Accounting-Start yet. Counts against shared users for a short while.
+    Authorized,
+    /// Accounting-Start (or an Interim) seen.
+    Open,
+    /// Stop seen, or closed by the server (stale, NAS reboot, Accounting-On/Off).
+    Closed,
+}
+
+impl SessionState {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SessionState::Authorized => "authorized",
+            SessionState::Open => "open",
+            SessionState::Closed => "closed",
+        }
+    }
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "authorized" => Some(SessionState::Authorized),
+            "open" => Some(SessionState::Open),
+            "closed" => Some(SessionState::Closed),
+            _ => None,
+        }
+    }
+}
+
+/// One hotspot login, from Access-Accept to Accounting-Stop.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct Session {
+    pub id: i64,
+    pub nas_id: i64,
+    pub nas_name: String,
+    /// Acct-Session-Id; unique per NAS.
+    pub acct_session_id: String,
+    /// User-Name as sent by the NAS.
+    pub username: String,
+    pub voucher_id: Option<i64>,
+    /// Calling-Station-Id, normalised.
+    pub mac: Option<String>,
+    pub framed_ip: Option<String>,
+    pub state: SessionState,
+    pub authorized_at: Option<Timestamp>,
+    pub started_at: Option<Timestamp>,
+    /// Last accounting packet (or the authorization) for this session.
+    pub updated_at: Timestamp,
+    pub stopped_at: Option<Timestamp>,
+    pub session_time: u64,
+    pub input_octets: u64,
+    pub output_octets: u64,
+    /// Acct-Terminate-Cause by name, or a server reason ("stale", "nas-reboot", "accounting-on").
+    pub terminate_cause: Option<String>,
+    /// Acct-Interim-Interval granted, to judge staleness.
+    pub interim_interval: Option<u32>,
+}
+
+/// Normalise a Calling-Station-Id MAC to `AA:BB:CC:DD:EE:FF`. Accepts the formats
+/// RouterOS and other NASes emit: `aa:bb:cc:dd:ee:ff`, `AA-BB-CC-DD-EE-FF`,
+/// `aabb.ccdd.eeff`, `AABBCCDDEEFF`. Anything else is returned `None`.
+pub fn normalize_mac(s: &str) -> Option<String> {
+    let mut hex = [0u8; 12];
+    let mut n = 0;
+    for c in s.trim().chars() {
+        match c {
+            ':' | '-' | '.' => continue,
+            c if c.is_ascii_hexdigit() => {
+                if n == 12 {
+                    return None;
+                }
+                hex[n] = c.to_ascii_uppercase() as u8;
+                n += 1;
+            }
+            _ => return None,
+        }
+    }
+    if n != 12 {
+        return None;
+    }
+    let mut out = String::with_capacity(17);
+    for (i, pair) in hex.chunks(2).enumerate() {
+        if i > 0 {
+            out.push(':');
+        }
+        out.push(pair[0] as char);
+        out.push(pair[1] as char);
+    }
+    Some(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cidr_parse_and_contains() {
+        let c: Cidr = "10.1.2.3/8".parse().unwrap();
+        assert_eq!(c.to_string(), "10.0.0.0/8");
+        assert!(c.contains("10.200.0.1".parse().unwrap()));
+        assert!(!c.contains("11.0.0.1".parse().unwrap()));
+        assert!(c.contains("::ffff:10.0.0.9".parse().unwrap()));
+        let one: Cidr = "192.0.2.7".parse().unwrap();
+        assert_eq!(one.prefix, 32);
+        assert!(one.contains("192.0.2.7".parse().unwrap()));
+        assert!(!one.contains("192.0.2.8".parse().unwrap()));
+        let all: Cidr = "0.0.0.0/0".parse().unwrap();
+        assert!(all.contains("203.0.113.1".parse().unwrap()));
+        let v6: Cidr = "2001:db8::/32".parse().unwrap();
+        assert!(v6.contains("2001:db8:1::5".parse().unwrap()));
+        assert!(!v6.contains("10.0.0.1".parse().unwrap()));
+        for bad in ["", "10.0.0.0/33", "300.1.1.1", "10.0.0.0/x", "::/129", "abc"] {
+            assert!(bad.parse::<Cidr>().is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn mac_formats() {
+        for s in [
+            "aa:bb:cc:dd:ee:ff",
+            "AA-BB-CC-DD-EE-FF",
+            "aabb.ccdd.eeff",
+            "AABBCCDDEEFF",
+        ] {
+            assert_eq!(normalize_mac(s).as_deref(), Some("AA:BB:CC:DD:EE:FF"), "{s}");
+        }
+        for s in ["", "aa:bb", "aabbccddeeff00", "gg:bb:cc:dd:ee:ff"] {
+            assert_eq!(normalize_mac(s), None, "{s}");
+        }
+    }
+
+    #[test]
+    fn secret_debug_hides() {
+        let s = Secret::new("hunter2");
+        assert!(!format!("{s:?}").contains("hunter2"));
+    }
+}

@@ -1,0 +1,180 @@
+//! Storage: one trait with domain-level methods, implemented for SQLite (the
+//! embedded default) and PostgreSQL (fleets). The backend is chosen once, from the
+//! database URL's scheme, by [`open`].
+
+use async_trait::async_trait;
+
+use crate::model::{Nas, NewNas, NewPlan, NewVoucher, Plan, Session, Timestamp, Voucher};
+use crate::policy::{AccessDecision, AccessFacts, RejectReason};
+
+/// Storage errors. Peers never see these; the CLI prints them.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("{0} not found")]
+    NotFound(String),
+    #[error("{0} already exists")]
+    Duplicate(String),
+    #[error("invalid input: {0}")]
+    Invalid(String),
+    #[error("database URL {0:?} is not supported: use sqlite://PATH or postgres://…")]
+    UnsupportedUrl(String),
+    #[error("database error: {0}")]
+    Database(#[from] sqlx::Error),
+    #[error("migration error: {0}")]
+    Migrate(#[from] sqlx::migrate::MigrateError),
+}
+
+pub type StoreResult<T> = Result<T, StoreError>;
+
+/// Acct-Status-Type values the server handles (RFC 2866 §5.1).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum AcctStatus {
+    Start,
+    Stop,
+    InterimUpdate,
+    AccountingOn,
+    AccountingOff,
+}
+
+impl AcctStatus {
+    pub fn label(self) -> &'static str {
+        match self {
+            AcctStatus::Start => "start",
+            AcctStatus::Stop => "stop",
+            AcctStatus::InterimUpdate => "interim_update",
+            AcctStatus::AccountingOn => "accounting_on",
+            AcctStatus::AccountingOff => "accounting_off",
+        }
+    }
+}
+
+/// One Accounting-Request, decoded and authenticated, in wire-neutral form.
+#[derive(Clone, Debug)]
+pub struct AcctRecord {
+    pub nas_id: i64,
+    pub status: AcctStatus,
+    /// Acct-Session-Id (empty for Accounting-On/Off).
+    pub acct_session_id: String,
+    pub username: String,
+    pub mac: Option<String>,
+    pub framed_ip: Option<String>,
+    /// Acct-Session-Time seconds.
+    pub session_time: u64,
+    /// Acct-Input-Octets + 2^32 × Acct-Input-Gigawords.
+    pub input_octets: u64,
+    /// Acct-Output-Octets + 2^32 × Acct-Output-Gigawords.
+    pub output_octets: u64,
+    /// Acct-Terminate-Cause by dictionary name, on Stop.
+    pub terminate_cause: Option<String>,
+    /// Voucher id parsed from the Class attribute, if present.
+    pub class_voucher_id: Option<i64>,
+    /// When the server received it (Acct-Delay-Time is deliberately not used for
+    /// counters: counters only move forward, so a retransmission counts once).
+    pub received_at: Timestamp,
+}
+
+/// One authorization outcome kept for "why can't this customer log in?".
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
+pub struct AuthEvent {
+    pub id: i64,
+    pub at: Timestamp,
+    pub nas_id: i64,
+    pub nas_name: String,
+    pub username: String,
+    pub mac: Option<String>,
+    /// "accept" or "reject".
+    pub result: String,
+    /// Reject reason label ([`RejectReason::label`]); `None` for accepts.
+    pub reason: Option<String>,
+}
+
+#[derive(Clone, Debug, Default)]
+pub struct AuthEventFilter {
+    pub username: Option<String>,
+    pub nas_name: Option<String>,
+    pub since: Option<Timestamp>,
+    pub limit: Option<u32>,
+}
+
+/// Tunables for the authorization transaction.
+#[derive(Clone, Copy, Debug)]
+pub struct AuthorizeOptions {
+    /// An authorized session without an Accounting-Start stops counting against
+    /// shared users after this many seconds.
+    pub authorized_ttl: u64,
+}
+
+impl Default for AuthorizeOptions {
+    fn default() -> Self {
+        AuthorizeOptions { authorized_ttl: 60 }
+    }
+}
+
+#[async_trait]
+pub trait Store: Send + Sync + 'static {
+    /// Apply pending migrations.
+    async fn migrate(&self) -> StoreResult<()>;
+    /// Cheap reachability check for `/readyz`.
+    async fn ping(&self) -> StoreResult<()>;
+
+    // ---- NAS ----
+    async fn add_nas(&self, nas: &NewNas) -> StoreResult<Nas>;
+    async fn list_nas(&self) -> StoreResult<Vec<Nas>>;
+    async fn remove_nas(&self, name: &str) -> StoreResult<()>;
+    /// A number that changes whenever a NAS row is added, removed or changed, so a
+    /// running server can poll it and reload its in-memory NAS table.
+    async fn nas_generation(&self) -> StoreResult<i64>;
+
+    // ---- plans ----
+    async fn add_plan(&self, plan: &NewPlan) -> StoreResult<Plan>;
+    async fn list_plans(&self) -> StoreResult<Vec<Plan>>;
+    async fn get_plan(&self, name: &str) -> StoreResult<Plan>;
+
+    // ---- vouchers ----
+    /// Insert all or none; a duplicate code fails the whole call with `Duplicate`.
+    async fn add_vouchers(&self, vouchers: &[NewVoucher]) -> StoreResult<Vec<Voucher>>;
+    async fn get_voucher(&self, code: &str) -> StoreResult<Voucher>;
+    async fn list_vouchers(&self, plan: Option<&str>, batch: Option<&str>) -> StoreResult<Vec<Voucher>>;
+    async fn revoke_voucher(&self, code: &str) -> StoreResult<Voucher>;
+
+    // ---- the hot path ----
+    /// Decide an Access-Request in one transaction: read the voucher (in the NAS's
+    /// scope) with a row lock, its plan and its live devices, call
+    /// [`crate::policy::decide`], apply the accept (activation, MAC binding, an
+    /// `authorized` session row) and record an auth event, then commit.
+    /// Two server processes on one PostgreSQL database agree.
+    async fn authorize(&self, facts: &AccessFacts, now: Timestamp, opts: AuthorizeOptions) -> StoreResult<AccessDecision>;
+
+    /// Store a batch of accounting records in one transaction (group commit).
+    /// Returns only after commit; on error nothing of the batch is stored.
+    /// Idempotent per (nas_id, acct_session_id); counters only move forward and
+    /// the voucher's usage moves by the same deltas in the same transaction.
+    /// Accounting-On/Off close all live sessions of that NAS.
+    async fn record_accounting(&self, records: &[AcctRecord]) -> StoreResult<()>;
+
+    /// Close live sessions of `nas_id` whose Acct-Session-Id does not start with
+    /// `keep_prefix` (all of them when `None`), with `cause`. Returns how many.
+    async fn close_nas_sessions(&self, nas_id: i64, keep_prefix: Option<&str>, cause: &str, now: Timestamp) -> StoreResult<u64>;
+
+    /// Close open sessions with no accounting for 2 × interim interval + `grace`
+    /// (`default_interim` when the session has none), and drop authorized sessions
+    /// older than `authorized_ttl` that never started. Returns how many were closed.
+    async fn close_stale_sessions(&self, now: Timestamp, default_interim: u64, grace: u64, authorized_ttl: u64) -> StoreResult<u64>;
+
+    async fn list_sessions(&self, open_only: bool) -> StoreResult<Vec<Session>>;
+    /// Open sessions per NAS name, for the metrics gauge.
+    async fn open_sessions_by_nas(&self) -> StoreResult<Vec<(String, i64)>>;
+
+    // ---- auth log ----
+    async fn auth_events(&self, filter: &AuthEventFilter) -> StoreResult<Vec<AuthEvent>>;
+    /// Delete auth events older than `before`. Returns how many.
+    async fn prune_auth_events(&self, before: Timestamp) -> StoreResult<u64>;
+}
+
+/// Helper for implementations: the auth-event fields for a decision.
+pub fn decision_result(decision: &AccessDecision) -> (&'static str, Option<RejectReason>) {
+    match decision {
+        AccessDecision::Accept(_) => ("accept", None),
+        AccessDecision::Reject(r) => ("reject", Some(*r)),
+    }
+}
