@@ -393,7 +393,14 @@ mod tests {
         let v6: Cidr = "2001:db8::/32".parse().unwrap();
         assert!(v6.contains("2001:db8:1::5".parse().unwrap()));
         assert!(!v6.contains("10.0.0.1".parse().unwrap()));
-        for bad in ["", "10.0.0.0/33", "300.1.1.1", "10.0.0.0/x", "::/129", "abc"] {
+        for bad in [
+            "",
+            "10.0.0.0/33",
+            "300.1.1.1",
+            "10.0.0.0/x",
+            "::/129",
+            "abc",
+        ] {
             assert!(bad.parse::<Cidr>().is_err(), "{bad}");
         }
     }
@@ -406,7 +413,11 @@ mod tests {
             "aabb.ccdd.eeff",
             "AABBCCDDEEFF",
         ] {
-            assert_eq!(normalize_mac(s).as_deref(), Some("AA:BB:CC:DD:EE:FF"), "{s}");
+            assert_eq!(
+                normalize_mac(s).as_deref(),
+                Some("AA:BB:CC:DD:EE:FF"),
+                "{s}"
+            );
         }
         for s in ["", "aa:bb", "aabbccddeeff00", "gg:bb:cc:dd:ee:ff"] {
             assert_eq!(normalize_mac(s), None, "{s}");

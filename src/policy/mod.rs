@@ -13,7 +13,11 @@ pub enum Credential {
     Pap(Vec<u8>),
     /// CHAP: identifier, 16-byte response, and the challenge (CHAP-Challenge, or the
     /// Request Authenticator when the request had none — RFC 2865 §2.2).
-    Chap { ident: u8, response: [u8; 16], challenge: Vec<u8> },
+    Chap {
+        ident: u8,
+        response: [u8; 16],
+        challenge: Vec<u8>,
+    },
     /// Neither User-Password nor CHAP-Password was present (or it was malformed).
     Missing,
 }
@@ -184,12 +188,20 @@ pub fn class_for_voucher(voucher_id: i64) -> String {
 
 /// Parse a Class produced by [`class_for_voucher`].
 pub fn voucher_id_from_class(class: &[u8]) -> Option<i64> {
-    std::str::from_utf8(class).ok()?.strip_prefix("rrnet:v1:")?.parse().ok()
+    std::str::from_utf8(class)
+        .ok()?
+        .strip_prefix("rrnet:v1:")?
+        .parse()
+        .ok()
 }
 
 /// Decide an Access-Request. `snapshot` is `None` when no voucher with this code
 /// exists in the NAS's scope.
-pub fn decide(facts: &AccessFacts, snapshot: Option<&VoucherSnapshot>, now: Timestamp) -> AccessDecision {
+pub fn decide(
+    facts: &AccessFacts,
+    snapshot: Option<&VoucherSnapshot>,
+    now: Timestamp,
+) -> AccessDecision {
     let _ = (facts, snapshot, now);
     AccessDecision::Reject(RejectReason::UnknownVoucher)
 }

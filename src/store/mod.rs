@@ -134,7 +134,11 @@ pub trait Store: Send + Sync + 'static {
     /// Insert all or none; a duplicate code fails the whole call with `Duplicate`.
     async fn add_vouchers(&self, vouchers: &[NewVoucher]) -> StoreResult<Vec<Voucher>>;
     async fn get_voucher(&self, code: &str) -> StoreResult<Voucher>;
-    async fn list_vouchers(&self, plan: Option<&str>, batch: Option<&str>) -> StoreResult<Vec<Voucher>>;
+    async fn list_vouchers(
+        &self,
+        plan: Option<&str>,
+        batch: Option<&str>,
+    ) -> StoreResult<Vec<Voucher>>;
     async fn revoke_voucher(&self, code: &str) -> StoreResult<Voucher>;
 
     // ---- the hot path ----
@@ -143,7 +147,12 @@ pub trait Store: Send + Sync + 'static {
     /// [`crate::policy::decide`], apply the accept (activation, MAC binding, an
     /// `authorized` session row) and record an auth event, then commit.
     /// Two server processes on one PostgreSQL database agree.
-    async fn authorize(&self, facts: &AccessFacts, now: Timestamp, opts: AuthorizeOptions) -> StoreResult<AccessDecision>;
+    async fn authorize(
+        &self,
+        facts: &AccessFacts,
+        now: Timestamp,
+        opts: AuthorizeOptions,
+    ) -> StoreResult<AccessDecision>;
 
     /// Store a batch of accounting records in one transaction (group commit).
     /// Returns only after commit; on error nothing of the batch is stored.
@@ -154,12 +163,24 @@ pub trait Store: Send + Sync + 'static {
 
     /// Close live sessions of `nas_id` whose Acct-Session-Id does not start with
     /// `keep_prefix` (all of them when `None`), with `cause`. Returns how many.
-    async fn close_nas_sessions(&self, nas_id: i64, keep_prefix: Option<&str>, cause: &str, now: Timestamp) -> StoreResult<u64>;
+    async fn close_nas_sessions(
+        &self,
+        nas_id: i64,
+        keep_prefix: Option<&str>,
+        cause: &str,
+        now: Timestamp,
+    ) -> StoreResult<u64>;
 
     /// Close open sessions with no accounting for 2 × interim interval + `grace`
     /// (`default_interim` when the session has none), and drop authorized sessions
     /// older than `authorized_ttl` that never started. Returns how many were closed.
-    async fn close_stale_sessions(&self, now: Timestamp, default_interim: u64, grace: u64, authorized_ttl: u64) -> StoreResult<u64>;
+    async fn close_stale_sessions(
+        &self,
+        now: Timestamp,
+        default_interim: u64,
+        grace: u64,
+        authorized_ttl: u64,
+    ) -> StoreResult<u64>;
 
     async fn list_sessions(&self, open_only: bool) -> StoreResult<Vec<Session>>;
     /// Open sessions per NAS name, for the metrics gauge.
