@@ -11,3 +11,4 @@ pub mod model;
 pub mod policy;
 pub mod proto;
 pub mod store;
+pub mod metrics;

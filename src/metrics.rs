@@ -1,0 +1,163 @@
+//! Prometheus metrics. Labels stay bounded: packet types, NAS names, reasons —
+//! never usernames, MACs or client addresses.
+
+use prometheus::{
+    Encoder, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGaugeVec, Opts, Registry,
+    TextEncoder,
+};
+
+/// Latency buckets fine enough to see 100 µs.
+const LATENCY_BUCKETS: &[f64] = &[
+    0.000_05, 0.000_1, 0.000_2, 0.000_3, 0.000_5, 0.000_75, 0.001, 0.002, 0.005, 0.01, 0.025,
+    0.05, 0.1, 0.25, 0.5, 1.0, 2.5,
+];
+
+/// Label used for packets whose source matched no NAS.
+pub const UNKNOWN_NAS: &str = "unknown";
+
+#[derive(Clone)]
+pub struct Metrics {
+    pub registry: Registry,
+    /// Requests handled, by packet type, NAS and result.
+    pub requests: IntCounterVec,
+    /// Access-Rejects by NAS and reason.
+    pub rejects: IntCounterVec,
+    /// Datagrams dropped without a reply, by NAS and reason.
+    pub drops: IntCounterVec,
+    /// Duplicates answered from the cache.
+    pub duplicates_answered: IntCounterVec,
+    /// Time from receiving a request to sending its reply.
+    pub request_duration: HistogramVec,
+    /// Time spent in storage calls, by operation.
+    pub storage_duration: HistogramVec,
+    /// Accounting records per group commit.
+    pub accounting_batch_size: prometheus::Histogram,
+    /// Live sessions per NAS (refreshed periodically).
+    pub open_sessions: IntGaugeVec,
+    /// First logins.
+    pub vouchers_activated: IntCounter,
+    /// Stale sessions and sessions closed by NAS reboot detection.
+    pub sessions_closed: IntCounterVec,
+    /// REST shim requests by route and HTTP status.
+    pub http_requests: IntCounterVec,
+}
+
+impl Metrics {
+    pub fn new() -> Self {
+        let registry = Registry::new();
+        let requests = IntCounterVec::new(
+            Opts::new("rrnet_radius_requests_total", "RADIUS requests answered, by packet type, NAS and result"),
+            &["type", "nas", "result"],
+        )
+        .unwrap();
+        let rejects = IntCounterVec::new(
+            Opts::new("rrnet_radius_rejects_total", "Access-Rejects by NAS and reason"),
+            &["nas", "reason"],
+        )
+        .unwrap();
+        let drops = IntCounterVec::new(
+            Opts::new("rrnet_radius_drops_total", "Datagrams dropped without a reply, by NAS and reason"),
+            &["nas", "reason"],
+        )
+        .unwrap();
+        let duplicates_answered = IntCounterVec::new(
+            Opts::new("rrnet_radius_duplicates_answered_total", "Retransmissions answered from the duplicate cache"),
+            &["nas"],
+        )
+        .unwrap();
+        let request_duration = HistogramVec::new(
+            HistogramOpts::new("rrnet_radius_request_duration_seconds", "Time from receiving a request to sending its reply")
+                .buckets(LATENCY_BUCKETS.to_vec()),
+            &["type"],
+        )
+        .unwrap();
+        let storage_duration = HistogramVec::new(
+            HistogramOpts::new("rrnet_radius_storage_duration_seconds", "Time spent in storage calls")
+                .buckets(LATENCY_BUCKETS.to_vec()),
+            &["op"],
+        )
+        .unwrap();
+        let accounting_batch_size = prometheus::Histogram::with_opts(
+            HistogramOpts::new("rrnet_radius_accounting_batch_size", "Accounting records stored per transaction")
+                .buckets(vec![1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0, 128.0, 256.0, 512.0]),
+        )
+        .unwrap();
+        let open_sessions = IntGaugeVec::new(
+            Opts::new("rrnet_radius_open_sessions", "Open sessions per NAS"),
+            &["nas"],
+        )
+        .unwrap();
+        let vouchers_activated = IntCounter::new(
+            "rrnet_radius_vouchers_activated_total",
+            "Vouchers activated by their first login",
+        )
+        .unwrap();
+        let sessions_closed = IntCounterVec::new(
+            Opts::new("rrnet_radius_sessions_closed_total", "Sessions closed by the server, by cause"),
+            &["cause"],
+        )
+        .unwrap();
+        let http_requests = IntCounterVec::new(
+            Opts::new("rrnet_radius_http_requests_total", "REST shim requests by route and status"),
+            &["route", "status"],
+        )
+        .unwrap();
+        let build_info = IntGaugeVec::new(
+            Opts::new("rrnet_radius_build_info", "Build information"),
+            &["version"],
+        )
+        .unwrap();
+        build_info.with_label_values(&[env!("CARGO_PKG_VERSION")]).set(1);
+
+        for c in [
+            Box::new(requests.clone()) as Box<dyn prometheus::core::Collector>,
+            Box::new(rejects.clone()),
+            Box::new(drops.clone()),
+            Box::new(duplicates_answered.clone()),
+            Box::new(request_duration.clone()),
+            Box::new(storage_duration.clone()),
+            Box::new(accounting_batch_size.clone()),
+            Box::new(open_sessions.clone()),
+            Box::new(vouchers_activated.clone()),
+            Box::new(sessions_closed.clone()),
+            Box::new(http_requests.clone()),
+            Box::new(build_info),
+        ] {
+            registry.register(c).expect("metric names are unique");
+        }
+        #[cfg(target_os = "linux")]
+        registry
+            .register(Box::new(prometheus::process_collector::ProcessCollector::for_self()))
+            .expect("process collector registers once");
+
+        Metrics {
+            registry,
+            requests,
+            rejects,
+            drops,
+            duplicates_answered,
+            request_duration,
+            storage_duration,
+            accounting_batch_size,
+            open_sessions,
+            vouchers_activated,
+            sessions_closed,
+            http_requests,
+        }
+    }
+
+    /// Prometheus text exposition of every metric.
+    pub fn render(&self) -> String {
+        let mut out = Vec::with_capacity(16 * 1024);
+        TextEncoder::new()
+            .encode(&self.registry.gather(), &mut out)
+            .expect("text encoding into a Vec cannot fail");
+        String::from_utf8(out).expect("text format is UTF-8")
+    }
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}
