@@ -3,8 +3,20 @@
 //! The UDP path and the REST shim both reach this through `Store::authorize`,
 //! which reads the voucher inside a transaction, calls [`decide`] and applies the
 //! [`AccessDecision`] before committing. There is no second copy of these rules.
+//!
+//! Files: `decide.rs` holds the decision and the reply attributes it grants;
+//! `credential.rs` the PAP/CHAP password check (also used by the REST shim);
+//! `tests.rs` the table of decision cases.
 
 use crate::model::{Plan, Timestamp, Voucher};
+
+mod credential;
+mod decide;
+#[cfg(test)]
+mod tests;
+
+pub use credential::{chap_response, credential_matches};
+pub use decide::decide;
 
 /// The credential a request carried, already un-hidden by the protocol layer.
 #[derive(Clone)]
@@ -13,7 +25,11 @@ pub enum Credential {
     Pap(Vec<u8>),
     /// CHAP: identifier, 16-byte response, and the challenge (CHAP-Challenge, or the
     /// Request Authenticator when the request had none — RFC 2865 §2.2).
-    Chap { ident: u8, response: [u8; 16], challenge: Vec<u8> },
+    Chap {
+        ident: u8,
+        response: [u8; 16],
+        challenge: Vec<u8>,
+    },
     /// Neither User-Password nor CHAP-Password was present (or it was malformed).
     Missing,
 }
@@ -184,12 +200,9 @@ pub fn class_for_voucher(voucher_id: i64) -> String {
 
 /// Parse a Class produced by [`class_for_voucher`].
 pub fn voucher_id_from_class(class: &[u8]) -> Option<i64> {
-    std::str::from_utf8(class).ok()?.strip_prefix("rrnet:v1:")?.parse().ok()
-}
-
-/// Decide an Access-Request. `snapshot` is `None` when no voucher with this code
-/// exists in the NAS's scope.
-pub fn decide(facts: &AccessFacts, snapshot: Option<&VoucherSnapshot>, now: Timestamp) -> AccessDecision {
-    let _ = (facts, snapshot, now);
-    AccessDecision::Reject(RejectReason::UnknownVoucher)
+    std::str::from_utf8(class)
+        .ok()?
+        .strip_prefix("rrnet:v1:")?
+        .parse()
+        .ok()
 }
