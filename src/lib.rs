@@ -7,8 +7,8 @@
 //! - [`policy`]: the voucher decision. No I/O.
 //! - [`store`]: storage trait, SQLite and PostgreSQL.
 
+pub mod metrics;
 pub mod model;
 pub mod policy;
 pub mod proto;
 pub mod store;
-pub mod metrics;

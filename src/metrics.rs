@@ -8,8 +8,8 @@ use prometheus::{
 
 /// Latency buckets fine enough to see 100 µs.
 const LATENCY_BUCKETS: &[f64] = &[
-    0.000_05, 0.000_1, 0.000_2, 0.000_3, 0.000_5, 0.000_75, 0.001, 0.002, 0.005, 0.01, 0.025,
-    0.05, 0.1, 0.25, 0.5, 1.0, 2.5,
+    0.000_05, 0.000_1, 0.000_2, 0.000_3, 0.000_5, 0.000_75, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05,
+    0.1, 0.25, 0.5, 1.0, 2.5,
 ];
 
 /// Label used for packets whose source matched no NAS.
@@ -46,40 +46,63 @@ impl Metrics {
     pub fn new() -> Self {
         let registry = Registry::new();
         let requests = IntCounterVec::new(
-            Opts::new("rrnet_radius_requests_total", "RADIUS requests answered, by packet type, NAS and result"),
+            Opts::new(
+                "rrnet_radius_requests_total",
+                "RADIUS requests answered, by packet type, NAS and result",
+            ),
             &["type", "nas", "result"],
         )
         .unwrap();
         let rejects = IntCounterVec::new(
-            Opts::new("rrnet_radius_rejects_total", "Access-Rejects by NAS and reason"),
+            Opts::new(
+                "rrnet_radius_rejects_total",
+                "Access-Rejects by NAS and reason",
+            ),
             &["nas", "reason"],
         )
         .unwrap();
         let drops = IntCounterVec::new(
-            Opts::new("rrnet_radius_drops_total", "Datagrams dropped without a reply, by NAS and reason"),
+            Opts::new(
+                "rrnet_radius_drops_total",
+                "Datagrams dropped without a reply, by NAS and reason",
+            ),
             &["nas", "reason"],
         )
         .unwrap();
         let duplicates_answered = IntCounterVec::new(
-            Opts::new("rrnet_radius_duplicates_answered_total", "Retransmissions answered from the duplicate cache"),
+            Opts::new(
+                "rrnet_radius_duplicates_answered_total",
+                "Retransmissions answered from the duplicate cache",
+            ),
             &["nas"],
         )
         .unwrap();
         let request_duration = HistogramVec::new(
-            HistogramOpts::new("rrnet_radius_request_duration_seconds", "Time from receiving a request to sending its reply")
-                .buckets(LATENCY_BUCKETS.to_vec()),
+            HistogramOpts::new(
+                "rrnet_radius_request_duration_seconds",
+                "Time from receiving a request to sending its reply",
+            )
+            .buckets(LATENCY_BUCKETS.to_vec()),
             &["type"],
         )
         .unwrap();
         let storage_duration = HistogramVec::new(
-            HistogramOpts::new("rrnet_radius_storage_duration_seconds", "Time spent in storage calls")
-                .buckets(LATENCY_BUCKETS.to_vec()),
+            HistogramOpts::new(
+                "rrnet_radius_storage_duration_seconds",
+                "Time spent in storage calls",
+            )
+            .buckets(LATENCY_BUCKETS.to_vec()),
             &["op"],
         )
         .unwrap();
         let accounting_batch_size = prometheus::Histogram::with_opts(
-            HistogramOpts::new("rrnet_radius_accounting_batch_size", "Accounting records stored per transaction")
-                .buckets(vec![1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0, 128.0, 256.0, 512.0]),
+            HistogramOpts::new(
+                "rrnet_radius_accounting_batch_size",
+                "Accounting records stored per transaction",
+            )
+            .buckets(vec![
+                1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0, 128.0, 256.0, 512.0,
+            ]),
         )
         .unwrap();
         let open_sessions = IntGaugeVec::new(
@@ -93,12 +116,18 @@ impl Metrics {
         )
         .unwrap();
         let sessions_closed = IntCounterVec::new(
-            Opts::new("rrnet_radius_sessions_closed_total", "Sessions closed by the server, by cause"),
+            Opts::new(
+                "rrnet_radius_sessions_closed_total",
+                "Sessions closed by the server, by cause",
+            ),
             &["cause"],
         )
         .unwrap();
         let http_requests = IntCounterVec::new(
-            Opts::new("rrnet_radius_http_requests_total", "REST shim requests by route and status"),
+            Opts::new(
+                "rrnet_radius_http_requests_total",
+                "REST shim requests by route and status",
+            ),
             &["route", "status"],
         )
         .unwrap();
@@ -107,7 +136,9 @@ impl Metrics {
             &["version"],
         )
         .unwrap();
-        build_info.with_label_values(&[env!("CARGO_PKG_VERSION")]).set(1);
+        build_info
+            .with_label_values(&[env!("CARGO_PKG_VERSION")])
+            .set(1);
 
         for c in [
             Box::new(requests.clone()) as Box<dyn prometheus::core::Collector>,
@@ -127,7 +158,9 @@ impl Metrics {
         }
         #[cfg(target_os = "linux")]
         registry
-            .register(Box::new(prometheus::process_collector::ProcessCollector::for_self()))
+            .register(Box::new(
+                prometheus::process_collector::ProcessCollector::for_self(),
+            ))
             .expect("process collector registers once");
 
         Metrics {

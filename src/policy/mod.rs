@@ -3,8 +3,20 @@
 //! The UDP path and the REST shim both reach this through `Store::authorize`,
 //! which reads the voucher inside a transaction, calls [`decide`] and applies the
 //! [`AccessDecision`] before committing. There is no second copy of these rules.
+//!
+//! Files: `decide.rs` holds the decision and the reply attributes it grants;
+//! `credential.rs` the PAP/CHAP password check (also used by the REST shim);
+//! `tests.rs` the table of decision cases.
 
 use crate::model::{Plan, Timestamp, Voucher};
+
+mod credential;
+mod decide;
+#[cfg(test)]
+mod tests;
+
+pub use credential::{chap_response, credential_matches};
+pub use decide::decide;
 
 /// The credential a request carried, already un-hidden by the protocol layer.
 #[derive(Clone)]
@@ -193,15 +205,4 @@ pub fn voucher_id_from_class(class: &[u8]) -> Option<i64> {
         .strip_prefix("rrnet:v1:")?
         .parse()
         .ok()
-}
-
-/// Decide an Access-Request. `snapshot` is `None` when no voucher with this code
-/// exists in the NAS's scope.
-pub fn decide(
-    facts: &AccessFacts,
-    snapshot: Option<&VoucherSnapshot>,
-    now: Timestamp,
-) -> AccessDecision {
-    let _ = (facts, snapshot, now);
-    AccessDecision::Reject(RejectReason::UnknownVoucher)
 }
