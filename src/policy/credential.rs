@@ -3,10 +3,10 @@
 //! Both comparisons run in constant time (`subtle`), so the time a reject takes
 //! says nothing about how many leading bytes of a guess were right.
 
-use md5::{Digest, Md5};
 use subtle::ConstantTimeEq;
 
 use super::Credential;
+pub use crate::proto::chap_response;
 
 /// Does `cred` prove knowledge of `password`?
 ///
@@ -32,23 +32,10 @@ pub fn credential_matches(cred: &Credential, password: &[u8]) -> bool {
     }
 }
 
-/// The CHAP-MD5 response a peer that knows `password` sends: MD5 over the one-octet
-/// Identifier, the secret, then the challenge (RFC 1994 §4.1). RADIUS carries the
-/// Identifier as the first octet of CHAP-Password and the challenge in
-/// CHAP-Challenge, or in the Request Authenticator when that attribute is absent
-/// (RFC 2865 §2.2). Public so that test clients and the load generator can build
-/// CHAP requests with the same arithmetic the server checks.
-pub fn chap_response(ident: u8, password: &[u8], challenge: &[u8]) -> [u8; 16] {
-    let mut md5 = Md5::new();
-    md5.update([ident]);
-    md5.update(password);
-    md5.update(challenge);
-    md5.finalize().into()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use md5::{Digest, Md5};
 
     fn hex16(s: &str) -> [u8; 16] {
         hex::decode(s).unwrap().try_into().unwrap()
