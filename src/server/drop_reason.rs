@@ -1,0 +1,42 @@
+//! Why a datagram got no reply. Every drop is counted under one of these labels.
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum DropReason {
+    /// Source address matches no NAS.
+    UnknownNas,
+    /// Framing error (RFC 2865 §3, RFC 6929 §2.8).
+    Malformed,
+    /// A response code, or a request code this port does not serve.
+    UnexpectedCode,
+    /// Accounting/CoA Request Authenticator does not verify (wrong secret?).
+    BadAuthenticator,
+    /// Message-Authenticator present but wrong (wrong secret, or forgery).
+    BadMessageAuthenticator,
+    /// Message-Authenticator absent where required (BlastRADIUS, CVE-2024-3596).
+    MissingMessageAuthenticator,
+    /// Retransmission of a request still being worked on (RFC 5080 §2.2.2).
+    DuplicateInProgress,
+    /// Work queue full; the NAS will retry.
+    Overload,
+    /// Storage failed; no reply so the NAS retries (accounting is never acknowledged unstored).
+    StorageError,
+    /// Access-Request without a User-Name.
+    MissingUserName,
+}
+
+impl DropReason {
+    pub fn label(self) -> &'static str {
+        match self {
+            DropReason::UnknownNas => "unknown_nas",
+            DropReason::Malformed => "malformed",
+            DropReason::UnexpectedCode => "unexpected_code",
+            DropReason::BadAuthenticator => "bad_authenticator",
+            DropReason::BadMessageAuthenticator => "bad_message_authenticator",
+            DropReason::MissingMessageAuthenticator => "missing_message_authenticator",
+            DropReason::DuplicateInProgress => "duplicate_in_progress",
+            DropReason::Overload => "overload",
+            DropReason::StorageError => "storage_error",
+            DropReason::MissingUserName => "missing_user_name",
+        }
+    }
+}
