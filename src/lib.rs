@@ -7,6 +7,7 @@
 //! - [`policy`]: the voucher decision. No I/O.
 //! - [`store`]: storage trait, SQLite and PostgreSQL.
 
+pub mod dictionary;
 pub mod model;
 pub mod policy;
 pub mod proto;
