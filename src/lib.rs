@@ -6,7 +6,10 @@
 //! - [`model`]: domain records (NAS, plan, voucher, session).
 //! - [`policy`]: the voucher decision. No I/O.
 //! - [`store`]: storage trait, SQLite and PostgreSQL.
+//! - [`server`]: UDP loops for authentication and accounting.
+//! - [`metrics`]: Prometheus registry.
 
+pub mod dictionary;
 pub mod metrics;
 pub mod model;
 pub mod policy;
