@@ -14,4 +14,5 @@ pub mod metrics;
 pub mod model;
 pub mod policy;
 pub mod proto;
+pub mod server;
 pub mod store;

@@ -1,0 +1,173 @@
+//! Group commit for accounting: records queue per writer, each writer stores as
+//! many as are waiting in one transaction, then answers each of them. A record
+//! is acknowledged only after its transaction commits; if storage fails, none of
+//! the batch is answered and the NASes retry.
+
+use std::collections::hash_map::DefaultHasher;
+use std::collections::HashMap;
+use std::hash::{Hash, Hasher};
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
+
+use tokio::net::UdpSocket;
+use tokio::sync::mpsc;
+use tokio::task::JoinHandle;
+
+use super::drop_reason::DropReason;
+use super::request::{accounting_reply, boot_prefix};
+use super::{unix_now, Shared};
+use crate::model::Nas;
+use crate::proto::{DedupKey, Packet};
+use crate::store::{AcctRecord, AcctStatus};
+
+pub struct AcctJob {
+    pub record: AcctRecord,
+    /// The request bytes, to build the reply after commit.
+    pub request: Vec<u8>,
+    pub source: SocketAddr,
+    pub key: DedupKey,
+    pub nas: Arc<Nas>,
+    pub received: Instant,
+}
+
+/// Which writer a record goes to: all records of one session go to the same
+/// writer, so a Stop is never stored before its Start.
+pub fn shard(record: &AcctRecord, writers: usize) -> usize {
+    if writers <= 1 {
+        return 0;
+    }
+    let mut h = DefaultHasher::new();
+    record.nas_id.hash(&mut h);
+    record.acct_session_id.hash(&mut h);
+    (h.finish() % writers as u64) as usize
+}
+
+pub(super) fn spawn_writers(
+    shared: Arc<Shared>,
+    socket: Arc<UdpSocket>,
+) -> (Vec<mpsc::Sender<AcctJob>>, Vec<JoinHandle<()>>) {
+    let n = shared.config.acct_writers.max(1);
+    let per_writer = (shared.config.acct_queue / n).max(16);
+    let boots = Arc::new(Mutex::new(HashMap::new()));
+    let mut senders = Vec::with_capacity(n);
+    let mut handles = Vec::with_capacity(n);
+    for _ in 0..n {
+        let (tx, rx) = mpsc::channel(per_writer);
+        senders.push(tx);
+        handles.push(tokio::spawn(writer(
+            shared.clone(),
+            socket.clone(),
+            rx,
+            boots.clone(),
+        )));
+    }
+    (senders, handles)
+}
+
+async fn writer(
+    shared: Arc<Shared>,
+    socket: Arc<UdpSocket>,
+    mut rx: mpsc::Receiver<AcctJob>,
+    boots: Arc<Mutex<HashMap<i64, String>>>,
+) {
+    let max = shared.config.acct_batch_max.max(1);
+    let mut batch: Vec<AcctJob> = Vec::with_capacity(max);
+    let mut records: Vec<AcctRecord> = Vec::with_capacity(max);
+    while let Some(first) = rx.recv().await {
+        batch.push(first);
+        while batch.len() < max {
+            match rx.try_recv() {
+                Ok(j) => batch.push(j),
+                Err(_) => break,
+            }
+        }
+        detect_reboots(&shared, &batch, &boots).await;
+        records.clear();
+        records.extend(batch.iter().map(|j| j.record.clone()));
+        let t = Instant::now();
+        let result = shared.store.record_accounting(&records).await;
+        shared
+            .metrics
+            .storage_duration
+            .with_label_values(&["record_accounting"])
+            .observe(t.elapsed().as_secs_f64());
+        match result {
+            Ok(()) => {
+                shared
+                    .metrics
+                    .accounting_batch_size
+                    .observe(batch.len() as f64);
+                for job in batch.drain(..) {
+                    let packet = Packet::decode(&job.request).expect("decoded once already");
+                    let reply = accounting_reply(Vec::with_capacity(64), &packet, job.nas.secret.expose());
+                    let _ = socket.send_to(&reply, job.source).await;
+                    shared.answered(true, job.key, &reply);
+                    shared
+                        .metrics
+                        .requests
+                        .with_label_values(&["accounting_request", &job.nas.name, job.record.status.label()])
+                        .inc();
+                    shared
+                        .metrics
+                        .request_duration
+                        .with_label_values(&["accounting_request"])
+                        .observe(job.received.elapsed().as_secs_f64());
+                }
+            }
+            Err(e) => {
+                let detail = e.to_string();
+                for job in batch.drain(..) {
+                    shared.forget(true, &job.key);
+                    shared.drop_packet(Some(&job.nas), job.source, DropReason::StorageError, &detail);
+                }
+            }
+        }
+    }
+}
+
+/// A Start whose Acct-Session-Id carries a new reboot counter means the NAS
+/// restarted and its older sessions are gone (RouterOS hotspots do not send
+/// Accounting-On reliably). Only for NAS entries that are a single host: a CIDR
+/// entry can cover several routers with different counters.
+async fn detect_reboots(shared: &Shared, batch: &[AcctJob], boots: &Mutex<HashMap<i64, String>>) {
+    for job in batch {
+        if job.record.status != AcctStatus::Start {
+            continue;
+        }
+        let single_host = job.nas.address.prefix == if job.nas.address.addr.is_ipv4() { 32 } else { 128 };
+        if !single_host {
+            continue;
+        }
+        let Some(prefix) = boot_prefix(&job.record.acct_session_id) else {
+            continue;
+        };
+        let changed = {
+            let mut map = boots.lock().expect("boot map lock poisoned");
+            match map.insert(job.nas.id, prefix.to_string()) {
+                Some(old) => old != prefix,
+                // First Start seen since this process started: close sessions of
+                // other boots too, in case the NAS rebooted while we were down.
+                None => true,
+            }
+        };
+        if changed {
+            match shared
+                .store
+                .close_nas_sessions(job.nas.id, Some(prefix), "nas-reboot", unix_now())
+                .await
+            {
+                Ok(n) if n > 0 => {
+                    shared
+                        .metrics
+                        .sessions_closed
+                        .with_label_values(&["nas-reboot"])
+                        .inc_by(n);
+                    tracing::info!(nas = %job.nas.name, closed = n, "NAS reboot detected: closed its older sessions");
+                }
+                Ok(_) => {}
+                Err(e) => tracing::warn!(nas = %job.nas.name, error = %e, "closing sessions after NAS reboot failed"),
+            }
+        }
+    }
+}

@@ -1,0 +1,448 @@
+//! The UDP server: authentication (1812) and accounting (1813) loops on sockets
+//! passed in, the in-memory NAS table, bounded work in flight, group-committed
+//! accounting, background housekeeping and graceful shutdown.
+//!
+//! Packet handling order, cheapest check first so that floods cost little:
+//! NAS lookup by source → framing → code allowed on this port → authenticity
+//! (Request Authenticator / Message-Authenticator) → duplicate cache → work.
+
+mod accounting;
+mod drop_reason;
+mod housekeeping;
+mod log_limit;
+mod nas_table;
+pub mod request;
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use tokio::net::UdpSocket;
+use tokio::sync::{mpsc, watch, Semaphore};
+
+pub use drop_reason::DropReason;
+pub use nas_table::NasTable;
+
+use crate::metrics::{Metrics, UNKNOWN_NAS};
+use crate::model::Nas;
+use crate::policy::AccessDecision;
+use crate::proto::{verify_request_authenticator, Code, DedupKey, DuplicateCache, Packet, Seen};
+use crate::store::{AuthorizeOptions, Store};
+
+use accounting::AcctJob;
+use log_limit::LogLimiter;
+
+/// Tunables of the UDP server.
+#[derive(Clone, Debug)]
+pub struct ServerConfig {
+    /// Access-Requests worked on at once; beyond this, datagrams are dropped (the NAS retries).
+    pub max_in_flight: usize,
+    /// How long an answered request's reply is kept for retransmissions (RFC 5080).
+    pub dedup_lifetime: Duration,
+    /// Most entries in each duplicate cache.
+    pub dedup_capacity: usize,
+    pub authorize: AuthorizeOptions,
+    /// Accounting records queued for storage; beyond this, drop (the NAS retries).
+    pub acct_queue: usize,
+    /// Most accounting records per transaction.
+    pub acct_batch_max: usize,
+    /// Parallel accounting writers (sessions are sharded, so each session's records stay in order).
+    pub acct_writers: usize,
+    /// Interim interval assumed for sessions that were not given one.
+    pub default_interim: u64,
+    /// Extra seconds before an open session without interims is closed as stale.
+    pub stale_grace: u64,
+    /// How often stale sessions are closed and the auth log pruned.
+    pub housekeeping_interval: Duration,
+    /// How often the NAS table's generation is polled.
+    pub nas_reload_interval: Duration,
+    /// Auth log retention in seconds; `None` keeps everything.
+    pub auth_log_retention: Option<u64>,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        ServerConfig {
+            max_in_flight: 1024,
+            dedup_lifetime: Duration::from_secs(5),
+            dedup_capacity: 65536,
+            authorize: AuthorizeOptions::default(),
+            acct_queue: 8192,
+            acct_batch_max: 256,
+            acct_writers: 1,
+            default_interim: 300,
+            stale_grace: 60,
+            housekeeping_interval: Duration::from_secs(30),
+            nas_reload_interval: Duration::from_secs(2),
+            auth_log_retention: Some(30 * 86400),
+        }
+    }
+}
+
+/// Unix seconds now. The only clock read on the request path.
+pub fn unix_now() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs() as i64)
+        .unwrap_or(0)
+}
+
+/// State shared by the loops and tasks.
+pub(crate) struct Shared {
+    store: Arc<dyn Store>,
+    metrics: Metrics,
+    config: ServerConfig,
+    /// Swapped whole on reload; readers clone the Arc and drop the lock at once.
+    nas: RwLock<Arc<NasTable>>,
+    /// Duplicate caches, one per port. std Mutex: never held across an await.
+    auth_dedup: Mutex<DuplicateCache>,
+    acct_dedup: Mutex<DuplicateCache>,
+    in_flight: Arc<Semaphore>,
+    log_limit: LogLimiter,
+}
+
+impl Shared {
+    fn nas_table(&self) -> Arc<NasTable> {
+        self.nas.read().expect("NAS table lock poisoned").clone()
+    }
+
+    fn dedup(&self, accounting: bool) -> &Mutex<DuplicateCache> {
+        if accounting {
+            &self.acct_dedup
+        } else {
+            &self.auth_dedup
+        }
+    }
+
+    /// Count a drop and log it (rate-limited so a flood cannot fill the disk).
+    fn drop_packet(&self, nas: Option<&Nas>, source: SocketAddr, reason: DropReason, detail: &str) {
+        let nas_label = nas.map(|n| n.name.as_str()).unwrap_or(UNKNOWN_NAS);
+        self.metrics
+            .drops
+            .with_label_values(&[nas_label, reason.label()])
+            .inc();
+        if self.log_limit.allow() {
+            tracing::warn!(nas = nas_label, %source, reason = reason.label(), detail, "dropped request");
+        }
+    }
+
+    fn answered(&self, accounting: bool, key: DedupKey, reply: &[u8]) {
+        self.dedup(accounting)
+            .lock()
+            .expect("dedup lock poisoned")
+            .answered(key, reply.to_vec());
+    }
+
+    fn forget(&self, accounting: bool, key: &DedupKey) {
+        self.dedup(accounting)
+            .lock()
+            .expect("dedup lock poisoned")
+            .forget(key);
+    }
+}
+
+/// Load the NAS table from storage.
+pub async fn load_nas_table(store: &dyn Store) -> crate::store::StoreResult<NasTable> {
+    let generation = store.nas_generation().await?;
+    let nas = store.list_nas().await?;
+    Ok(NasTable::new(nas, generation))
+}
+
+/// Run the server until `shutdown` resolves, then stop receiving, finish the work
+/// in flight (bounded wait) and flush queued accounting.
+pub async fn serve(
+    auth: UdpSocket,
+    acct: UdpSocket,
+    store: Arc<dyn Store>,
+    metrics: Metrics,
+    config: ServerConfig,
+    shutdown: impl Future<Output = ()> + Send,
+) -> anyhow::Result<()> {
+    let table = load_nas_table(store.as_ref()).await?;
+    if table.is_empty() {
+        tracing::warn!("no NAS is configured: every request will be dropped; add one with `rrnet-radius nas add`");
+    }
+    let shared = Arc::new(Shared {
+        store,
+        metrics,
+        nas: RwLock::new(Arc::new(table)),
+        auth_dedup: Mutex::new(DuplicateCache::new(config.dedup_lifetime, config.dedup_capacity)),
+        acct_dedup: Mutex::new(DuplicateCache::new(config.dedup_lifetime, config.dedup_capacity)),
+        in_flight: Arc::new(Semaphore::new(config.max_in_flight)),
+        log_limit: LogLimiter::new(20),
+        config,
+    });
+    let auth = Arc::new(auth);
+    let acct = Arc::new(acct);
+    let (stop_tx, stop_rx) = watch::channel(false);
+
+    let (acct_senders, writers) = accounting::spawn_writers(shared.clone(), acct.clone());
+    let housekeeping = tokio::spawn(housekeeping::run(shared.clone(), stop_rx.clone()));
+    let auth_loop = tokio::spawn(receive_loop(shared.clone(), auth.clone(), false, None, stop_rx.clone()));
+    let acct_loop = tokio::spawn(receive_loop(
+        shared.clone(),
+        acct.clone(),
+        true,
+        Some(acct_senders),
+        stop_rx.clone(),
+    ));
+    tracing::info!(
+        auth = %auth.local_addr()?,
+        acct = %acct.local_addr()?,
+        "listening for RADIUS"
+    );
+
+    shutdown.await;
+    tracing::info!("shutting down: finishing requests in flight");
+    let _ = stop_tx.send(true);
+    let _ = auth_loop.await;
+    let _ = acct_loop.await; // drops the accounting senders, so writers drain and stop
+    for w in writers {
+        let _ = w.await;
+    }
+    // Wait (bounded) for Access-Requests still being decided.
+    let max = shared.config.max_in_flight as u32;
+    let _ = tokio::time::timeout(Duration::from_secs(5), shared.in_flight.acquire_many(max)).await;
+    let _ = housekeeping.await;
+    tracing::info!("stopped");
+    Ok(())
+}
+
+async fn receive_loop(
+    shared: Arc<Shared>,
+    socket: Arc<UdpSocket>,
+    accounting: bool,
+    acct_senders: Option<Vec<mpsc::Sender<AcctJob>>>,
+    mut stop: watch::Receiver<bool>,
+) {
+    // One byte more than the maximum, so an oversize datagram is seen as such.
+    let mut buf = vec![0u8; crate::proto::MAX_PACKET_LEN + 1];
+    loop {
+        let (n, source) = tokio::select! {
+            biased;
+            _ = stop.changed() => break,
+            r = socket.recv_from(&mut buf) => match r {
+                Ok(v) => v,
+                Err(e) => {
+                    // ICMP errors from earlier sends surface here on Linux; keep serving.
+                    tracing::debug!(error = %e, "recv_from failed");
+                    continue;
+                }
+            },
+        };
+        handle_datagram(&shared, &socket, &buf[..n], source, accounting, acct_senders.as_deref()).await;
+    }
+}
+
+async fn handle_datagram(
+    shared: &Arc<Shared>,
+    socket: &Arc<UdpSocket>,
+    datagram: &[u8],
+    source: SocketAddr,
+    accounting: bool,
+    acct_senders: Option<&[mpsc::Sender<AcctJob>]>,
+) {
+    let received = Instant::now();
+    let table = shared.nas_table();
+    let Some(nas) = table.lookup(source.ip()) else {
+        shared.drop_packet(None, source, DropReason::UnknownNas, "source matches no NAS");
+        return;
+    };
+    let packet = match Packet::decode(datagram) {
+        Ok(p) => p,
+        Err(e) => {
+            shared.drop_packet(Some(nas), source, DropReason::Malformed, e.label());
+            return;
+        }
+    };
+    let code = packet.code();
+    let allowed = match code {
+        Code::StatusServer => true,
+        Code::AccessRequest => !accounting,
+        Code::AccountingRequest => accounting,
+        _ => false,
+    };
+    if !allowed {
+        shared.drop_packet(Some(nas), source, DropReason::UnexpectedCode, code.name());
+        return;
+    }
+    let secret = nas.secret.expose();
+
+    // Authenticity (RFC 2866 §3, RFC 3579 §3.2, RFC 5997 §3).
+    if code == Code::AccountingRequest && !verify_request_authenticator(&packet, secret) {
+        shared.drop_packet(Some(nas), source, DropReason::BadAuthenticator, "Request Authenticator does not verify");
+        return;
+    }
+    match packet.verify_request_message_authenticator(secret) {
+        Some(true) => {}
+        Some(false) => {
+            shared.drop_packet(Some(nas), source, DropReason::BadMessageAuthenticator, "Message-Authenticator does not verify");
+            return;
+        }
+        None => {
+            // Status-Server always needs it (RFC 5997 §3); Access-Request unless the NAS is exempt.
+            let required = code == Code::StatusServer
+                || (code == Code::AccessRequest && nas.require_message_authenticator);
+            if required {
+                shared.drop_packet(Some(nas), source, DropReason::MissingMessageAuthenticator, code.name());
+                return;
+            }
+        }
+    }
+
+    let key = DedupKey {
+        source,
+        identifier: packet.identifier(),
+        authenticator: *packet.authenticator(),
+    };
+    // The lock is released before any await (std Mutex, never held across one).
+    let seen = {
+        let mut cache = shared.dedup(accounting).lock().expect("dedup lock poisoned");
+        match cache.check(key, received) {
+            Seen::New => None,
+            Seen::Answered(reply) => Some(Ok(reply.to_vec())),
+            Seen::InProgress => Some(Err(DropReason::DuplicateInProgress)),
+            Seen::Full => Some(Err(DropReason::Overload)),
+        }
+    };
+    match seen {
+        None => {}
+        Some(Ok(reply)) => {
+            shared
+                .metrics
+                .duplicates_answered
+                .with_label_values(&[&nas.name])
+                .inc();
+            let _ = socket.send_to(&reply, source).await;
+            return;
+        }
+        Some(Err(reason)) => {
+            shared.drop_packet(Some(nas), source, reason, code.name());
+            return;
+        }
+    }
+
+    match code {
+        Code::StatusServer => {
+            let reply = request::status_reply(Vec::with_capacity(64), &packet, accounting, secret);
+            let _ = socket.send_to(&reply, source).await;
+            shared.answered(accounting, key, &reply);
+            shared
+                .metrics
+                .requests
+                .with_label_values(&["status_server", &nas.name, "answered"])
+                .inc();
+        }
+        Code::AccessRequest => {
+            let facts = match request::access_facts(&packet, nas) {
+                Ok(f) => f,
+                Err(reason) => {
+                    shared.forget(false, &key);
+                    shared.drop_packet(Some(nas), source, reason, "Access-Request");
+                    return;
+                }
+            };
+            let Ok(permit) = shared.in_flight.clone().try_acquire_owned() else {
+                shared.forget(false, &key);
+                shared.drop_packet(Some(nas), source, DropReason::Overload, "too many requests in flight");
+                return;
+            };
+            let shared = shared.clone();
+            let socket = socket.clone();
+            let nas = nas.clone();
+            let request = datagram[..packet.len()].to_vec();
+            tokio::spawn(async move {
+                let _permit = permit;
+                let t = Instant::now();
+                let result = shared
+                    .store
+                    .authorize(&facts, unix_now(), shared.config.authorize)
+                    .await;
+                shared
+                    .metrics
+                    .storage_duration
+                    .with_label_values(&["authorize"])
+                    .observe(t.elapsed().as_secs_f64());
+                let decision = match result {
+                    Ok(d) => d,
+                    Err(e) => {
+                        shared.forget(false, &key);
+                        shared.drop_packet(Some(&nas), source, DropReason::StorageError, &e.to_string());
+                        return;
+                    }
+                };
+                let packet = Packet::decode(&request).expect("decoded once already");
+                let reply = request::access_reply(Vec::with_capacity(256), &packet, &decision, nas.secret.expose());
+                let _ = socket.send_to(&reply, source).await;
+                shared.answered(false, key, &reply);
+                record_access_outcome(&shared, &nas, &facts.username, facts.mac.as_deref(), &decision);
+                shared
+                    .metrics
+                    .request_duration
+                    .with_label_values(&["access_request"])
+                    .observe(received.elapsed().as_secs_f64());
+            });
+        }
+        Code::AccountingRequest => {
+            let record = match request::acct_record(&packet, nas.id, unix_now()) {
+                Ok(r) => r,
+                Err(why) => {
+                    shared.forget(true, &key);
+                    shared.drop_packet(Some(nas), source, DropReason::Malformed, why);
+                    return;
+                }
+            };
+            let senders = acct_senders.expect("accounting loop has writers");
+            let shard = accounting::shard(&record, senders.len());
+            let job = AcctJob {
+                record,
+                request: datagram[..packet.len()].to_vec(),
+                source,
+                key,
+                nas: nas.clone(),
+                received,
+            };
+            if senders[shard].try_send(job).is_err() {
+                shared.forget(true, &key);
+                shared.drop_packet(Some(nas), source, DropReason::Overload, "accounting queue full");
+            }
+        }
+        _ => unreachable!("filtered above"),
+    }
+}
+
+fn record_access_outcome(
+    shared: &Shared,
+    nas: &Nas,
+    username: &str,
+    mac: Option<&str>,
+    decision: &AccessDecision,
+) {
+    match decision {
+        AccessDecision::Accept(grant) => {
+            shared
+                .metrics
+                .requests
+                .with_label_values(&["access_request", &nas.name, "accept"])
+                .inc();
+            if grant.activation.is_some() {
+                shared.metrics.vouchers_activated.inc();
+            }
+            tracing::debug!(nas = %nas.name, user = username, mac, "accept");
+        }
+        AccessDecision::Reject(reason) => {
+            shared
+                .metrics
+                .requests
+                .with_label_values(&["access_request", &nas.name, "reject"])
+                .inc();
+            shared
+                .metrics
+                .rejects
+                .with_label_values(&[&nas.name, reason.label()])
+                .inc();
+            tracing::info!(nas = %nas.name, user = username, mac, reason = reason.label(), "reject");
+        }
+    }
+}
