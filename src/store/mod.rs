@@ -2,7 +2,16 @@
 //! embedded default) and PostgreSQL (fleets). The backend is chosen once, from the
 //! database URL's scheme, by [`open`].
 
+mod postgres;
+mod shared;
+mod sqlite;
+
+use std::sync::Arc;
+
 use async_trait::async_trait;
+
+pub use postgres::PgStore;
+pub use sqlite::SqliteStore;
 
 use crate::model::{Nas, NewNas, NewPlan, NewVoucher, Plan, Session, Timestamp, Voucher};
 use crate::policy::{AccessDecision, AccessFacts, RejectReason};
@@ -134,7 +143,11 @@ pub trait Store: Send + Sync + 'static {
     /// Insert all or none; a duplicate code fails the whole call with `Duplicate`.
     async fn add_vouchers(&self, vouchers: &[NewVoucher]) -> StoreResult<Vec<Voucher>>;
     async fn get_voucher(&self, code: &str) -> StoreResult<Voucher>;
-    async fn list_vouchers(&self, plan: Option<&str>, batch: Option<&str>) -> StoreResult<Vec<Voucher>>;
+    async fn list_vouchers(
+        &self,
+        plan: Option<&str>,
+        batch: Option<&str>,
+    ) -> StoreResult<Vec<Voucher>>;
     async fn revoke_voucher(&self, code: &str) -> StoreResult<Voucher>;
 
     // ---- the hot path ----
@@ -143,7 +156,12 @@ pub trait Store: Send + Sync + 'static {
     /// [`crate::policy::decide`], apply the accept (activation, MAC binding, an
     /// `authorized` session row) and record an auth event, then commit.
     /// Two server processes on one PostgreSQL database agree.
-    async fn authorize(&self, facts: &AccessFacts, now: Timestamp, opts: AuthorizeOptions) -> StoreResult<AccessDecision>;
+    async fn authorize(
+        &self,
+        facts: &AccessFacts,
+        now: Timestamp,
+        opts: AuthorizeOptions,
+    ) -> StoreResult<AccessDecision>;
 
     /// Store a batch of accounting records in one transaction (group commit).
     /// Returns only after commit; on error nothing of the batch is stored.
@@ -154,12 +172,24 @@ pub trait Store: Send + Sync + 'static {
 
     /// Close live sessions of `nas_id` whose Acct-Session-Id does not start with
     /// `keep_prefix` (all of them when `None`), with `cause`. Returns how many.
-    async fn close_nas_sessions(&self, nas_id: i64, keep_prefix: Option<&str>, cause: &str, now: Timestamp) -> StoreResult<u64>;
+    async fn close_nas_sessions(
+        &self,
+        nas_id: i64,
+        keep_prefix: Option<&str>,
+        cause: &str,
+        now: Timestamp,
+    ) -> StoreResult<u64>;
 
     /// Close open sessions with no accounting for 2 × interim interval + `grace`
     /// (`default_interim` when the session has none), and drop authorized sessions
     /// older than `authorized_ttl` that never started. Returns how many were closed.
-    async fn close_stale_sessions(&self, now: Timestamp, default_interim: u64, grace: u64, authorized_ttl: u64) -> StoreResult<u64>;
+    async fn close_stale_sessions(
+        &self,
+        now: Timestamp,
+        default_interim: u64,
+        grace: u64,
+        authorized_ttl: u64,
+    ) -> StoreResult<u64>;
 
     async fn list_sessions(&self, open_only: bool) -> StoreResult<Vec<Session>>;
     /// Open sessions per NAS name, for the metrics gauge.
@@ -176,5 +206,21 @@ pub fn decision_result(decision: &AccessDecision) -> (&'static str, Option<Rejec
     match decision {
         AccessDecision::Accept(_) => ("accept", None),
         AccessDecision::Reject(r) => ("reject", Some(*r)),
+    }
+}
+
+/// Open the store named by `url`: `sqlite://PATH` or `sqlite:PATH` (the file is
+/// created when missing; a relative path is relative to the working directory), or
+/// `postgres://…` / `postgresql://…`. Migrations are not run here: the caller calls
+/// [`Store::migrate`], so that a read-only command never changes a schema.
+pub async fn open(url: &str) -> StoreResult<Arc<dyn Store>> {
+    if url.starts_with("sqlite:") {
+        Ok(Arc::new(SqliteStore::open(url).await?))
+    } else if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+        Ok(Arc::new(PgStore::open(url).await?))
+    } else {
+        // Only the scheme is echoed: the rest of a URL may hold a password.
+        let scheme = url.split_once(':').map_or(url, |(scheme, _)| scheme);
+        Err(StoreError::UnsupportedUrl(format!("{scheme}:…")))
     }
 }
