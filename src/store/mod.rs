@@ -2,7 +2,16 @@
 //! embedded default) and PostgreSQL (fleets). The backend is chosen once, from the
 //! database URL's scheme, by [`open`].
 
+mod postgres;
+mod shared;
+mod sqlite;
+
+use std::sync::Arc;
+
 use async_trait::async_trait;
+
+pub use postgres::PgStore;
+pub use sqlite::SqliteStore;
 
 use crate::model::{Nas, NewNas, NewPlan, NewVoucher, Plan, Session, Timestamp, Voucher};
 use crate::policy::{AccessDecision, AccessFacts, RejectReason};
@@ -197,5 +206,21 @@ pub fn decision_result(decision: &AccessDecision) -> (&'static str, Option<Rejec
     match decision {
         AccessDecision::Accept(_) => ("accept", None),
         AccessDecision::Reject(r) => ("reject", Some(*r)),
+    }
+}
+
+/// Open the store named by `url`: `sqlite://PATH` or `sqlite:PATH` (the file is
+/// created when missing; a relative path is relative to the working directory), or
+/// `postgres://…` / `postgresql://…`. Migrations are not run here: the caller calls
+/// [`Store::migrate`], so that a read-only command never changes a schema.
+pub async fn open(url: &str) -> StoreResult<Arc<dyn Store>> {
+    if url.starts_with("sqlite:") {
+        Ok(Arc::new(SqliteStore::open(url).await?))
+    } else if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+        Ok(Arc::new(PgStore::open(url).await?))
+    } else {
+        // Only the scheme is echoed: the rest of a URL may hold a password.
+        let scheme = url.split_once(':').map_or(url, |(scheme, _)| scheme);
+        Err(StoreError::UnsupportedUrl(format!("{scheme}:…")))
     }
 }
