@@ -8,11 +8,17 @@
 //! - [`store`]: storage trait, SQLite and PostgreSQL.
 //! - [`server`]: UDP loops for authentication and accounting.
 //! - [`metrics`]: Prometheus registry.
+//! - [`http`]: operations endpoints and the REST shim.
+//! - [`config`], [`cli`], [`units`]: settings, the command line, human units.
 
+pub mod cli;
+pub mod config;
 pub mod dictionary;
+pub mod http;
 pub mod metrics;
 pub mod model;
 pub mod policy;
 pub mod proto;
 pub mod server;
 pub mod store;
+pub mod units;

@@ -100,13 +100,18 @@ async fn writer(
                     .observe(batch.len() as f64);
                 for job in batch.drain(..) {
                     let packet = Packet::decode(&job.request).expect("decoded once already");
-                    let reply = accounting_reply(Vec::with_capacity(64), &packet, job.nas.secret.expose());
+                    let reply =
+                        accounting_reply(Vec::with_capacity(64), &packet, job.nas.secret.expose());
                     let _ = socket.send_to(&reply, job.source).await;
                     shared.answered(true, job.key, &reply);
                     shared
                         .metrics
                         .requests
-                        .with_label_values(&["accounting_request", &job.nas.name, job.record.status.label()])
+                        .with_label_values(&[
+                            "accounting_request",
+                            &job.nas.name,
+                            job.record.status.label(),
+                        ])
                         .inc();
                     shared
                         .metrics
@@ -119,7 +124,12 @@ async fn writer(
                 let detail = e.to_string();
                 for job in batch.drain(..) {
                     shared.forget(true, &job.key);
-                    shared.drop_packet(Some(&job.nas), job.source, DropReason::StorageError, &detail);
+                    shared.drop_packet(
+                        Some(&job.nas),
+                        job.source,
+                        DropReason::StorageError,
+                        &detail,
+                    );
                 }
             }
         }
@@ -135,7 +145,12 @@ async fn detect_reboots(shared: &Shared, batch: &[AcctJob], boots: &Mutex<HashMa
         if job.record.status != AcctStatus::Start {
             continue;
         }
-        let single_host = job.nas.address.prefix == if job.nas.address.addr.is_ipv4() { 32 } else { 128 };
+        let single_host = job.nas.address.prefix
+            == if job.nas.address.addr.is_ipv4() {
+                32
+            } else {
+                128
+            };
         if !single_host {
             continue;
         }
@@ -166,7 +181,9 @@ async fn detect_reboots(shared: &Shared, batch: &[AcctJob], boots: &Mutex<HashMa
                     tracing::info!(nas = %job.nas.name, closed = n, "NAS reboot detected: closed its older sessions");
                 }
                 Ok(_) => {}
-                Err(e) => tracing::warn!(nas = %job.nas.name, error = %e, "closing sessions after NAS reboot failed"),
+                Err(e) => {
+                    tracing::warn!(nas = %job.nas.name, error = %e, "closing sessions after NAS reboot failed")
+                }
             }
         }
     }

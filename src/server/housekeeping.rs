@@ -40,7 +40,12 @@ async fn sweep(shared: &Shared) {
     let cfg = &shared.config;
     match shared
         .store
-        .close_stale_sessions(now, cfg.default_interim, cfg.stale_grace, cfg.authorize.authorized_ttl)
+        .close_stale_sessions(
+            now,
+            cfg.default_interim,
+            cfg.stale_grace,
+            cfg.authorize.authorized_ttl,
+        )
         .await
     {
         Ok(0) => {}
@@ -62,7 +67,11 @@ async fn sweep(shared: &Shared) {
     match shared.store.open_sessions_by_nas().await {
         Ok(rows) => {
             for (nas, n) in rows {
-                shared.metrics.open_sessions.with_label_values(&[&nas]).set(n);
+                shared
+                    .metrics
+                    .open_sessions
+                    .with_label_values(&[&nas])
+                    .set(n);
             }
         }
         Err(e) => tracing::warn!(error = %e, "counting open sessions failed"),

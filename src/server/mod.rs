@@ -167,8 +167,14 @@ pub async fn serve(
         store,
         metrics,
         nas: RwLock::new(Arc::new(table)),
-        auth_dedup: Mutex::new(DuplicateCache::new(config.dedup_lifetime, config.dedup_capacity)),
-        acct_dedup: Mutex::new(DuplicateCache::new(config.dedup_lifetime, config.dedup_capacity)),
+        auth_dedup: Mutex::new(DuplicateCache::new(
+            config.dedup_lifetime,
+            config.dedup_capacity,
+        )),
+        acct_dedup: Mutex::new(DuplicateCache::new(
+            config.dedup_lifetime,
+            config.dedup_capacity,
+        )),
         in_flight: Arc::new(Semaphore::new(config.max_in_flight)),
         log_limit: LogLimiter::new(20),
         config,
@@ -179,7 +185,13 @@ pub async fn serve(
 
     let (acct_senders, writers) = accounting::spawn_writers(shared.clone(), acct.clone());
     let housekeeping = tokio::spawn(housekeeping::run(shared.clone(), stop_rx.clone()));
-    let auth_loop = tokio::spawn(receive_loop(shared.clone(), auth.clone(), false, None, stop_rx.clone()));
+    let auth_loop = tokio::spawn(receive_loop(
+        shared.clone(),
+        auth.clone(),
+        false,
+        None,
+        stop_rx.clone(),
+    ));
     let acct_loop = tokio::spawn(receive_loop(
         shared.clone(),
         acct.clone(),
@@ -231,7 +243,15 @@ async fn receive_loop(
                 }
             },
         };
-        handle_datagram(&shared, &socket, &buf[..n], source, accounting, acct_senders.as_deref()).await;
+        handle_datagram(
+            &shared,
+            &socket,
+            &buf[..n],
+            source,
+            accounting,
+            acct_senders.as_deref(),
+        )
+        .await;
     }
 }
 
@@ -246,7 +266,12 @@ async fn handle_datagram(
     let received = Instant::now();
     let table = shared.nas_table();
     let Some(nas) = table.lookup(source.ip()) else {
-        shared.drop_packet(None, source, DropReason::UnknownNas, "source matches no NAS");
+        shared.drop_packet(
+            None,
+            source,
+            DropReason::UnknownNas,
+            "source matches no NAS",
+        );
         return;
     };
     let packet = match Packet::decode(datagram) {
@@ -271,13 +296,23 @@ async fn handle_datagram(
 
     // Authenticity (RFC 2866 §3, RFC 3579 §3.2, RFC 5997 §3).
     if code == Code::AccountingRequest && !verify_request_authenticator(&packet, secret) {
-        shared.drop_packet(Some(nas), source, DropReason::BadAuthenticator, "Request Authenticator does not verify");
+        shared.drop_packet(
+            Some(nas),
+            source,
+            DropReason::BadAuthenticator,
+            "Request Authenticator does not verify",
+        );
         return;
     }
     match packet.verify_request_message_authenticator(secret) {
         Some(true) => {}
         Some(false) => {
-            shared.drop_packet(Some(nas), source, DropReason::BadMessageAuthenticator, "Message-Authenticator does not verify");
+            shared.drop_packet(
+                Some(nas),
+                source,
+                DropReason::BadMessageAuthenticator,
+                "Message-Authenticator does not verify",
+            );
             return;
         }
         None => {
@@ -285,7 +320,12 @@ async fn handle_datagram(
             let required = code == Code::StatusServer
                 || (code == Code::AccessRequest && nas.require_message_authenticator);
             if required {
-                shared.drop_packet(Some(nas), source, DropReason::MissingMessageAuthenticator, code.name());
+                shared.drop_packet(
+                    Some(nas),
+                    source,
+                    DropReason::MissingMessageAuthenticator,
+                    code.name(),
+                );
                 return;
             }
         }
@@ -298,7 +338,10 @@ async fn handle_datagram(
     };
     // The lock is released before any await (std Mutex, never held across one).
     let seen = {
-        let mut cache = shared.dedup(accounting).lock().expect("dedup lock poisoned");
+        let mut cache = shared
+            .dedup(accounting)
+            .lock()
+            .expect("dedup lock poisoned");
         match cache.check(key, received) {
             Seen::New => None,
             Seen::Answered(reply) => Some(Ok(reply.to_vec())),
@@ -345,7 +388,12 @@ async fn handle_datagram(
             };
             let Ok(permit) = shared.in_flight.clone().try_acquire_owned() else {
                 shared.forget(false, &key);
-                shared.drop_packet(Some(nas), source, DropReason::Overload, "too many requests in flight");
+                shared.drop_packet(
+                    Some(nas),
+                    source,
+                    DropReason::Overload,
+                    "too many requests in flight",
+                );
                 return;
             };
             let shared = shared.clone();
@@ -368,15 +416,31 @@ async fn handle_datagram(
                     Ok(d) => d,
                     Err(e) => {
                         shared.forget(false, &key);
-                        shared.drop_packet(Some(&nas), source, DropReason::StorageError, &e.to_string());
+                        shared.drop_packet(
+                            Some(&nas),
+                            source,
+                            DropReason::StorageError,
+                            &e.to_string(),
+                        );
                         return;
                     }
                 };
                 let packet = Packet::decode(&request).expect("decoded once already");
-                let reply = request::access_reply(Vec::with_capacity(256), &packet, &decision, nas.secret.expose());
+                let reply = request::access_reply(
+                    Vec::with_capacity(256),
+                    &packet,
+                    &decision,
+                    nas.secret.expose(),
+                );
                 let _ = socket.send_to(&reply, source).await;
                 shared.answered(false, key, &reply);
-                record_access_outcome(&shared, &nas, &facts.username, facts.mac.as_deref(), &decision);
+                record_access_outcome(
+                    &shared,
+                    &nas,
+                    &facts.username,
+                    facts.mac.as_deref(),
+                    &decision,
+                );
                 shared
                     .metrics
                     .request_duration
@@ -405,7 +469,12 @@ async fn handle_datagram(
             };
             if senders[shard].try_send(job).is_err() {
                 shared.forget(true, &key);
-                shared.drop_packet(Some(nas), source, DropReason::Overload, "accounting queue full");
+                shared.drop_packet(
+                    Some(nas),
+                    source,
+                    DropReason::Overload,
+                    "accounting queue full",
+                );
             }
         }
         _ => unreachable!("filtered above"),

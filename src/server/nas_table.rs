@@ -76,8 +76,14 @@ mod tests {
         );
         assert_eq!(t.lookup("10.1.2.3".parse().unwrap()).unwrap().name, "one");
         assert_eq!(t.lookup("10.1.9.9".parse().unwrap()).unwrap().name, "sub");
-        assert_eq!(t.lookup("10.9.9.9".parse().unwrap()).unwrap().name, "all-10");
-        assert_eq!(t.lookup("::ffff:10.1.2.3".parse().unwrap()).unwrap().name, "one");
+        assert_eq!(
+            t.lookup("10.9.9.9".parse().unwrap()).unwrap().name,
+            "all-10"
+        );
+        assert_eq!(
+            t.lookup("::ffff:10.1.2.3".parse().unwrap()).unwrap().name,
+            "one"
+        );
         assert!(t.lookup("192.0.2.1".parse().unwrap()).is_none());
     }
 }

@@ -55,10 +55,7 @@ fn framed_ip(p: &Packet<'_>) -> Option<String> {
 }
 
 /// Facts of an Access-Request from a known, authenticated NAS.
-pub fn access_facts(
-    p: &Packet<'_>,
-    nas: &crate::model::Nas,
-) -> Result<AccessFacts, DropReason> {
+pub fn access_facts(p: &Packet<'_>, nas: &crate::model::Nas) -> Result<AccessFacts, DropReason> {
     let username = match p.attr_str(attr::USER_NAME) {
         Ok(Some(u)) if !u.is_empty() => u.to_owned(),
         _ => return Err(DropReason::MissingUserName),
@@ -119,7 +116,9 @@ pub fn acct_record(
         input_octets: octets(attr::ACCT_INPUT_OCTETS, attr::ACCT_INPUT_GIGAWORDS),
         output_octets: octets(attr::ACCT_OUTPUT_OCTETS, attr::ACCT_OUTPUT_GIGAWORDS),
         terminate_cause,
-        class_voucher_id: p.attr(attr::CLASS).and_then(crate::policy::voucher_id_from_class),
+        class_voucher_id: p
+            .attr(attr::CLASS)
+            .and_then(crate::policy::voucher_id_from_class),
         received_at,
     })
 }
@@ -136,7 +135,9 @@ fn add_reply_attribute(b: &mut PacketBuilder, a: &ReplyAttribute) {
         ReplyAttribute::IdleTimeout(v) => b.add_u32(attr::IDLE_TIMEOUT, *v),
         ReplyAttribute::AcctInterimInterval(v) => b.add_u32(attr::ACCT_INTERIM_INTERVAL, *v),
         ReplyAttribute::Class(s) => b.add(attr::CLASS, cut(s, 253)),
-        ReplyAttribute::MikrotikRateLimit(s) => b.add_vsa(mt::VENDOR_ID, mt::RATE_LIMIT, cut(s, 247)),
+        ReplyAttribute::MikrotikRateLimit(s) => {
+            b.add_vsa(mt::VENDOR_ID, mt::RATE_LIMIT, cut(s, 247))
+        }
         ReplyAttribute::MikrotikTotalLimit(v) => b.add_vsa_u32(mt::VENDOR_ID, mt::TOTAL_LIMIT, *v),
         ReplyAttribute::MikrotikTotalLimitGigawords(v) => {
             b.add_vsa_u32(mt::VENDOR_ID, mt::TOTAL_LIMIT_GIGAWORDS, *v)
@@ -175,7 +176,12 @@ pub fn access_reply(
 
 /// Reply to Status-Server (RFC 5997 §3): Access-Accept on the authentication
 /// port, Accounting-Response on the accounting port.
-pub fn status_reply(buf: Vec<u8>, request: &Packet<'_>, accounting: bool, secret: &[u8]) -> Vec<u8> {
+pub fn status_reply(
+    buf: Vec<u8>,
+    request: &Packet<'_>,
+    accounting: bool,
+    secret: &[u8],
+) -> Vec<u8> {
     let code = if accounting {
         Code::AccountingResponse
     } else {

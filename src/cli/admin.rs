@@ -1,0 +1,570 @@
+//! NAS, plan, voucher and session commands.
+
+use std::sync::Arc;
+
+use anyhow::{anyhow, bail, Context};
+use rand::Rng;
+use serde_json::json;
+
+use super::output::{csv_field, opt, print_table, ts};
+use super::{
+    Format, ListFormat, NasCommand, PlanAddArgs, PlanCommand, SessionCommand, VoucherCommand,
+};
+use crate::model::{Cidr, NewNas, NewPlan, NewVoucher, Plan, Secret, Voucher};
+use crate::store::Store;
+use crate::units::{format_duration, format_size, parse_duration, parse_size};
+
+/// Unambiguous code alphabet: no 0/O, no 1/I. 32 symbols = 5 bits each.
+pub const CODE_ALPHABET: &[u8] = b"23456789ABCDEFGHJKLMNPQRSTUVWXYZ";
+
+fn print_json(v: &serde_json::Value) {
+    println!(
+        "{}",
+        serde_json::to_string_pretty(v).expect("JSON values serialize")
+    );
+}
+
+pub async fn nas(store: Arc<dyn Store>, cmd: &NasCommand) -> anyhow::Result<()> {
+    match cmd {
+        NasCommand::Add {
+            name,
+            address,
+            secret,
+            no_require_message_authenticator,
+            coa_port,
+            site,
+        } => {
+            let address: Cidr = address.parse()?;
+            if secret.len() < 8 {
+                bail!("the shared secret must be at least 8 characters");
+            }
+            if name.trim().is_empty() {
+                bail!("the NAS name must not be empty");
+            }
+            let nas = store
+                .add_nas(&NewNas {
+                    name: name.clone(),
+                    address,
+                    secret: Secret::new(secret.clone()),
+                    require_message_authenticator: !no_require_message_authenticator,
+                    coa_port: *coa_port,
+                    site: site.clone(),
+                })
+                .await?;
+            println!("added NAS {} ({})", nas.name, nas.address);
+            if *no_require_message_authenticator {
+                eprintln!("warning: NAS {} may send Access-Requests without Message-Authenticator (BlastRADIUS, CVE-2024-3596)", nas.name);
+            }
+            Ok(())
+        }
+        NasCommand::List { format } => {
+            let list = store.list_nas().await?;
+            match format {
+                Format::Json => print_json(&json!(list
+                    .iter()
+                    .map(|n| json!({
+                        "name": n.name,
+                        "address": n.address.to_string(),
+                        "require_message_authenticator": n.require_message_authenticator,
+                        "coa_port": n.coa_port,
+                        "site": n.site,
+                        "created_at": ts(Some(n.created_at)),
+                    }))
+                    .collect::<Vec<_>>())),
+                Format::Text => print_table(
+                    &["NAME", "ADDRESS", "REQUIRE-MA", "COA-PORT", "SITE"],
+                    &list
+                        .iter()
+                        .map(|n| {
+                            vec![
+                                n.name.clone(),
+                                n.address.to_string(),
+                                if n.require_message_authenticator {
+                                    "yes"
+                                } else {
+                                    "no"
+                                }
+                                .into(),
+                                n.coa_port.to_string(),
+                                opt(&n.site),
+                            ]
+                        })
+                        .collect::<Vec<_>>(),
+                ),
+            }
+            Ok(())
+        }
+        NasCommand::Remove { name } => {
+            store.remove_nas(name).await?;
+            println!("removed NAS {name}");
+            Ok(())
+        }
+    }
+}
+
+fn opt_duration(v: &Option<String>, what: &str) -> anyhow::Result<Option<u64>> {
+    v.as_deref()
+        .map(|s| parse_duration(s).map_err(|e| anyhow!("--{what}: {e}")))
+        .transpose()
+}
+
+fn opt_u32_duration(v: &Option<String>, what: &str) -> anyhow::Result<Option<u32>> {
+    opt_duration(v, what)?
+        .map(|s| u32::try_from(s).map_err(|_| anyhow!("--{what}: too long")))
+        .transpose()
+}
+
+fn new_plan(a: &PlanAddArgs) -> anyhow::Result<NewPlan> {
+    if a.name.trim().is_empty() {
+        bail!("the plan name must not be empty");
+    }
+    if a.shared_users == 0 {
+        bail!("--shared-users must be at least 1");
+    }
+    let expires_at = a
+        .expires
+        .as_deref()
+        .map(|s| {
+            chrono::DateTime::parse_from_rfc3339(s)
+                .map(|d| d.timestamp())
+                .map_err(|e| {
+                    anyhow!(
+                        "--expires {s:?}: not an RFC 3339 time ({e}); e.g. 2026-12-31T23:59:59Z"
+                    )
+                })
+        })
+        .transpose()?;
+    let data_quota = a
+        .data
+        .as_deref()
+        .map(|s| parse_size(s).map_err(|e| anyhow!("--data: {e}")))
+        .transpose()?;
+    for (v, what) in [
+        (&a.rate_limit, "rate-limit"),
+        (&a.group, "group"),
+        (&a.address_list, "address-list"),
+    ] {
+        if let Some(s) = v {
+            if s.is_empty() || s.len() > 247 {
+                bail!("--{what} must be 1 to 247 characters");
+            }
+        }
+    }
+    if let Some(r) = &a.rate_limit {
+        if !r
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || " /.".contains(c))
+        {
+            bail!("--rate-limit {r:?}: expected RouterOS syntax like 2M/4M or 1M/2M 4M/8M 1M/2M 10/10");
+        }
+    }
+    Ok(NewPlan {
+        name: a.name.clone(),
+        time_quota: opt_duration(&a.time, "time")?,
+        validity: opt_duration(&a.validity, "validity")?,
+        expires_at,
+        data_quota,
+        rate_limit: a.rate_limit.clone(),
+        shared_users: a.shared_users,
+        mac_lock: a.mac_lock,
+        idle_timeout: opt_u32_duration(&a.idle_timeout, "idle-timeout")?,
+        interim_interval: opt_u32_duration(&a.interim, "interim")?,
+        mikrotik_group: a.group.clone(),
+        address_list: a.address_list.clone(),
+        price: a.price.clone(),
+    })
+}
+
+fn plan_json(p: &Plan) -> serde_json::Value {
+    json!({
+        "name": p.name,
+        "time_quota_seconds": p.time_quota,
+        "validity_seconds": p.validity,
+        "expires_at": p.expires_at.map(|t| ts(Some(t))),
+        "data_quota_bytes": p.data_quota,
+        "rate_limit": p.rate_limit,
+        "shared_users": p.shared_users,
+        "mac_lock": p.mac_lock,
+        "idle_timeout_seconds": p.idle_timeout,
+        "interim_interval_seconds": p.interim_interval,
+        "mikrotik_group": p.mikrotik_group,
+        "address_list": p.address_list,
+        "price": p.price,
+    })
+}
+
+pub async fn plan(store: Arc<dyn Store>, cmd: &PlanCommand) -> anyhow::Result<()> {
+    match cmd {
+        PlanCommand::Add(a) => {
+            let p = store.add_plan(&new_plan(a)?).await?;
+            println!("added plan {}", p.name);
+            Ok(())
+        }
+        PlanCommand::List { format } => {
+            let plans = store.list_plans().await?;
+            match format {
+                Format::Json => print_json(&json!(plans.iter().map(plan_json).collect::<Vec<_>>())),
+                Format::Text => print_table(
+                    &[
+                        "NAME", "TIME", "VALIDITY", "EXPIRES", "DATA", "RATE", "SHARED",
+                        "MAC-LOCK", "INTERIM",
+                    ],
+                    &plans
+                        .iter()
+                        .map(|p| {
+                            vec![
+                                p.name.clone(),
+                                p.time_quota.map(format_duration).unwrap_or("-".into()),
+                                p.validity.map(format_duration).unwrap_or("-".into()),
+                                ts(p.expires_at),
+                                p.data_quota.map(format_size).unwrap_or("-".into()),
+                                opt(&p.rate_limit),
+                                p.shared_users.to_string(),
+                                if p.mac_lock { "yes" } else { "no" }.into(),
+                                p.interim_interval
+                                    .map(|v| format_duration(v.into()))
+                                    .unwrap_or("-".into()),
+                            ]
+                        })
+                        .collect::<Vec<_>>(),
+                ),
+            }
+            Ok(())
+        }
+    }
+}
+
+/// A random code over [`CODE_ALPHABET`] from the OS CSPRNG.
+pub fn random_code(len: usize) -> String {
+    let mut rng = rand::rngs::OsRng;
+    (0..len)
+        .map(|_| CODE_ALPHABET[rng.gen_range(0..CODE_ALPHABET.len())] as char)
+        .collect()
+}
+
+fn check_code(code: &str) -> anyhow::Result<()> {
+    if code.is_empty() || code.len() > 64 {
+        bail!("voucher code must be 1 to 64 characters");
+    }
+    if code.chars().any(|c| c.is_control() || c.is_whitespace()) {
+        bail!("voucher code {code:?} contains whitespace or control characters");
+    }
+    Ok(())
+}
+
+fn voucher_json(v: &Voucher, plan: Option<&Plan>, now: i64) -> serde_json::Value {
+    let mut j = json!({
+        "code": v.code,
+        "plan": v.plan_name,
+        "site": v.site,
+        "state": v.state.as_str(),
+        "batch": v.batch,
+        "first_login_at": v.first_login_at.map(|t| ts(Some(t))),
+        "valid_until": v.valid_until.map(|t| ts(Some(t))),
+        "used_seconds": v.used_seconds,
+        "used_bytes": v.used_bytes,
+        "bound_mac": v.bound_mac,
+        "created_at": ts(Some(v.created_at)),
+    });
+    if let Some(p) = plan {
+        j["time_left_seconds"] = json!(p.time_quota.map(|q| q.saturating_sub(v.used_seconds)));
+        j["data_left_bytes"] = json!(p.data_quota.map(|q| q.saturating_sub(v.used_bytes)));
+        let end = [v.valid_until, p.expires_at].into_iter().flatten().min();
+        j["expired"] = json!(end.is_some_and(|e| now >= e));
+    }
+    j
+}
+
+pub async fn voucher(store: Arc<dyn Store>, cmd: &VoucherCommand) -> anyhow::Result<()> {
+    match cmd {
+        VoucherCommand::Add {
+            code,
+            plan,
+            password,
+            site,
+            batch,
+        } => {
+            check_code(code)?;
+            let plan = store.get_plan(plan).await?;
+            store
+                .add_vouchers(&[NewVoucher {
+                    code: code.clone(),
+                    password: password.clone(),
+                    plan_id: plan.id,
+                    site: site.clone(),
+                    batch: batch.clone(),
+                }])
+                .await?;
+            println!("added voucher {code} (plan {})", plan.name);
+            Ok(())
+        }
+        VoucherCommand::Generate {
+            plan,
+            count,
+            length,
+            prefix,
+            site,
+            batch,
+            format,
+        } => {
+            if !(6..=32).contains(length) {
+                bail!("--length must be between 6 and 32");
+            }
+            if *count == 0 || *count > 100_000 {
+                bail!("--count must be between 1 and 100000");
+            }
+            if prefix.len() + length > 64
+                || prefix.chars().any(|c| c.is_whitespace() || c.is_control())
+            {
+                bail!(
+                    "--prefix must be printable without spaces and keep codes within 64 characters"
+                );
+            }
+            let plan = store.get_plan(plan).await?;
+            let mut codes = std::collections::HashSet::new();
+            while codes.len() < *count as usize {
+                codes.insert(format!("{prefix}{}", random_code(*length)));
+            }
+            let new: Vec<NewVoucher> = codes
+                .into_iter()
+                .map(|code| NewVoucher {
+                    code,
+                    password: None,
+                    plan_id: plan.id,
+                    site: site.clone(),
+                    batch: batch.clone(),
+                })
+                .collect();
+            // A clash with an existing code fails the whole batch (all-or-nothing);
+            // with 40+ bits per code that is vanishingly rare, so retry a few times.
+            let mut attempt = 0;
+            let created = loop {
+                match store.add_vouchers(&new).await {
+                    Ok(v) => break v,
+                    Err(crate::store::StoreError::Duplicate(_)) if attempt < 3 => {
+                        attempt += 1;
+                        continue;
+                    }
+                    Err(e) => return Err(e).context("storing generated vouchers"),
+                }
+            };
+            match format {
+                ListFormat::Text => {
+                    for v in &created {
+                        println!("{}", v.code);
+                    }
+                }
+                ListFormat::Csv => {
+                    println!("code,password,plan,batch");
+                    for v in &created {
+                        println!(
+                            "{},{},{},{}",
+                            csv_field(&v.code),
+                            csv_field(&v.password),
+                            csv_field(&v.plan_name),
+                            csv_field(v.batch.as_deref().unwrap_or(""))
+                        );
+                    }
+                }
+                ListFormat::Json => print_json(&json!(created
+                    .iter()
+                    .map(|v| json!({"code": v.code, "password": v.password, "plan": v.plan_name, "batch": v.batch}))
+                    .collect::<Vec<_>>())),
+            }
+            Ok(())
+        }
+        VoucherCommand::Show { code, format } => {
+            let v = store.get_voucher(code).await?;
+            let plan = store.get_plan(&v.plan_name).await?;
+            let now = crate::server::unix_now();
+            let sessions: Vec<_> = store
+                .list_sessions(false)
+                .await?
+                .into_iter()
+                .filter(|s| s.voucher_id == Some(v.id))
+                .collect();
+            match format {
+                Format::Json => {
+                    let mut j = voucher_json(&v, Some(&plan), now);
+                    j["sessions"] = json!(sessions);
+                    print_json(&j);
+                }
+                Format::Text => {
+                    let j = voucher_json(&v, Some(&plan), now);
+                    println!("code:          {}", v.code);
+                    println!("plan:          {}", v.plan_name);
+                    println!("state:         {}", v.state.as_str());
+                    println!("site:          {}", opt(&v.site));
+                    println!("batch:         {}", opt(&v.batch));
+                    println!("first login:   {}", ts(v.first_login_at));
+                    println!("valid until:   {}", ts(v.valid_until.or(plan.expires_at)));
+                    println!(
+                        "time used:     {}{}",
+                        format_duration(v.used_seconds),
+                        plan.time_quota
+                            .map(|q| format!(
+                                " of {} ({} left)",
+                                format_duration(q),
+                                format_duration(q.saturating_sub(v.used_seconds))
+                            ))
+                            .unwrap_or_default()
+                    );
+                    println!(
+                        "data used:     {}{}",
+                        format_size(v.used_bytes),
+                        plan.data_quota
+                            .map(|q| format!(
+                                " of {} ({} left)",
+                                format_size(q),
+                                format_size(q.saturating_sub(v.used_bytes))
+                            ))
+                            .unwrap_or_default()
+                    );
+                    println!("bound MAC:     {}", opt(&v.bound_mac));
+                    if j["expired"] == json!(true) {
+                        println!("expired:       yes");
+                    }
+                    println!("sessions:      {}", sessions.len());
+                    for s in &sessions {
+                        println!(
+                            "  {} {} {} {} {}s in={} out={}",
+                            s.nas_name,
+                            s.acct_session_id,
+                            s.state.as_str(),
+                            opt(&s.mac),
+                            s.session_time,
+                            s.input_octets,
+                            s.output_octets
+                        );
+                    }
+                }
+            }
+            Ok(())
+        }
+        VoucherCommand::List {
+            plan,
+            batch,
+            format,
+        } => {
+            let list = store
+                .list_vouchers(plan.as_deref(), batch.as_deref())
+                .await?;
+            let now = crate::server::unix_now();
+            match format {
+                ListFormat::Json => print_json(&json!(list
+                    .iter()
+                    .map(|v| voucher_json(v, None, now))
+                    .collect::<Vec<_>>())),
+                ListFormat::Csv => {
+                    println!("code,plan,state,batch,first_login_at,used_seconds,used_bytes");
+                    for v in &list {
+                        println!(
+                            "{},{},{},{},{},{},{}",
+                            csv_field(&v.code),
+                            csv_field(&v.plan_name),
+                            v.state.as_str(),
+                            csv_field(v.batch.as_deref().unwrap_or("")),
+                            v.first_login_at.map(|t| ts(Some(t))).unwrap_or_default(),
+                            v.used_seconds,
+                            v.used_bytes
+                        );
+                    }
+                }
+                ListFormat::Text => print_table(
+                    &[
+                        "CODE",
+                        "PLAN",
+                        "STATE",
+                        "FIRST-LOGIN",
+                        "USED-TIME",
+                        "USED-DATA",
+                        "MAC",
+                        "BATCH",
+                    ],
+                    &list
+                        .iter()
+                        .map(|v| {
+                            vec![
+                                v.code.clone(),
+                                v.plan_name.clone(),
+                                v.state.as_str().into(),
+                                ts(v.first_login_at),
+                                format_duration(v.used_seconds),
+                                format_size(v.used_bytes),
+                                opt(&v.bound_mac),
+                                opt(&v.batch),
+                            ]
+                        })
+                        .collect::<Vec<_>>(),
+                ),
+            }
+            Ok(())
+        }
+        VoucherCommand::Revoke { code } => {
+            store.revoke_voucher(code).await?;
+            println!("revoked voucher {code}");
+            Ok(())
+        }
+    }
+}
+
+pub async fn session(store: Arc<dyn Store>, cmd: &SessionCommand) -> anyhow::Result<()> {
+    match cmd {
+        SessionCommand::List { open, format } => {
+            let list = store.list_sessions(*open).await?;
+            match format {
+                Format::Json => print_json(&json!(list)),
+                Format::Text => print_table(
+                    &[
+                        "NAS",
+                        "SESSION-ID",
+                        "USER",
+                        "MAC",
+                        "IP",
+                        "STATE",
+                        "STARTED",
+                        "TIME",
+                        "IN",
+                        "OUT",
+                        "CAUSE",
+                    ],
+                    &list
+                        .iter()
+                        .map(|s| {
+                            vec![
+                                s.nas_name.clone(),
+                                s.acct_session_id.clone(),
+                                s.username.clone(),
+                                opt(&s.mac),
+                                opt(&s.framed_ip),
+                                s.state.as_str().into(),
+                                ts(s.started_at),
+                                format_duration(s.session_time),
+                                s.input_octets.to_string(),
+                                s.output_octets.to_string(),
+                                opt(&s.terminate_cause),
+                            ]
+                        })
+                        .collect::<Vec<_>>(),
+                ),
+            }
+            Ok(())
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn codes_use_the_alphabet() {
+        let c = random_code(32);
+        assert_eq!(c.len(), 32);
+        assert!(c.bytes().all(|b| CODE_ALPHABET.contains(&b)));
+        assert_eq!(CODE_ALPHABET.len(), 32);
+        for bad in [b'0', b'O', b'1', b'I'] {
+            assert!(!CODE_ALPHABET.contains(&bad));
+        }
+    }
+}

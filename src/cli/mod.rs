@@ -1,0 +1,356 @@
+//! The `rrnet-radius` command line. `main.rs` only calls [`run`].
+
+mod admin;
+mod output;
+mod serve;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+use crate::config::DEFAULT_DATABASE_URL;
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "rrnet-radius",
+    version,
+    about = "RADIUS server for MikroTik hotspot vouchers",
+    long_about = "RADIUS server for MikroTik hotspot vouchers.\n\nRun `rrnet-radius serve` to start it on an embedded SQLite database (created on first start); use the other commands to manage NAS entries, plans and vouchers in the same database."
+)]
+pub struct Cli {
+    /// Database URL: sqlite://PATH (default sqlite://rrnet-radius.db) or postgres://USER@HOST/DB.
+    #[arg(long, global = true, env = "RRNET_DATABASE_URL")]
+    pub database: Option<String>,
+    /// Log format for messages on stderr.
+    #[arg(long, global = true, env = "RRNET_LOG_FORMAT", value_enum)]
+    pub log_format: Option<LogFormat>,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Clone, Copy, Debug, ValueEnum, PartialEq, Eq)]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+#[derive(Clone, Copy, Debug, ValueEnum, PartialEq, Eq, Default)]
+pub enum Format {
+    #[default]
+    Text,
+    Json,
+}
+
+#[derive(Clone, Copy, Debug, ValueEnum, PartialEq, Eq, Default)]
+pub enum ListFormat {
+    #[default]
+    Text,
+    Csv,
+    Json,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// Run the RADIUS server (UDP authentication and accounting), the metrics
+    /// listener, and the REST shim when RRNET_RADIUS_REST_SECRET is set.
+    Serve(ServeArgs),
+    /// Create or upgrade the database schema, then exit.
+    Migrate,
+    /// Manage NAS entries (the routers allowed to talk to the server).
+    #[command(subcommand)]
+    Nas(NasCommand),
+    /// Manage plans (what a voucher is worth).
+    #[command(subcommand)]
+    Plan(PlanCommand),
+    /// Manage vouchers.
+    #[command(subcommand)]
+    Voucher(VoucherCommand),
+    /// Show sessions.
+    #[command(subcommand)]
+    Session(SessionCommand),
+}
+
+#[derive(Args, Debug, Default)]
+pub struct ServeArgs {
+    /// TOML config file; environment variables and flags override it.
+    #[arg(long, env = "RRNET_CONFIG")]
+    pub config: Option<PathBuf>,
+    /// UDP address for Access-Requests [default: 0.0.0.0:1812].
+    #[arg(long, env = "RRNET_AUTH_LISTEN")]
+    pub auth_listen: Option<std::net::SocketAddr>,
+    /// UDP address for Accounting-Requests [default: 0.0.0.0:1813].
+    #[arg(long, env = "RRNET_ACCT_LISTEN")]
+    pub acct_listen: Option<std::net::SocketAddr>,
+    /// HTTP address of the REST shim, used only when RRNET_RADIUS_REST_SECRET is set [default: 127.0.0.1:8080].
+    #[arg(long, env = "RRNET_HTTP_LISTEN")]
+    pub http_listen: Option<std::net::SocketAddr>,
+    /// HTTP address for /metrics, /healthz and /readyz; "off" disables it [default: 127.0.0.1:9812].
+    #[arg(long, env = "RRNET_METRICS_LISTEN")]
+    pub metrics_listen: Option<String>,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum NasCommand {
+    /// Add a NAS. Requests from its address (or network) are checked with its secret.
+    Add {
+        /// Unique name (used in logs and metrics).
+        #[arg(long)]
+        name: String,
+        /// Source address or CIDR network, e.g. 203.0.113.7 or 10.8.0.0/24.
+        #[arg(long)]
+        address: String,
+        /// Shared secret (at least 8 characters; RouterOS allows up to 64).
+        #[arg(long, env = "RRNET_NAS_SECRET", hide_env_values = true)]
+        secret: String,
+        /// Accept Access-Requests without Message-Authenticator from this NAS
+        /// (weakens BlastRADIUS protection; only for old RouterOS).
+        #[arg(long)]
+        no_require_message_authenticator: bool,
+        /// UDP port of the router's `/radius incoming` (CoA/Disconnect).
+        #[arg(long, default_value_t = 3799)]
+        coa_port: u16,
+        /// Site/tenant scope: only vouchers of this site (or of no site) log in here.
+        #[arg(long)]
+        site: Option<String>,
+    },
+    /// List NAS entries (secrets are not shown).
+    List {
+        #[arg(long, value_enum, default_value_t)]
+        format: Format,
+    },
+    /// Remove a NAS by name.
+    Remove { name: String },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum PlanCommand {
+    /// Add a plan.
+    Add(PlanAddArgs),
+    /// List plans.
+    List {
+        #[arg(long, value_enum, default_value_t)]
+        format: Format,
+    },
+}
+
+#[derive(Args, Debug)]
+pub struct PlanAddArgs {
+    #[arg(long)]
+    pub name: String,
+    /// Time quota: seconds of use, e.g. 1h, 30m [default: unlimited].
+    #[arg(long)]
+    pub time: Option<String>,
+    /// Validity from first login, e.g. 1d, 7d [default: none].
+    #[arg(long)]
+    pub validity: Option<String>,
+    /// Absolute expiry, RFC 3339, e.g. 2026-12-31T23:59:59Z.
+    #[arg(long)]
+    pub expires: Option<String>,
+    /// Data quota (upload + download), e.g. 500MiB, 2GiB [default: unlimited].
+    #[arg(long)]
+    pub data: Option<String>,
+    /// Mikrotik-Rate-Limit, `rx/tx [burst-rx/burst-tx …]` (rx = client upload), e.g. 2M/4M.
+    #[arg(long)]
+    pub rate_limit: Option<String>,
+    /// Simultaneous devices.
+    #[arg(long, default_value_t = 1)]
+    pub shared_users: u32,
+    /// Bind the voucher to the first device (MAC) that logs in.
+    #[arg(long)]
+    pub mac_lock: bool,
+    /// Idle-Timeout, e.g. 5m.
+    #[arg(long)]
+    pub idle_timeout: Option<String>,
+    /// Acct-Interim-Interval, e.g. 5m.
+    #[arg(long)]
+    pub interim: Option<String>,
+    /// Mikrotik-Group (hotspot user profile on the router).
+    #[arg(long)]
+    pub group: Option<String>,
+    /// Mikrotik-Address-List to put the client's address in.
+    #[arg(long)]
+    pub address_list: Option<String>,
+    /// Price shown on printed vouchers, e.g. "5.00 USD".
+    #[arg(long)]
+    pub price: Option<String>,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum VoucherCommand {
+    /// Add one voucher with a chosen code.
+    Add {
+        code: String,
+        #[arg(long)]
+        plan: String,
+        /// Password [default: the code itself].
+        #[arg(long)]
+        password: Option<String>,
+        /// Site/tenant scope.
+        #[arg(long)]
+        site: Option<String>,
+        /// Batch name.
+        #[arg(long)]
+        batch: Option<String>,
+    },
+    /// Generate random vouchers.
+    ///
+    /// Codes are drawn from the operating system's CSPRNG over a 32-character
+    /// alphabet without look-alikes (23456789ABCDEFGHJKLMNPQRSTUVWXYZ: no 0/O,
+    /// 1/I), so each character carries 5 bits: the default length 8 gives 40 bits
+    /// of entropy (about 1.1 × 10^12 codes), length 10 gives 50 bits.
+    Generate {
+        #[arg(long)]
+        plan: String,
+        #[arg(long)]
+        count: u32,
+        /// Characters per code (6–32), not counting the prefix.
+        #[arg(long, default_value_t = 8)]
+        length: usize,
+        /// Fixed prefix put before each code.
+        #[arg(long, default_value = "")]
+        prefix: String,
+        /// Site/tenant scope.
+        #[arg(long)]
+        site: Option<String>,
+        /// Batch name recorded with the vouchers.
+        #[arg(long)]
+        batch: Option<String>,
+        #[arg(long, value_enum, default_value_t)]
+        format: ListFormat,
+    },
+    /// Show one voucher: plan, usage, what is left, its sessions.
+    Show {
+        code: String,
+        #[arg(long, value_enum, default_value_t)]
+        format: Format,
+    },
+    /// List vouchers.
+    List {
+        #[arg(long)]
+        plan: Option<String>,
+        #[arg(long)]
+        batch: Option<String>,
+        #[arg(long, value_enum, default_value_t)]
+        format: ListFormat,
+    },
+    /// Revoke a voucher: later logins are rejected.
+    Revoke { code: String },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum SessionCommand {
+    /// List sessions, newest first.
+    List {
+        /// Only sessions still open (or authorized and not yet started).
+        #[arg(long)]
+        open: bool,
+        #[arg(long, value_enum, default_value_t)]
+        format: Format,
+    },
+}
+
+/// Parse the command line, run it, and turn errors into a message and exit code 1.
+pub fn run() -> ExitCode {
+    let cli = Cli::parse();
+    init_logging(cli.log_format.unwrap_or(LogFormat::Text));
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(dispatch(cli)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn init_logging(format: LogFormat) {
+    use tracing_subscriber::EnvFilter;
+    let filter =
+        EnvFilter::try_from_env("RRNET_LOG").unwrap_or_else(|_| EnvFilter::new("info,sqlx=warn"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    match format {
+        LogFormat::Text => builder.init(),
+        LogFormat::Json => builder.json().init(),
+    }
+}
+
+/// The database URL from the flag or environment, else the default.
+fn database_url(cli: &Cli, file: Option<&str>) -> String {
+    cli.database
+        .clone()
+        .or_else(|| file.map(str::to_owned))
+        .unwrap_or_else(|| DEFAULT_DATABASE_URL.to_string())
+}
+
+/// The URL with any password replaced, for messages.
+pub fn redact_url(url: &str) -> String {
+    if let Some((scheme, rest)) = url.split_once("://") {
+        if let Some((creds, host)) = rest.split_once('@') {
+            if let Some((user, _)) = creds.split_once(':') {
+                return format!("{scheme}://{user}:****@{host}");
+            }
+        }
+    }
+    url.to_string()
+}
+
+async fn open_store(url: &str) -> anyhow::Result<std::sync::Arc<dyn crate::store::Store>> {
+    let store = crate::store::open(url)
+        .await
+        .map_err(|e| anyhow::anyhow!("cannot open database {}: {e}", redact_url(url)))?;
+    store
+        .migrate()
+        .await
+        .map_err(|e| anyhow::anyhow!("cannot migrate database {}: {e}", redact_url(url)))?;
+    Ok(store)
+}
+
+async fn dispatch(cli: Cli) -> anyhow::Result<()> {
+    match &cli.command {
+        Command::Serve(args) => serve::run(&cli, args).await,
+        Command::Migrate => {
+            let url = database_url(&cli, None);
+            open_store(&url).await?;
+            println!("database {} is up to date", redact_url(&url));
+            Ok(())
+        }
+        Command::Nas(c) => admin::nas(open_store(&database_url(&cli, None)).await?, c).await,
+        Command::Plan(c) => admin::plan(open_store(&database_url(&cli, None)).await?, c).await,
+        Command::Voucher(c) => {
+            admin::voucher(open_store(&database_url(&cli, None)).await?, c).await
+        }
+        Command::Session(c) => {
+            admin::session(open_store(&database_url(&cli, None)).await?, c).await
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cli_is_consistent() {
+        use clap::CommandFactory;
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn redacts_passwords() {
+        assert_eq!(redact_url("postgres://u:pw@h/db"), "postgres://u:****@h/db");
+        assert_eq!(redact_url("postgres://u@h/db"), "postgres://u@h/db");
+        assert_eq!(redact_url("sqlite://x.db"), "sqlite://x.db");
+    }
+}

@@ -1,0 +1,105 @@
+//! `rrnet-radius serve`: resolve settings, open and migrate storage, bind the
+//! sockets, and run until SIGINT/SIGTERM.
+
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+
+use anyhow::Context;
+use tokio::net::UdpSocket;
+
+use super::{database_url, open_store, redact_url, Cli, ServeArgs};
+use crate::config::{self, FileConfig};
+use crate::http::ops::{self, OpsState};
+use crate::metrics::Metrics;
+
+/// Resolves when SIGINT or SIGTERM arrives.
+pub async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        _ = ctrl_c => {},
+        _ = term => {},
+    }
+}
+
+fn parse_addr(s: &str, what: &str) -> anyhow::Result<SocketAddr> {
+    s.parse()
+        .with_context(|| format!("{what} {s:?} is not an address like 127.0.0.1:9812"))
+}
+
+pub async fn run(cli: &Cli, args: &ServeArgs) -> anyhow::Result<()> {
+    let file = match &args.config {
+        Some(p) => FileConfig::load(p)?,
+        None => FileConfig::default(),
+    };
+    let url = database_url(cli, file.database.as_deref());
+    let auth_addr = args
+        .auth_listen
+        .or(file.auth_listen)
+        .unwrap_or(parse_addr(config::DEFAULT_AUTH_LISTEN, "auth address")?);
+    let acct_addr = args
+        .acct_listen
+        .or(file.acct_listen)
+        .unwrap_or(parse_addr(config::DEFAULT_ACCT_LISTEN, "acct address")?);
+    let metrics_addr = match args
+        .metrics_listen
+        .clone()
+        .or(file.metrics_listen.clone())
+        .unwrap_or_else(|| config::DEFAULT_METRICS_LISTEN.to_string())
+    {
+        s if s.is_empty() || s == "off" => None,
+        s => Some(parse_addr(&s, "--metrics-listen")?),
+    };
+    let server_config = file.server_config()?;
+    for path in &file.dictionaries {
+        // Extra dictionaries are validated at start so a broken file fails fast.
+        let mut d = crate::dictionary::Dictionary::with_builtin();
+        d.load_file(path)
+            .with_context(|| format!("loading dictionary {}", path.display()))?;
+    }
+
+    let store = open_store(&url).await?;
+    tracing::info!(database = %redact_url(&url), "storage ready");
+
+    let auth = UdpSocket::bind(auth_addr)
+        .await
+        .with_context(|| format!("cannot bind the authentication port {auth_addr}"))?;
+    let acct = UdpSocket::bind(acct_addr)
+        .await
+        .with_context(|| format!("cannot bind the accounting port {acct_addr}"))?;
+
+    let metrics = Metrics::new();
+    let sockets_ready = Arc::new(AtomicBool::new(false));
+    if let Some(addr) = metrics_addr {
+        let listener = tokio::net::TcpListener::bind(addr)
+            .await
+            .with_context(|| format!("cannot bind the metrics listener {addr}"))?;
+        tracing::info!(%addr, "metrics listening on /metrics, /healthz, /readyz");
+        let app = ops::router(OpsState {
+            metrics: metrics.clone(),
+            store: store.clone(),
+            sockets_ready: sockets_ready.clone(),
+        });
+        tokio::spawn(async move {
+            if let Err(e) = axum::serve(listener, app).await {
+                tracing::error!(error = %e, "metrics listener stopped");
+            }
+        });
+    }
+
+    sockets_ready.store(true, Ordering::Release);
+    crate::server::serve(auth, acct, store, metrics, server_config, shutdown_signal()).await
+}

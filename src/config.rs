@@ -1,0 +1,128 @@
+//! Settings, layered: built-in defaults → TOML file (`--config`) → environment
+//! variables → command-line flags. Environment and flags are handled by clap
+//! (`env = …` on each flag); this module owns the file and the defaults.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::Deserialize;
+
+use crate::server::ServerConfig;
+use crate::units::parse_duration;
+
+pub const DEFAULT_DATABASE_URL: &str = "sqlite://rrnet-radius.db";
+pub const DEFAULT_AUTH_LISTEN: &str = "0.0.0.0:1812";
+pub const DEFAULT_ACCT_LISTEN: &str = "0.0.0.0:1813";
+pub const DEFAULT_METRICS_LISTEN: &str = "127.0.0.1:9812";
+pub const DEFAULT_HTTP_LISTEN: &str = "127.0.0.1:8080";
+/// The REST shim refuses shorter bearer secrets.
+pub const MIN_REST_SECRET_LEN: usize = 16;
+
+/// The TOML config file. Unknown keys are an error, so a typo is not silently ignored.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileConfig {
+    pub database: Option<String>,
+    pub auth_listen: Option<SocketAddr>,
+    pub acct_listen: Option<SocketAddr>,
+    pub http_listen: Option<SocketAddr>,
+    /// Set to an empty string to disable the metrics listener.
+    pub metrics_listen: Option<String>,
+    /// "text" or "json".
+    pub log_format: Option<String>,
+    /// Extra FreeRADIUS-format dictionary files loaded at start.
+    #[serde(default)]
+    pub dictionaries: Vec<PathBuf>,
+    #[serde(default)]
+    pub server: ServerSection,
+}
+
+/// `[server]` section: durations as strings like "5s", "30d".
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ServerSection {
+    pub max_in_flight: Option<usize>,
+    pub dedup_lifetime: Option<String>,
+    pub acct_queue: Option<usize>,
+    pub acct_batch_max: Option<usize>,
+    pub acct_writers: Option<usize>,
+    pub default_interim: Option<String>,
+    pub stale_grace: Option<String>,
+    pub authorized_ttl: Option<String>,
+    pub auth_log_retention: Option<String>,
+}
+
+impl FileConfig {
+    pub fn load(path: &Path) -> anyhow::Result<Self> {
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| anyhow::anyhow!("cannot read config file {}: {e}", path.display()))?;
+        toml::from_str(&text).map_err(|e| anyhow::anyhow!("config file {}: {e}", path.display()))
+    }
+
+    /// Apply the `[server]` section over the defaults.
+    pub fn server_config(&self) -> anyhow::Result<ServerConfig> {
+        let mut c = ServerConfig::default();
+        let s = &self.server;
+        let dur = |v: &Option<String>, key: &str| -> anyhow::Result<Option<u64>> {
+            v.as_deref()
+                .map(|x| parse_duration(x).map_err(|e| anyhow::anyhow!("[server] {key}: {e}")))
+                .transpose()
+        };
+        if let Some(v) = s.max_in_flight {
+            c.max_in_flight = v.max(1);
+        }
+        if let Some(v) = dur(&s.dedup_lifetime, "dedup_lifetime")? {
+            c.dedup_lifetime = Duration::from_secs(v);
+        }
+        if let Some(v) = s.acct_queue {
+            c.acct_queue = v.max(1);
+        }
+        if let Some(v) = s.acct_batch_max {
+            c.acct_batch_max = v.max(1);
+        }
+        if let Some(v) = s.acct_writers {
+            c.acct_writers = v.max(1);
+        }
+        if let Some(v) = dur(&s.default_interim, "default_interim")? {
+            c.default_interim = v.max(1);
+        }
+        if let Some(v) = dur(&s.stale_grace, "stale_grace")? {
+            c.stale_grace = v;
+        }
+        if let Some(v) = dur(&s.authorized_ttl, "authorized_ttl")? {
+            c.authorize.authorized_ttl = v;
+        }
+        if let Some(v) = dur(&s.auth_log_retention, "auth_log_retention")? {
+            c.auth_log_retention = if v == 0 { None } else { Some(v) };
+        }
+        Ok(c)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn unknown_keys_are_errors() {
+        let e = toml::from_str::<FileConfig>("databse = \"x\"").unwrap_err();
+        assert!(e.to_string().contains("databse"), "{e}");
+        let e = toml::from_str::<FileConfig>("[server]\nmax_in_flite = 3").unwrap_err();
+        assert!(e.to_string().contains("max_in_flite"), "{e}");
+    }
+
+    #[test]
+    fn server_section() {
+        let f: FileConfig = toml::from_str(
+            "database = \"sqlite://x.db\"\nauth_listen = \"127.0.0.1:11812\"\n[server]\nstale_grace = \"2m\"\nauth_log_retention = \"0\"\nacct_writers = 4",
+        )
+        .unwrap();
+        let c = f.server_config().unwrap();
+        assert_eq!(c.stale_grace, 120);
+        assert_eq!(c.auth_log_retention, None);
+        assert_eq!(c.acct_writers, 4);
+        let f: FileConfig = toml::from_str("[server]\nstale_grace = \"soon\"").unwrap();
+        assert!(f.server_config().is_err());
+    }
+}
