@@ -1,0 +1,1788 @@
+//! One storage test battery, run against SQLite (a fresh temporary file per test)
+//! and PostgreSQL (a fresh schema per test in the database named by
+//! `RRNET_TEST_POSTGRES_URL`, default `postgres://postgres@127.0.0.1:5432/test`).
+//!
+//! When PostgreSQL cannot be reached its tests print `SKIPPED: …` and pass, unless
+//! `RRNET_REQUIRE_POSTGRES=1`, which makes them fail (CI sets it).
+//!
+//! Most cases drive `authorize` through `authorize_with_policy` with small stand-in
+//! decision functions, so that they test what storage does (snapshot, activation
+//! guard, MAC binding, session rows, auth events, row locking) and not the voucher
+//! rules. The cases in the section "needs the real policy" go through
+//! `Store::authorize`, i.e. `policy::decide`, and assume the rules of DESIGN §5.
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use rrnet_radius::model::{
+    Nas, NewNas, NewPlan, NewVoucher, Plan, Secret, Session, SessionState, Timestamp, VoucherState,
+};
+use rrnet_radius::policy::{
+    AccessDecision, AccessFacts, Activation, Credential, Grant, RejectReason, VoucherSnapshot,
+};
+use rrnet_radius::store::{
+    self, AcctRecord, AcctStatus, AuthEventFilter, AuthorizeOptions, PgStore, SqliteStore, Store,
+    StoreError, StoreResult,
+};
+
+// ---------------------------------------------------------------------------
+// Backends and fixtures
+// ---------------------------------------------------------------------------
+
+type Decide =
+    dyn Fn(&AccessFacts, Option<&VoucherSnapshot>, Timestamp) -> AccessDecision + Send + Sync;
+
+/// What the battery needs beyond [`Store`]: a second instance on the same
+/// database, and authorize with a stand-in decision.
+#[async_trait]
+trait Backend: Store + Sized {
+    async fn open_url(url: &str) -> StoreResult<Self>;
+    async fn authorize_with(
+        &self,
+        facts: &AccessFacts,
+        now: Timestamp,
+        opts: AuthorizeOptions,
+        decide: &Decide,
+    ) -> StoreResult<AccessDecision>;
+}
+
+#[async_trait]
+impl Backend for SqliteStore {
+    async fn open_url(url: &str) -> StoreResult<Self> {
+        SqliteStore::open(url).await
+    }
+    async fn authorize_with(
+        &self,
+        facts: &AccessFacts,
+        now: Timestamp,
+        opts: AuthorizeOptions,
+        decide: &Decide,
+    ) -> StoreResult<AccessDecision> {
+        self.authorize_with_policy(facts, now, opts, |f, s, n| decide(f, s, n))
+            .await
+    }
+}
+
+#[async_trait]
+impl Backend for PgStore {
+    async fn open_url(url: &str) -> StoreResult<Self> {
+        PgStore::open(url).await
+    }
+    async fn authorize_with(
+        &self,
+        facts: &AccessFacts,
+        now: Timestamp,
+        opts: AuthorizeOptions,
+        decide: &Decide,
+    ) -> StoreResult<AccessDecision> {
+        self.authorize_with_policy(facts, now, opts, |f, s, n| decide(f, s, n))
+            .await
+    }
+}
+
+struct Fixture<S> {
+    store: S,
+    /// Opens further instances on the same database.
+    url: String,
+    _guard: Guard,
+}
+
+#[allow(dead_code)] // the fields are held for their Drop
+enum Guard {
+    Dir(tempfile::TempDir),
+    Pg(PgSchema),
+}
+
+async fn sqlite_fixture() -> Option<Fixture<SqliteStore>> {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let url = format!("sqlite://{}", dir.path().join("battery.db").display());
+    let store = SqliteStore::open(&url).await.expect("open sqlite");
+    store.migrate().await.expect("migrate sqlite");
+    Some(Fixture {
+        store,
+        url,
+        _guard: Guard::Dir(dir),
+    })
+}
+
+fn pg_base_url() -> String {
+    std::env::var("RRNET_TEST_POSTGRES_URL")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".into())
+}
+
+/// The URL without its user and password, for messages.
+fn redacted(url: &str) -> String {
+    match (url.split_once("://"), url.rsplit_once('@')) {
+        (Some((scheme, _)), Some((_, host))) => format!("{scheme}://…@{host}"),
+        _ => url.to_string(),
+    }
+}
+
+/// A schema made for one test and dropped when the test ends (also on panic).
+struct PgSchema {
+    base_url: String,
+    name: String,
+}
+
+impl Drop for PgSchema {
+    fn drop(&mut self) {
+        let base = self.base_url.clone();
+        let name = self.name.clone();
+        // Drop runs inside the test's runtime, where blocking on a future is not
+        // allowed: use a thread with its own small runtime.
+        let _ = std::thread::spawn(move || {
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .unwrap();
+            rt.block_on(async {
+                use sqlx::Connection;
+                if let Ok(mut conn) = sqlx::PgConnection::connect(&base).await {
+                    let _ = sqlx::query(&format!("DROP SCHEMA IF EXISTS {name} CASCADE"))
+                        .execute(&mut conn)
+                        .await;
+                }
+            });
+        })
+        .join();
+    }
+}
+
+async fn pg_fixture() -> Option<Fixture<PgStore>> {
+    use sqlx::Connection;
+    let base = pg_base_url();
+    let shown = redacted(&base);
+    let admin =
+        tokio::time::timeout(Duration::from_secs(5), sqlx::PgConnection::connect(&base)).await;
+    let mut admin = match admin {
+        Ok(Ok(conn)) => conn,
+        other => {
+            let why = match other {
+                Ok(Err(e)) => e.to_string(),
+                _ => "connect timed out".to_string(),
+            };
+            if std::env::var("RRNET_REQUIRE_POSTGRES").as_deref() == Ok("1") {
+                panic!("PostgreSQL not reachable at {shown} and RRNET_REQUIRE_POSTGRES=1: {why}");
+            }
+            eprintln!("SKIPPED: PostgreSQL not reachable at {shown} ({why}); set RRNET_TEST_POSTGRES_URL, or RRNET_REQUIRE_POSTGRES=1 to fail instead");
+            return None;
+        }
+    };
+    let name = format!("t_{:016x}", rand::random::<u64>());
+    sqlx::query(&format!("CREATE SCHEMA {name}"))
+        .execute(&mut admin)
+        .await
+        .expect("create schema");
+    let guard = PgSchema {
+        base_url: base.clone(),
+        name: name.clone(),
+    };
+    let sep = if base.contains('?') { '&' } else { '?' };
+    // libpq's `options` startup parameter, URL-encoded "-c search_path=NAME".
+    let url = format!("{base}{sep}options=-c%20search_path%3D{name}");
+    let store = PgStore::open(&url).await.expect("open postgres");
+    store.migrate().await.expect("migrate postgres");
+    Some(Fixture {
+        store,
+        url,
+        _guard: Guard::Pg(guard),
+    })
+}
+
+/// Instantiates every case of [`cases`] for one backend.
+macro_rules! battery {
+    ($backend:ident, $fixture:ident; $($case:ident),* $(,)?) => {
+        mod $backend {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $case() {
+                    let Some(fx) = super::$fixture().await else { return };
+                    super::cases::$case(&fx).await;
+                }
+            )*
+        }
+    };
+}
+
+macro_rules! all_cases {
+    ($backend:ident, $fixture:ident) => {
+        battery!($backend, $fixture;
+            migrate_twice,
+            nas_crud_and_generation,
+            plan_crud,
+            voucher_crud,
+            accounting_counters,
+            accounting_64bit_counters,
+            accounting_links_voucher,
+            accounting_batch_group_commit,
+            accounting_batch_all_or_nothing,
+            accounting_on_off_closes_nas_sessions,
+            close_nas_sessions_keep_prefix,
+            stale_sessions,
+            auth_events_filters_and_pruning,
+            authorize_snapshot_scope_and_active_macs,
+            authorize_accept_effects,
+            authorize_keeps_open_session,
+            accounting_adopts_synthetic_session,
+            authorize_serialises_instances,
+            needs_policy_accept_activates_once,
+            needs_policy_rejects,
+            needs_policy_concurrent_first_login,
+        );
+    };
+}
+
+all_cases!(sqlite, sqlite_fixture);
+all_cases!(postgres, pg_fixture);
+
+#[tokio::test]
+async fn open_dispatches_on_scheme() {
+    match store::open("mysql://user:pw@host/db").await {
+        Err(StoreError::UnsupportedUrl(u)) => assert!(!u.contains("pw"), "{u}"),
+        Err(e) => panic!("unexpected error {e}"),
+        Ok(_) => panic!("mysql accepted"),
+    }
+    assert!(matches!(
+        store::open("rrnet.db").await,
+        Err(StoreError::UnsupportedUrl(_))
+    ));
+    let dir = tempfile::tempdir().unwrap();
+    for (i, prefix) in ["sqlite://", "sqlite:"].into_iter().enumerate() {
+        let path = dir.path().join(format!("open{i}.db"));
+        let s = store::open(&format!("{prefix}{}", path.display()))
+            .await
+            .expect("open");
+        s.migrate().await.unwrap();
+        s.ping().await.unwrap();
+        assert!(path.exists(), "{prefix} did not create the file");
+    }
+}
+
+// ---------------------------------------------------------------------------
+// Helpers
+// ---------------------------------------------------------------------------
+
+fn new_nas(name: &str, address: &str, site: Option<&str>) -> NewNas {
+    NewNas {
+        name: name.into(),
+        address: address.parse().unwrap(),
+        secret: Secret::new(format!("secret-{name}")),
+        require_message_authenticator: true,
+        coa_port: 3799,
+        site: site.map(Into::into),
+    }
+}
+
+async fn setup<S: Backend>(s: &S) -> (Nas, Plan) {
+    let nas = s.add_nas(&new_nas("r1", "192.0.2.1", None)).await.unwrap();
+    let plan = s
+        .add_plan(&NewPlan {
+            name: "1h".into(),
+            time_quota: Some(3600),
+            shared_users: 1,
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    (nas, plan)
+}
+
+fn voucher(code: &str, plan: &Plan) -> NewVoucher {
+    NewVoucher {
+        code: code.into(),
+        password: None,
+        plan_id: plan.id,
+        site: None,
+        batch: None,
+    }
+}
+
+fn facts(nas: &Nas, user: &str, mac: Option<&str>, asid: Option<&str>) -> AccessFacts {
+    AccessFacts {
+        nas_id: nas.id,
+        nas_name: nas.name.clone(),
+        nas_site: nas.site.clone(),
+        username: user.into(),
+        credential: Credential::Pap(user.as_bytes().to_vec()),
+        mac: mac.map(Into::into),
+        acct_session_id: asid.map(Into::into),
+        framed_ip: Some("10.5.50.2".into()),
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
+fn acct(
+    nas: &Nas,
+    status: AcctStatus,
+    asid: &str,
+    user: &str,
+    at: Timestamp,
+    time: u64,
+    input: u64,
+    output: u64,
+) -> AcctRecord {
+    AcctRecord {
+        nas_id: nas.id,
+        status,
+        acct_session_id: asid.into(),
+        username: user.into(),
+        mac: Some("AA:BB:CC:00:00:01".into()),
+        framed_ip: Some("10.5.50.2".into()),
+        session_time: time,
+        input_octets: input,
+        output_octets: output,
+        terminate_cause: (status == AcctStatus::Stop).then(|| "User-Request".into()),
+        class_voucher_id: None,
+        received_at: at,
+    }
+}
+
+fn nas_event(nas: &Nas, status: AcctStatus, at: Timestamp) -> AcctRecord {
+    AcctRecord {
+        acct_session_id: String::new(),
+        username: String::new(),
+        mac: None,
+        framed_ip: None,
+        ..acct(nas, status, "", "", at, 0, 0, 0)
+    }
+}
+
+async fn session<S: Backend>(s: &S, asid: &str) -> Session {
+    let all = s.list_sessions(false).await.unwrap();
+    all.into_iter()
+        .find(|x| x.acct_session_id == asid)
+        .unwrap_or_else(|| panic!("no session {asid}"))
+}
+
+/// Stand-in decision: accept any voucher it is given, activating it on first
+/// login and binding the MAC when the plan locks one.
+fn accept_any(f: &AccessFacts, snap: Option<&VoucherSnapshot>, now: Timestamp) -> AccessDecision {
+    let Some(snap) = snap else {
+        return AccessDecision::Reject(RejectReason::UnknownVoucher);
+    };
+    AccessDecision::Accept(Grant {
+        voucher_id: snap.voucher.id,
+        reply: vec![],
+        activation: snap.voucher.first_login_at.is_none().then(|| Activation {
+            first_login_at: now,
+            valid_until: snap.plan.validity.map(|v| now + v as i64),
+        }),
+        bind_mac: if snap.plan.mac_lock && snap.voucher.bound_mac.is_none() {
+            f.mac.clone()
+        } else {
+            None
+        },
+        interim_interval: snap.plan.interim_interval,
+    })
+}
+
+/// Stand-in decision with only the shared-users rule, to test row locking.
+fn accept_within_shared_users(
+    f: &AccessFacts,
+    snap: Option<&VoucherSnapshot>,
+    now: Timestamp,
+) -> AccessDecision {
+    if let Some(s) = snap {
+        let others = s
+            .active_macs
+            .iter()
+            .filter(|m| Some(*m) != f.mac.as_ref())
+            .count();
+        if others >= s.plan.shared_users as usize {
+            return AccessDecision::Reject(RejectReason::SharedUsersLimit);
+        }
+    }
+    accept_any(f, snap, now)
+}
+
+fn mac(i: usize) -> String {
+    format!("02:00:00:00:{:02X}:{:02X}", i / 256, i % 256)
+}
+
+// ---------------------------------------------------------------------------
+// Cases
+// ---------------------------------------------------------------------------
+
+mod cases {
+    use super::*;
+
+    pub async fn migrate_twice<S: Backend>(fx: &Fixture<S>) {
+        let s = &fx.store;
+        s.migrate().await.expect("second migrate is a no-op");
+        s.migrate().await.expect("third migrate is a no-op");
+        s.ping().await.unwrap();
+        assert_eq!(s.nas_generation().await.unwrap(), 0);
+        assert!(s.list_nas().await.unwrap().is_empty());
+    }
+
+    pub async fn nas_crud_and_generation<S: Backend>(fx: &Fixture<S>) {
+        let s = &fx.store;
+        let g0 = s.nas_generation().await.unwrap();
+        let a = s
+            .add_nas(&new_nas("tower-b", "10.1.2.3/8", Some("site-1")))
+            .await
+            .unwrap();
+        let g1 = s.nas_generation().await.unwrap();
+        assert_ne!(g0, g1);
+        let mut v6 = new_nas("tower-a", "2001:db8::1", None);
+        v6.require_message_authenticator = false;
+        v6.coa_port = 1700;
+        s.add_nas(&v6).await.unwrap();
+        let g2 = s.nas_generation().await.unwrap();
+        assert_ne!(g1, g2);
+
+        let list = s.list_nas().await.unwrap();
+        assert_eq!(
+            list.iter().map(|n| n.name.as_str()).collect::<Vec<_>>(),
+            ["tower-a", "tower-b"]
+        );
+        let b = &list[1];
+        assert_eq!(b.id, a.id);
+        assert_eq!(b.address.to_string(), "10.0.0.0/8");
+        assert_eq!(b.secret.expose_str(), "secret-tower-b");
+        assert_eq!(b.site.as_deref(), Some("site-1"));
+        assert!(b.require_message_authenticator);
+        assert_eq!(b.coa_port, 3799);
+        assert_eq!(b.created_at, a.created_at);
+        let a6 = &list[0];
+        assert_eq!(a6.address.to_string(), "2001:db8::1");
+        assert!(!a6.require_message_authenticator);
+        assert_eq!(a6.coa_port, 1700);
+
+        match s.add_nas(&new_nas("tower-a", "192.0.2.9", None)).await {
+            Err(StoreError::Duplicate(what)) => assert_eq!(what, "NAS tower-a"),
+            other => panic!("expected Duplicate, got {other:?}"),
+        }
+        assert_eq!(
+            s.nas_generation().await.unwrap(),
+            g2,
+            "a failed add does not bump the generation"
+        );
+
+        s.remove_nas("tower-a").await.unwrap();
+        let g3 = s.nas_generation().await.unwrap();
+        assert_ne!(g2, g3);
+        match s.remove_nas("tower-a").await {
+            Err(StoreError::NotFound(what)) => assert_eq!(what, "NAS tower-a"),
+            other => panic!("expected NotFound, got {other:?}"),
+        }
+        assert_eq!(s.nas_generation().await.unwrap(), g3);
+        assert_eq!(s.list_nas().await.unwrap().len(), 1);
+    }
+
+    pub async fn plan_crud<S: Backend>(fx: &Fixture<S>) {
+        let s = &fx.store;
+        let full = NewPlan {
+            name: "1d-2g".into(),
+            time_quota: Some(86_400),
+            validity: Some(7 * 86_400),
+            expires_at: Some(1_900_000_000),
+            data_quota: Some(2 << 30),
+            rate_limit: Some("2M/2M".into()),
+            shared_users: 3,
+            mac_lock: true,
+            idle_timeout: Some(300),
+            interim_interval: Some(60),
+            mikrotik_group: Some("vip".into()),
+            address_list: Some("paid".into()),
+            price: Some("5.00 USD".into()),
+        };
+        let p = s.add_plan(&full).await.unwrap();
+        assert_eq!(s.get_plan("1d-2g").await.unwrap(), p);
+        assert_eq!(p.data_quota, Some(2 << 30));
+        assert_eq!(p.shared_users, 3);
+        assert!(p.mac_lock);
+
+        let bare = s
+            .add_plan(&NewPlan {
+                name: "bare".into(),
+                ..Default::default()
+            })
+            .await
+            .unwrap();
+        assert_eq!(bare.shared_users, 1, "0 means the default of one device");
+        assert_eq!(s.get_plan("bare").await.unwrap(), bare);
+        assert_eq!(s.list_plans().await.unwrap(), vec![p.clone(), bare]);
+
+        match s.add_plan(&full).await {
+            Err(StoreError::Duplicate(what)) => assert_eq!(what, "plan 1d-2g"),
+            other => panic!("expected Duplicate, got {other:?}"),
+        }
+        match s.get_plan("nope").await {
+            Err(StoreError::NotFound(what)) => assert_eq!(what, "plan nope"),
+            other => panic!("expected NotFound, got {other:?}"),
+        }
+        let huge = NewPlan {
+            name: "huge".into(),
+            data_quota: Some(u64::MAX),
+            ..Default::default()
+        };
+        assert!(matches!(
+            s.add_plan(&huge).await,
+            Err(StoreError::Invalid(_))
+        ));
+    }
+
+    pub async fn voucher_crud<S: Backend>(fx: &Fixture<S>) {
+        let s = &fx.store;
+        let (_, plan) = setup(s).await;
+        let other = s
+            .add_plan(&NewPlan {
+                name: "other".into(),
+                ..Default::default()
+            })
+            .await
+            .unwrap();
+        let batch = vec![
+            NewVoucher {
+                batch: Some("b1".into()),
+                ..voucher("AAAA1111", &plan)
+            },
+            NewVoucher {
+                password: Some("pw".into()),
+                site: Some("s1".into()),
+                batch: Some("b1".into()),
+                ..voucher("BBBB2222", &plan)
+            },
+            NewVoucher {
+                batch: Some("b2".into()),
+                ..voucher("CCCC3333", &other)
+            },
+        ];
+        let made = s.add_vouchers(&batch).await.unwrap();
+        assert_eq!(made.len(), 3);
+        assert_eq!(
+            made[0].password, "AAAA1111",
+            "password defaults to the code"
+        );
+        assert_eq!(made[1].password, "pw");
+        assert_eq!(made[0].plan_name, "1h");
+        assert_eq!(made[2].plan_name, "other");
+        for v in &made {
+            assert_eq!(&s.get_voucher(&v.code).await.unwrap(), v);
+            assert_eq!(v.state, VoucherState::Active);
+        }
+
+        let codes = |vs: Vec<rrnet_radius::model::Voucher>| {
+            vs.into_iter().map(|v| v.code).collect::<Vec<_>>()
+        };
+        assert_eq!(
+            codes(s.list_vouchers(None, None).await.unwrap()),
+            ["AAAA1111", "BBBB2222", "CCCC3333"]
+        );
+        assert_eq!(
+            codes(s.list_vouchers(Some("1h"), None).await.unwrap()),
+            ["AAAA1111", "BBBB2222"]
+        );
+        assert_eq!(
+            codes(s.list_vouchers(None, Some("b2")).await.unwrap()),
+            ["CCCC3333"]
+        );
+        assert_eq!(
+            codes(s.list_vouchers(Some("other"), Some("b1")).await.unwrap()),
+            Vec::<String>::new()
+        );
+        assert!(matches!(
+            s.list_vouchers(Some("nope"), None).await,
+            Err(StoreError::NotFound(_))
+        ));
+
+        // All or nothing: a duplicate in the middle leaves no trace of the others.
+        let dup = vec![
+            voucher("NEW1", &plan),
+            voucher("BBBB2222", &plan),
+            voucher("NEW2", &plan),
+        ];
+        match s.add_vouchers(&dup).await {
+            Err(StoreError::Duplicate(what)) => assert_eq!(what, "voucher BBBB2222"),
+            other => panic!("expected Duplicate, got {other:?}"),
+        }
+        let twice = vec![voucher("SAME", &plan), voucher("SAME", &plan)];
+        assert!(matches!(
+            s.add_vouchers(&twice).await,
+            Err(StoreError::Duplicate(_))
+        ));
+        let bad_plan = vec![
+            voucher("NEW3", &plan),
+            NewVoucher {
+                plan_id: 999_999,
+                ..voucher("NEW4", &plan)
+            },
+        ];
+        assert!(matches!(
+            s.add_vouchers(&bad_plan).await,
+            Err(StoreError::NotFound(_))
+        ));
+        assert_eq!(s.list_vouchers(None, None).await.unwrap().len(), 3);
+        for code in ["NEW1", "NEW2", "SAME", "NEW3"] {
+            assert!(
+                matches!(s.get_voucher(code).await, Err(StoreError::NotFound(_))),
+                "{code}"
+            );
+        }
+
+        let revoked = s.revoke_voucher("AAAA1111").await.unwrap();
+        assert_eq!(revoked.state, VoucherState::Revoked);
+        assert_eq!(
+            s.get_voucher("AAAA1111").await.unwrap().state,
+            VoucherState::Revoked
+        );
+        match s.revoke_voucher("ZZZZ").await {
+            Err(StoreError::NotFound(what)) => assert_eq!(what, "voucher ZZZZ"),
+            other => panic!("expected NotFound, got {other:?}"),
+        }
+    }
+
+    pub async fn accounting_counters<S: Backend>(fx: &Fixture<S>) {
+        let s = &fx.store;
+        let (nas, plan) = setup(s).await;
+        let v = s
+            .add_vouchers(&[voucher("V1", &plan)])
+            .await
+            .unwrap()
+            .remove(0);
+        let t0 = 1_700_000_000;
+
+        s.record_accounting(&[acct(&nas, AcctStatus::Start, "s1", "V1", t0, 0, 0, 0)])
+            .await
+            .unwrap();
+        let row = session(s, "s1").await;
+        assert_eq!(row.state, SessionState::Open);
+        assert_eq!(row.started_at, Some(t0));
+        assert_eq!(row.voucher_id, Some(v.id));
+        assert_eq!(row.nas_name, "r1");
+        assert_eq!(row.mac.as_deref(), Some("AA:BB:CC:00:00:01"));
+
+        let interim = acct(
+            &nas,
+            AcctStatus::InterimUpdate,
+            "s1",
+            "V1",
+            t0 + 300,
+            300,
+            1_000,
+            2_000,
+        );
+        s.record_accounting(std::slice::from_ref(&interim))
+            .await
+            .unwrap();
+        let used = s.get_voucher("V1").await.unwrap();
+        assert_eq!((used.used_seconds, used.used_bytes), (300, 3_000));
+
+        // A retransmission (with a later arrival time: Acct-Delay-Time) adds nothing.
+        s.record_accounting(&[AcctRecord {
+            received_at: t0 + 302,
+            ..interim
+        }])
+        .await
+        .unwrap();
+        let used = s.get_voucher("V1").await.unwrap();
+        assert_eq!((used.used_seconds, used.used_bytes), (300, 3_000));
+
+        // A reordered, older interim never moves counters backwards.
+        s.record_accounting(&[acct(
+            &nas,
+            AcctStatus::InterimUpdate,
+            "s1",
+            "V1",
+            t0 + 303,
+            200,
+            500,
+            100,
+        )])
+        .await
+        .unwrap();
+        let row = session(s, "s1").await;
+        assert_eq!(
+            (row.session_time, row.input_octets, row.output_octets),
+            (300, 1_000, 2_000)
+        );
+        assert_eq!(s.get_voucher("V1").await.unwrap().used_bytes, 3_000);
+
+        // Counters move independently: only the ones that grew add to usage.
+        s.record_accounting(&[acct(
+            &nas,
+            AcctStatus::InterimUpdate,
+            "s1",
+            "V1",
+            t0 + 600,
+            600,
+            900,
+            2_500,
+        )])
+        .await
+        .unwrap();
+        let row = session(s, "s1").await;
+        assert_eq!(
+            (row.session_time, row.input_octets, row.output_octets),
+            (600, 1_000, 2_500)
+        );
+        assert_eq!(row.updated_at, t0 + 600);
+        let used = s.get_voucher("V1").await.unwrap();
+        assert_eq!((used.used_seconds, used.used_bytes), (600, 3_500));
+
+        let stop = acct(
+            &nas,
+            AcctStatus::Stop,
+            "s1",
+            "V1",
+            t0 + 700,
+            700,
+            1_500,
+            3_000,
+        );
+        s.record_accounting(std::slice::from_ref(&stop))
+            .await
+            .unwrap();
+        let row = session(s, "s1").await;
+        assert_eq!(row.state, SessionState::Closed);
+        assert_eq!(row.stopped_at, Some(t0 + 700));
+        assert_eq!(row.started_at, Some(t0));
+        assert_eq!(row.terminate_cause.as_deref(), Some("User-Request"));
+        let used = s.get_voucher("V1").await.unwrap();
+        assert_eq!((used.used_seconds, used.used_bytes), (700, 4_500));
+
+        // Retransmitted Stop and a late Interim change nothing and do not reopen.
+        s.record_accounting(&[AcctRecord {
+            received_at: t0 + 705,
+            ..stop
+        }])
+        .await
+        .unwrap();
+        s.record_accounting(&[acct(
+            &nas,
+            AcctStatus::InterimUpdate,
+            "s1",
+            "V1",
+            t0 + 706,
+            650,
+            1_400,
+            2_900,
+        )])
+        .await
+        .unwrap();
+        let row = session(s, "s1").await;
+        assert_eq!(row.state, SessionState::Closed);
+        assert_eq!(row.stopped_at, Some(t0 + 700));
+        let used = s.get_voucher("V1").await.unwrap();
+        assert_eq!((used.used_seconds, used.used_bytes), (700, 4_500));
+        assert_eq!(s.list_sessions(false).await.unwrap().len(), 1);
+        assert!(s.list_sessions(true).await.unwrap().is_empty());
+    }
+
+    pub async fn accounting_64bit_counters<S: Backend>(fx: &Fixture<S>) {
+        let s = &fx.store;
+        let (nas, plan) = setup(s).await;
+        s.add_vouchers(&[voucher("BIG", &plan)]).await.unwrap();
+        let t0 = 1_700_000_000;
+        let five_gib = 5u64 << 30;
+        let big_out = (3u64 << 32) + 17; // three gigawords and some
+        s.record_accounting(&[
+            acct(&nas, AcctStatus::Start, "b1", "BIG", t0, 0, 0, 0),
+            acct(
+                &nas,
+                AcctStatus::InterimUpdate,
+                "b1",
+                "BIG",
+                t0 + 60,
+                60,
+                five_gib,
+                big_out,
+            ),
+        ])
+        .await
+        .unwrap();
+        let row = session(s, "b1").await;
+        assert_eq!((row.input_octets, row.output_octets), (five_gib, big_out));
+        assert_eq!(
+            s.get_voucher("BIG").await.unwrap().used_bytes,
+            five_gib + big_out
+        );
+        s.record_accounting(&[acct(
+            &nas,
+            AcctStatus::Stop,
+            "b1",
+            "BIG",
+            t0 + 90,
+            90,
+            five_gib + 1,
+            big_out + 1,
+        )])
+        .await
+        .unwrap();
+        assert_eq!(
+            s.get_voucher("BIG").await.unwrap().used_bytes,
+            five_gib + big_out + 2
+        );
+    }
+
+    pub async fn accounting_links_voucher<S: Backend>(fx: &Fixture<S>) {
+        let s = &fx.store;
+        let (nas, plan) = setup(s).await;
+        let vs = s
+            .add_vouchers(&[voucher("CLASSED", &plan), voucher("NAMED", &plan)])
+            .await
+            .unwrap();
+        let t0 = 1_700_000_000;
+
+        // An interim for a session never seen (lost Start) creates it as open.
+        s.record_accounting(&[acct(
+            &nas,
+            AcctStatus::InterimUpdate,
+            "lost",
+            "NAMED",
+            t0,
+            120,
+            10,
+            20,
+        )])
+        .await
+        .unwrap();
+        let row = session(s, "lost").await;
+        assert_eq!(row.state, SessionState::Open);
+        assert_eq!(row.started_at, Some(t0 - 120));
+        assert_eq!(row.voucher_id, Some(vs[1].id));
+        let used = s.get_voucher("NAMED").await.unwrap();
+        assert_eq!((used.used_seconds, used.used_bytes), (120, 30));
+
+        // Class wins over the User-Name; a Class naming no voucher falls back to it.
+        let mut classed = acct(&nas, AcctStatus::Start, "c1", "someone-else", t0, 0, 0, 0);
+        classed.class_voucher_id = Some(vs[0].id);
+        let mut stale_class = acct(&nas, AcctStatus::Start, "c2", "NAMED", t0, 0, 0, 0);
+        stale_class.class_voucher_id = Some(987_654);
+        let unknown = acct(&nas, AcctStatus::Stop, "c3", "not-a-voucher", t0, 30, 1, 1);
+        s.record_accounting(&[classed, stale_class, unknown])
+            .await
+            .unwrap();
+        assert_eq!(session(s, "c1").await.voucher_id, Some(vs[0].id));
+        assert_eq!(session(s, "c2").await.voucher_id, Some(vs[1].id));
+        let c3 = session(s, "c3").await;
+        assert_eq!(c3.voucher_id, None);
+        assert_eq!(c3.state, SessionState::Closed);
+        assert_eq!(c3.session_time, 30);
+    }
+
+    pub async fn accounting_batch_group_commit<S: Backend>(fx: &Fixture<S>) {
+        let s = &fx.store;
+        let (nas, plan) = setup(s).await;
+        let n = 40;
+        let vouchers: Vec<_> = (0..n)
+            .map(|i| voucher(&format!("G{i:03}"), &plan))
+            .collect();
+        s.add_vouchers(&vouchers).await.unwrap();
+        let t0 = 1_700_000_000;
+        // Start, two interims (one retransmitted) and a Stop for every session,
+        // interleaved across sessions, all in one call.
+        let mut batch = Vec::new();
+        for step in 0..5u64 {
+            for i in 0..n {
+                let (asid, user) = (format!("g{i}"), format!("G{i:03}"));
+                let rec = match step {
+                    0 => acct(&nas, AcctStatus::Start, &asid, &user, t0, 0, 0, 0),
+                    1 | 2 => acct(
+                        &nas,
+                        AcctStatus::InterimUpdate,
+                        &asid,
+                        &user,
+                        t0 + 60,
+                        60,
+                        100,
+                        200,
+                    ),
+                    3 => acct(
+                        &nas,
+                        AcctStatus::InterimUpdate,
+                        &asid,
+                        &user,
+                        t0 + 120,
+                        120,
+                        300 + i as u64,
+                        400,
+                    ),
+                    _ => acct(
+                        &nas,
+                        AcctStatus::Stop,
+                        &asid,
+                        &user,
+                        t0 + 150,
+                        150,
+                        350 + i as u64,
+                        450,
+                    ),
+                };
+                batch.push(rec);
+            }
+        }
+        assert_eq!(batch.len(), 200);
+        s.record_accounting(&batch).await.unwrap();
+        let sessions = s.list_sessions(false).await.unwrap();
+        assert_eq!(sessions.len(), n);
+        assert!(sessions
+            .iter()
+            .all(|x| x.state == SessionState::Closed && x.session_time == 150));
+        for i in 0..n {
+            let v = s.get_voucher(&format!("G{i:03}")).await.unwrap();
+            assert_eq!(
+                (v.used_seconds, v.used_bytes),
+                (150, 350 + i as u64 + 450),
+                "G{i:03}"
+            );
+        }
+        // The same batch again is a retransmission of everything: nothing moves.
+        s.record_accounting(&batch).await.unwrap();
+        let v = s.get_voucher("G007").await.unwrap();
+        assert_eq!((v.used_seconds, v.used_bytes), (150, 807));
+        s.record_accounting(&[]).await.unwrap();
+    }
+
+    pub async fn accounting_batch_all_or_nothing<S: Backend>(fx: &Fixture<S>) {
+        let s = &fx.store;
+        let (nas, plan) = setup(s).await;
+        s.add_vouchers(&[voucher("ATOM", &plan)]).await.unwrap();
+        let t0 = 1_700_000_000;
+        let good = acct(
+            &nas,
+            AcctStatus::InterimUpdate,
+            "a1",
+            "ATOM",
+            t0,
+            60,
+            100,
+            100,
+        );
+        // A record for a NAS that does not exist violates the sessions foreign key.
+        let bad = AcctRecord {
+            nas_id: 999_999,
+            ..acct(&nas, AcctStatus::Start, "a2", "ATOM", t0, 0, 0, 0)
+        };
+        assert!(s.record_accounting(&[good.clone(), bad]).await.is_err());
+        assert!(s.list_sessions(false).await.unwrap().is_empty());
+        let v = s.get_voucher("ATOM").await.unwrap();
+        assert_eq!((v.used_seconds, v.used_bytes), (0, 0));
+        s.record_accounting(&[good]).await.unwrap();
+        assert_eq!(s.get_voucher("ATOM").await.unwrap().used_seconds, 60);
+    }
+
+    pub async fn accounting_on_off_closes_nas_sessions<S: Backend>(fx: &Fixture<S>) {
+        let s = &fx.store;
+        let (r1, plan) = setup(s).await;
+        let r2 = s.add_nas(&new_nas("r2", "192.0.2.2", None)).await.unwrap();
+        s.add_vouchers(&[
+            voucher("ON1", &plan),
+            voucher("ON2", &plan),
+            voucher("ON3", &plan),
+        ])
+        .await
+        .unwrap();
+        let t0 = 1_700_000_000;
+        s.record_accounting(&[
+            acct(&r1, AcctStatus::Start, "x1", "ON1", t0, 0, 0, 0),
+            acct(&r2, AcctStatus::Start, "x2", "ON2", t0, 0, 0, 0),
+        ])
+        .await
+        .unwrap();
+        s.authorize_with(
+            &facts(&r1, "ON3", Some("AA:00:00:00:00:03"), Some("x3")),
+            t0,
+            AuthorizeOptions::default(),
+            &accept_any,
+        )
+        .await
+        .unwrap();
+        assert_eq!(session(s, "x3").await.state, SessionState::Authorized);
+        let by_nas = s.open_sessions_by_nas().await.unwrap();
+        assert_eq!(by_nas, vec![("r1".to_string(), 1), ("r2".to_string(), 1)]);
+
+        s.record_accounting(&[nas_event(&r1, AcctStatus::AccountingOn, t0 + 10)])
+            .await
+            .unwrap();
+        for asid in ["x1", "x3"] {
+            let row = session(s, asid).await;
+            assert_eq!(row.state, SessionState::Closed, "{asid}");
+            assert_eq!(row.terminate_cause.as_deref(), Some("accounting-on"));
+            assert_eq!(row.stopped_at, Some(t0 + 10));
+        }
+        assert_eq!(session(s, "x2").await.state, SessionState::Open);
+        assert_eq!(
+            s.open_sessions_by_nas().await.unwrap(),
+            vec![("r1".to_string(), 0), ("r2".to_string(), 1)]
+        );
+
+        s.record_accounting(&[nas_event(&r2, AcctStatus::AccountingOff, t0 + 20)])
+            .await
+            .unwrap();
+        let row = session(s, "x2").await;
+        assert_eq!(row.state, SessionState::Closed);
+        assert_eq!(row.terminate_cause.as_deref(), Some("accounting-off"));
+        assert_eq!(s.list_sessions(true).await.unwrap().len(), 0);
+    }
+
+    pub async fn close_nas_sessions_keep_prefix<S: Backend>(fx: &Fixture<S>) {
+        let s = &fx.store;
+        let (r1, plan) = setup(s).await;
+        let r2 = s.add_nas(&new_nas("r2", "192.0.2.2", None)).await.unwrap();
+        s.add_vouchers(&[voucher("K", &plan)]).await.unwrap();
+        let t0 = 1_700_000_000;
+        let mut recs: Vec<_> = ["81a00001", "81a00002", "81b00001", "81b00002"]
+            .iter()
+            .map(|id| acct(&r1, AcctStatus::Start, id, "K", t0, 0, 0, 0))
+            .collect();
+        recs.push(acct(&r2, AcctStatus::Start, "81a00009", "K", t0, 0, 0, 0));
+        recs.push(acct(
+            &r1,
+            AcctStatus::Stop,
+            "81b00002",
+            "K",
+            t0 + 5,
+            5,
+            0,
+            0,
+        ));
+        s.record_accounting(&recs).await.unwrap();
+
+        let n = s
+            .close_nas_sessions(r1.id, Some("81b"), "nas-reboot", t0 + 100)
+            .await
+            .unwrap();
+        assert_eq!(n, 2);
+        for id in ["81a00001", "81a00002"] {
+            let row = session(s, id).await;
+            assert_eq!(row.state, SessionState::Closed);
+            assert_eq!(row.terminate_cause.as_deref(), Some("nas-reboot"));
+            assert_eq!(row.stopped_at, Some(t0 + 100));
+        }
+        assert_eq!(session(s, "81b00001").await.state, SessionState::Open);
+        assert_eq!(
+            session(s, "81b00002").await.terminate_cause.as_deref(),
+            Some("User-Request")
+        );
+        assert_eq!(
+            session(s, "81a00009").await.state,
+            SessionState::Open,
+            "other NAS untouched"
+        );
+
+        // The prefix is matched literally, not as a LIKE pattern.
+        assert_eq!(
+            s.close_nas_sessions(r1.id, Some("8_"), "nas-reboot", t0 + 200)
+                .await
+                .unwrap(),
+            1
+        );
+        assert_eq!(
+            s.close_nas_sessions(r2.id, None, "admin", t0 + 200)
+                .await
+                .unwrap(),
+            1
+        );
+        assert_eq!(
+            s.close_nas_sessions(r2.id, None, "admin", t0 + 201)
+                .await
+                .unwrap(),
+            0
+        );
+    }
+
+    pub async fn stale_sessions<S: Backend>(fx: &Fixture<S>) {
+        let s = &fx.store;
+        let (nas, _) = setup(s).await;
+        let plan = s
+            .add_plan(&NewPlan {
+                name: "interim".into(),
+                interim_interval: Some(100),
+                shared_users: 5,
+                ..Default::default()
+            })
+            .await
+            .unwrap();
+        s.add_vouchers(&[voucher("ST", &plan)]).await.unwrap();
+        let t0 = 1_700_000_000;
+        let opts = AuthorizeOptions { authorized_ttl: 60 };
+        // "granted": authorized with interim 100, then started; judged on 2×100 + grace.
+        s.authorize_with(
+            &facts(&nas, "ST", Some("AA:00:00:00:00:01"), Some("granted")),
+            t0,
+            opts,
+            &accept_any,
+        )
+        .await
+        .unwrap();
+        // "plain": no interim granted (unknown to the server); judged on the default.
+        s.record_accounting(&[
+            acct(&nas, AcctStatus::Start, "granted", "ST", t0, 0, 0, 0),
+            acct(&nas, AcctStatus::Start, "plain", "ST", t0, 0, 0, 0),
+        ])
+        .await
+        .unwrap();
+        assert_eq!(session(s, "granted").await.interim_interval, Some(100));
+        // "waiting": accepted, never started.
+        s.authorize_with(
+            &facts(&nas, "ST", Some("AA:00:00:00:00:02"), Some("waiting")),
+            t0 + 10,
+            opts,
+            &accept_any,
+        )
+        .await
+        .unwrap();
+
+        let (default_interim, grace) = (300, 30);
+        assert_eq!(
+            s.close_stale_sessions(t0 + 69, default_interim, grace, 60)
+                .await
+                .unwrap(),
+            0
+        );
+        assert_eq!(
+            s.close_stale_sessions(t0 + 70, default_interim, grace, 60)
+                .await
+                .unwrap(),
+            1
+        );
+        let waiting = session(s, "waiting").await;
+        assert_eq!(waiting.state, SessionState::Closed);
+        assert_eq!(waiting.terminate_cause.as_deref(), Some("not-started"));
+
+        assert_eq!(
+            s.close_stale_sessions(t0 + 230, default_interim, grace, 60)
+                .await
+                .unwrap(),
+            0
+        );
+        assert_eq!(
+            s.close_stale_sessions(t0 + 231, default_interim, grace, 60)
+                .await
+                .unwrap(),
+            1
+        );
+        assert_eq!(
+            session(s, "granted").await.terminate_cause.as_deref(),
+            Some("stale")
+        );
+        assert_eq!(session(s, "plain").await.state, SessionState::Open);
+        assert_eq!(
+            s.close_stale_sessions(t0 + 631, default_interim, grace, 60)
+                .await
+                .unwrap(),
+            1
+        );
+        assert_eq!(session(s, "plain").await.state, SessionState::Closed);
+
+        // Accounting proves a stale guess wrong: the session reopens and counts.
+        s.record_accounting(&[acct(
+            &nas,
+            AcctStatus::InterimUpdate,
+            "granted",
+            "ST",
+            t0 + 700,
+            700,
+            1,
+            1,
+        )])
+        .await
+        .unwrap();
+        let row = session(s, "granted").await;
+        assert_eq!(row.state, SessionState::Open);
+        assert_eq!((row.stopped_at, row.terminate_cause), (None, None));
+        assert_eq!(s.get_voucher("ST").await.unwrap().used_seconds, 700);
+    }
+
+    pub async fn auth_events_filters_and_pruning<S: Backend>(fx: &Fixture<S>) {
+        let s = &fx.store;
+        let (r1, _) = setup(s).await;
+        let r2 = s.add_nas(&new_nas("r2", "192.0.2.2", None)).await.unwrap();
+        let t0 = 1_700_000_000;
+        let opts = AuthorizeOptions::default();
+        // Unknown codes: rejected by any policy, through the real `Store::authorize`.
+        for i in 0..120 {
+            let nas = if i % 2 == 0 { &r1 } else { &r2 };
+            let user = if i % 3 == 0 { "ALICE" } else { "BOB" };
+            let d = s
+                .authorize(
+                    &facts(nas, user, Some("AA:BB:CC:DD:EE:FF"), None),
+                    t0 + i,
+                    opts,
+                )
+                .await
+                .unwrap();
+            assert_eq!(d, AccessDecision::Reject(RejectReason::UnknownVoucher));
+        }
+        assert!(
+            s.list_sessions(false).await.unwrap().is_empty(),
+            "a reject writes no session"
+        );
+
+        let all = s.auth_events(&AuthEventFilter::default()).await.unwrap();
+        assert_eq!(all.len(), 100, "default limit");
+        assert_eq!(all[0].at, t0 + 119, "newest first");
+        assert!(all.windows(2).all(|w| w[0].at >= w[1].at));
+        let e = &all[0];
+        assert_eq!(
+            (e.result.as_str(), e.reason.as_deref()),
+            ("reject", Some("unknown_voucher"))
+        );
+        assert_eq!((e.nas_id, e.nas_name.as_str()), (r2.id, "r2"));
+        assert_eq!(e.mac.as_deref(), Some("AA:BB:CC:DD:EE:FF"));
+
+        let alice = s
+            .auth_events(&AuthEventFilter {
+                username: Some("ALICE".into()),
+                limit: Some(1000),
+                ..Default::default()
+            })
+            .await
+            .unwrap();
+        assert_eq!(alice.len(), 40);
+        assert!(alice.iter().all(|e| e.username == "ALICE"));
+        let r1_alice = s
+            .auth_events(&AuthEventFilter {
+                username: Some("ALICE".into()),
+                nas_name: Some("r1".into()),
+                limit: Some(1000),
+                ..Default::default()
+            })
+            .await
+            .unwrap();
+        assert_eq!(r1_alice.len(), 20);
+        let since = s
+            .auth_events(&AuthEventFilter {
+                since: Some(t0 + 110),
+                ..Default::default()
+            })
+            .await
+            .unwrap();
+        assert_eq!(since.len(), 10);
+        let limited = s
+            .auth_events(&AuthEventFilter {
+                limit: Some(3),
+                ..Default::default()
+            })
+            .await
+            .unwrap();
+        assert_eq!(
+            limited.iter().map(|e| e.at).collect::<Vec<_>>(),
+            [t0 + 119, t0 + 118, t0 + 117]
+        );
+
+        assert_eq!(s.prune_auth_events(t0 + 20).await.unwrap(), 20);
+        assert_eq!(s.prune_auth_events(t0 + 20).await.unwrap(), 0);
+        let rest = s
+            .auth_events(&AuthEventFilter {
+                limit: Some(1000),
+                ..Default::default()
+            })
+            .await
+            .unwrap();
+        assert_eq!(rest.len(), 100);
+        assert!(rest.iter().all(|e| e.at >= t0 + 20));
+    }
+
+    pub async fn authorize_snapshot_scope_and_active_macs<S: Backend>(fx: &Fixture<S>) {
+        let s = &fx.store;
+        let (_, plan) = setup(s).await;
+        let plain = s
+            .add_nas(&new_nas("plain", "192.0.2.10", None))
+            .await
+            .unwrap();
+        let site_a = s
+            .add_nas(&new_nas("site-a", "192.0.2.11", Some("A")))
+            .await
+            .unwrap();
+        s.add_vouchers(&[
+            voucher("ANY", &plan),
+            NewVoucher {
+                site: Some("A".into()),
+                ..voucher("ONLY-A", &plan)
+            },
+            NewVoucher {
+                site: Some("B".into()),
+                ..voucher("ONLY-B", &plan)
+            },
+        ])
+        .await
+        .unwrap();
+        let seen: Arc<Mutex<Option<VoucherSnapshot>>> = Arc::default();
+        let capture = {
+            let seen = seen.clone();
+            move |_: &AccessFacts, snap: Option<&VoucherSnapshot>, _: Timestamp| {
+                *seen.lock().unwrap() = snap.cloned();
+                AccessDecision::Reject(RejectReason::WrongPassword)
+            }
+        };
+        let t0 = 1_700_000_000;
+        let opts = AuthorizeOptions { authorized_ttl: 60 };
+        for (nas, code, visible) in [
+            (&site_a, "ANY", true),
+            (&site_a, "ONLY-A", true),
+            (&site_a, "ONLY-B", false),
+            (&plain, "ONLY-B", true),
+            (&plain, "NOPE", false),
+        ] {
+            let d = s
+                .authorize_with(&facts(nas, code, None, None), t0, opts, &capture)
+                .await
+                .unwrap();
+            assert_eq!(d, AccessDecision::Reject(RejectReason::WrongPassword));
+            let snap = seen.lock().unwrap().take();
+            assert_eq!(snap.is_some(), visible, "{code} at {}", nas.name);
+            if let Some(snap) = snap {
+                assert_eq!(snap.voucher.code, code);
+                assert_eq!(snap.plan, plan);
+                assert!(snap.active_macs.is_empty());
+            }
+        }
+        let events = s.auth_events(&AuthEventFilter::default()).await.unwrap();
+        assert_eq!(events.len(), 5);
+        assert!(events
+            .iter()
+            .all(|e| e.reason.as_deref() == Some("wrong_password")));
+
+        // Live devices: open sessions, and authorized ones younger than the TTL.
+        let macs = [
+            "AA:00:00:00:00:01",
+            "AA:00:00:00:00:02",
+            "AA:00:00:00:00:03",
+            "AA:00:00:00:00:04",
+        ];
+        s.authorize_with(
+            &facts(&plain, "ANY", Some(macs[0]), Some("old-auth")),
+            t0 - 61,
+            opts,
+            &accept_any,
+        )
+        .await
+        .unwrap();
+        s.authorize_with(
+            &facts(&plain, "ANY", Some(macs[1]), Some("new-auth")),
+            t0 - 59,
+            opts,
+            &accept_any,
+        )
+        .await
+        .unwrap();
+        let mut open = acct(&plain, AcctStatus::Start, "open", "ANY", t0 - 500, 0, 0, 0);
+        open.mac = Some(macs[2].into());
+        let mut open_same_mac = acct(&plain, AcctStatus::Start, "open2", "ANY", t0 - 400, 0, 0, 0);
+        open_same_mac.mac = Some(macs[2].into());
+        let mut no_mac = acct(&plain, AcctStatus::Start, "nomac", "ANY", t0 - 400, 0, 0, 0);
+        no_mac.mac = None;
+        let mut closed = acct(&plain, AcctStatus::Stop, "closed", "ANY", t0 - 300, 5, 0, 0);
+        closed.mac = Some(macs[3].into());
+        let mut other_voucher = acct(
+            &plain,
+            AcctStatus::Start,
+            "other",
+            "ONLY-B",
+            t0 - 300,
+            0,
+            0,
+            0,
+        );
+        other_voucher.mac = Some("BB:00:00:00:00:09".into());
+        s.record_accounting(&[open, open_same_mac, no_mac, closed, other_voucher])
+            .await
+            .unwrap();
+
+        s.authorize_with(
+            &facts(&plain, "ANY", Some(macs[0]), None),
+            t0,
+            opts,
+            &capture,
+        )
+        .await
+        .unwrap();
+        let mut live = seen.lock().unwrap().take().unwrap().active_macs;
+        live.sort();
+        assert_eq!(live, [macs[1], macs[2]]);
+    }
+
+    pub async fn authorize_accept_effects<S: Backend>(fx: &Fixture<S>) {
+        let s = &fx.store;
+        let nas = s.add_nas(&new_nas("r1", "192.0.2.1", None)).await.unwrap();
+        let plan = s
+            .add_plan(&NewPlan {
+                name: "locked".into(),
+                validity: Some(86_400),
+                mac_lock: true,
+                interim_interval: Some(300),
+                shared_users: 1,
+                ..Default::default()
+            })
+            .await
+            .unwrap();
+        let v = s
+            .add_vouchers(&[voucher("LOCK", &plan)])
+            .await
+            .unwrap()
+            .remove(0);
+        let t0 = 1_700_000_000;
+        let opts = AuthorizeOptions::default();
+        let first = facts(&nas, "LOCK", Some("AA:00:00:00:00:01"), Some("81a00001"));
+        let d = s
+            .authorize_with(&first, t0, opts, &accept_any)
+            .await
+            .unwrap();
+        assert!(matches!(d, AccessDecision::Accept(_)));
+        let after = s.get_voucher("LOCK").await.unwrap();
+        assert_eq!(after.first_login_at, Some(t0));
+        assert_eq!(after.valid_until, Some(t0 + 86_400));
+        assert_eq!(after.bound_mac.as_deref(), Some("AA:00:00:00:00:01"));
+        let row = session(s, "81a00001").await;
+        assert_eq!(row.state, SessionState::Authorized);
+        assert_eq!((row.authorized_at, row.updated_at), (Some(t0), t0));
+        assert_eq!(row.voucher_id, Some(v.id));
+        assert_eq!(row.interim_interval, Some(300));
+        assert_eq!(row.username, "LOCK");
+        assert_eq!(row.mac.as_deref(), Some("AA:00:00:00:00:01"));
+        assert_eq!(row.framed_ip.as_deref(), Some("10.5.50.2"));
+        assert_eq!(row.started_at, None);
+
+        // A grant that (wrongly) activates and binds again changes nothing: the
+        // UPDATEs are guarded by first_login_at / bound_mac IS NULL.
+        let always_activate = |f: &AccessFacts, snap: Option<&VoucherSnapshot>, now: Timestamp| {
+            let snap = snap.unwrap();
+            AccessDecision::Accept(Grant {
+                voucher_id: snap.voucher.id,
+                reply: vec![],
+                activation: Some(Activation {
+                    first_login_at: now,
+                    valid_until: Some(now + 1),
+                }),
+                bind_mac: f.mac.clone(),
+                interim_interval: None,
+            })
+        };
+        let second = facts(&nas, "LOCK", Some("AA:00:00:00:00:02"), None);
+        s.authorize_with(&second, t0 + 100, opts, &always_activate)
+            .await
+            .unwrap();
+        let again = s.get_voucher("LOCK").await.unwrap();
+        assert_eq!(
+            (again.first_login_at, again.valid_until),
+            (Some(t0), Some(t0 + 86_400))
+        );
+        assert_eq!(again.bound_mac.as_deref(), Some("AA:00:00:00:00:01"));
+
+        // No Acct-Session-Id in the request: a synthetic one.
+        let sessions = s.list_sessions(false).await.unwrap();
+        assert_eq!(sessions.len(), 2);
+        assert_eq!(
+            sessions[0].acct_session_id.split('-').next(),
+            Some("auth"),
+            "newest first"
+        );
+        assert!(sessions[0]
+            .acct_session_id
+            .starts_with(&format!("auth-{}-", t0 + 100)));
+        assert_eq!(sessions[0].state, SessionState::Authorized);
+
+        // Re-authorizing the same session id refreshes the row, it does not add one.
+        s.authorize_with(&first, t0 + 200, opts, &accept_any)
+            .await
+            .unwrap();
+        assert_eq!(s.list_sessions(false).await.unwrap().len(), 2);
+        assert_eq!(session(s, "81a00001").await.authorized_at, Some(t0 + 200));
+
+        let events = s.auth_events(&AuthEventFilter::default()).await.unwrap();
+        assert_eq!(events.len(), 3);
+        assert!(events
+            .iter()
+            .all(|e| e.result == "accept" && e.reason.is_none()));
+    }
+
+    pub async fn authorize_keeps_open_session<S: Backend>(fx: &Fixture<S>) {
+        let s = &fx.store;
+        let (nas, plan) = setup(s).await;
+        let v = s
+            .add_vouchers(&[voucher("KEEP", &plan)])
+            .await
+            .unwrap()
+            .remove(0);
+        let t0 = 1_700_000_000;
+        s.record_accounting(&[acct(
+            &nas,
+            AcctStatus::InterimUpdate,
+            "k1",
+            "other-name",
+            t0,
+            100,
+            10,
+            10,
+        )])
+        .await
+        .unwrap();
+        let f = facts(&nas, "KEEP", Some("AA:00:00:00:00:07"), Some("k1"));
+        s.authorize_with(&f, t0 + 5, AuthorizeOptions::default(), &accept_any)
+            .await
+            .unwrap();
+        let row = session(s, "k1").await;
+        assert_eq!(row.state, SessionState::Open);
+        assert_eq!(
+            (row.session_time, row.input_octets, row.output_octets),
+            (100, 10, 10)
+        );
+        assert_eq!(row.started_at, Some(t0 - 100));
+        assert_eq!(row.voucher_id, Some(v.id));
+        assert_eq!(row.mac.as_deref(), Some("AA:00:00:00:00:07"));
+    }
+
+    pub async fn accounting_adopts_synthetic_session<S: Backend>(fx: &Fixture<S>) {
+        let s = &fx.store;
+        let (nas, plan) = setup(s).await;
+        let v = s
+            .add_vouchers(&[voucher("ADOPT", &plan)])
+            .await
+            .unwrap()
+            .remove(0);
+        let t0 = 1_700_000_000;
+        let m = "AA:BB:CC:00:00:01"; // the MAC `acct` reports
+        s.authorize_with(
+            &facts(&nas, "ADOPT", Some(m), None),
+            t0,
+            AuthorizeOptions::default(),
+            &accept_any,
+        )
+        .await
+        .unwrap();
+        let synthetic = s.list_sessions(false).await.unwrap().remove(0);
+        assert!(synthetic.acct_session_id.starts_with("auth-"));
+
+        let mut start = acct(
+            &nas,
+            AcctStatus::Start,
+            "81a0000a",
+            "ADOPT",
+            t0 + 2,
+            0,
+            0,
+            0,
+        );
+        start.class_voucher_id = Some(v.id);
+        s.record_accounting(&[start]).await.unwrap();
+        let all = s.list_sessions(false).await.unwrap();
+        assert_eq!(all.len(), 1, "adopted, not duplicated");
+        assert_eq!(all[0].id, synthetic.id);
+        assert_eq!(all[0].acct_session_id, "81a0000a");
+        assert_eq!(all[0].state, SessionState::Open);
+        assert_eq!(all[0].authorized_at, Some(t0));
+        assert_eq!(all[0].started_at, Some(t0 + 2));
+
+        // Another device's accounting does not take over a synthetic row.
+        s.authorize_with(
+            &facts(&nas, "ADOPT", Some("AA:BB:CC:00:00:99"), None),
+            t0 + 10,
+            AuthorizeOptions::default(),
+            &accept_any,
+        )
+        .await
+        .unwrap();
+        s.record_accounting(&[acct(
+            &nas,
+            AcctStatus::Start,
+            "81a0000b",
+            "ADOPT",
+            t0 + 12,
+            0,
+            0,
+            0,
+        )])
+        .await
+        .unwrap();
+        let all = s.list_sessions(false).await.unwrap();
+        assert_eq!(all.len(), 3);
+        assert_eq!(
+            all.iter()
+                .filter(|x| x.acct_session_id.starts_with("auth-"))
+                .count(),
+            1
+        );
+    }
+
+    /// Storage-level serialisation, independent of the voucher rules: 50 first
+    /// logins from 50 MACs, spread over two store instances on one database, with
+    /// a decision that enforces only the shared-users limit.
+    pub async fn authorize_serialises_instances<S: Backend>(fx: &Fixture<S>) {
+        concurrent_first_login(fx, |store, f, now| {
+            Box::pin(async move {
+                store
+                    .authorize_with(
+                        &f,
+                        now,
+                        AuthorizeOptions::default(),
+                        &accept_within_shared_users,
+                    )
+                    .await
+            })
+        })
+        .await;
+    }
+
+    type AuthorizeFn<S> = fn(
+        Arc<S>,
+        AccessFacts,
+        Timestamp,
+    ) -> std::pin::Pin<
+        Box<dyn std::future::Future<Output = StoreResult<AccessDecision>> + Send>,
+    >;
+
+    async fn concurrent_first_login<S: Backend>(fx: &Fixture<S>, authorize: AuthorizeFn<S>) {
+        let (nas, plan) = setup(&fx.store).await;
+        assert_eq!(plan.shared_users, 1);
+        fx.store
+            .add_vouchers(&[voucher("RACE", &plan)])
+            .await
+            .unwrap();
+        let instances = [
+            Arc::new(S::open_url(&fx.url).await.unwrap()),
+            Arc::new(S::open_url(&fx.url).await.unwrap()),
+        ];
+        let t0 = 1_700_000_000;
+        let mut tasks = Vec::new();
+        for i in 0..50 {
+            let store = instances[i % 2].clone();
+            let f = facts(&nas, "RACE", Some(&mac(i)), Some(&format!("race{i}")));
+            // Distinct times: only the winner's activation may be stored.
+            tasks.push(tokio::spawn(authorize(store, f, t0 + i as i64)));
+        }
+        let mut accepts = Vec::new();
+        for (i, t) in tasks.into_iter().enumerate() {
+            match t.await.unwrap().unwrap() {
+                AccessDecision::Accept(_) => accepts.push(i),
+                AccessDecision::Reject(r) => assert_eq!(r, RejectReason::SharedUsersLimit),
+            }
+        }
+        assert_eq!(accepts.len(), 1, "exactly one device gets in: {accepts:?}");
+        let winner = accepts[0];
+        let v = fx.store.get_voucher("RACE").await.unwrap();
+        assert_eq!(
+            v.first_login_at,
+            Some(t0 + winner as i64),
+            "activated once, by the winner"
+        );
+        let sessions = fx.store.list_sessions(false).await.unwrap();
+        assert_eq!(sessions.len(), 1);
+        assert_eq!(sessions[0].mac.as_deref(), Some(mac(winner).as_str()));
+        let events = fx
+            .store
+            .auth_events(&AuthEventFilter {
+                limit: Some(1000),
+                ..Default::default()
+            })
+            .await
+            .unwrap();
+        assert_eq!(events.len(), 50);
+        assert_eq!(events.iter().filter(|e| e.result == "accept").count(), 1);
+    }
+
+    // -----------------------------------------------------------------------
+    // Needs the real policy: these go through `Store::authorize`, hence
+    // `policy::decide`, and assume the voucher rules of DESIGN §5. They fail
+    // while `decide` is a stub that rejects everything.
+    // -----------------------------------------------------------------------
+
+    pub async fn needs_policy_accept_activates_once<S: Backend>(fx: &Fixture<S>) {
+        let s = &fx.store;
+        let nas = s.add_nas(&new_nas("r1", "192.0.2.1", None)).await.unwrap();
+        let plan = s
+            .add_plan(&NewPlan {
+                name: "day".into(),
+                time_quota: Some(3_600),
+                validity: Some(86_400),
+                shared_users: 1,
+                interim_interval: Some(300),
+                ..Default::default()
+            })
+            .await
+            .unwrap();
+        let v = s
+            .add_vouchers(&[voucher("REAL1", &plan)])
+            .await
+            .unwrap()
+            .remove(0);
+        let t0 = 1_700_000_000;
+        let opts = AuthorizeOptions::default();
+        let f = facts(&nas, "REAL1", Some("AA:00:00:00:00:01"), Some("r-1"));
+        match s.authorize(&f, t0, opts).await.unwrap() {
+            AccessDecision::Accept(g) => {
+                assert_eq!(g.voucher_id, v.id);
+                assert!(g.activation.is_some());
+            }
+            other => panic!("expected Accept, got {other:?}"),
+        }
+        let after = s.get_voucher("REAL1").await.unwrap();
+        assert_eq!(
+            (after.first_login_at, after.valid_until),
+            (Some(t0), Some(t0 + 86_400))
+        );
+        assert_eq!(session(s, "r-1").await.state, SessionState::Authorized);
+
+        // Same device again later: accepted, not re-activated.
+        match s.authorize(&f, t0 + 30, opts).await.unwrap() {
+            AccessDecision::Accept(g) => assert_eq!(g.activation, None),
+            other => panic!("expected Accept, got {other:?}"),
+        }
+        assert_eq!(
+            s.get_voucher("REAL1").await.unwrap().first_login_at,
+            Some(t0)
+        );
+
+        // A second device while the first is live: shared-users limit.
+        let other = facts(&nas, "REAL1", Some("AA:00:00:00:00:02"), Some("r-2"));
+        assert_eq!(
+            s.authorize(&other, t0 + 31, opts).await.unwrap(),
+            AccessDecision::Reject(RejectReason::SharedUsersLimit)
+        );
+        let events = s.auth_events(&AuthEventFilter::default()).await.unwrap();
+        assert_eq!(events[0].reason.as_deref(), Some("shared_users_limit"));
+    }
+
+    pub async fn needs_policy_rejects<S: Backend>(fx: &Fixture<S>) {
+        let s = &fx.store;
+        let (nas, plan) = setup(s).await;
+        s.add_vouchers(&[
+            voucher("REV", &plan),
+            NewVoucher {
+                password: Some("secret".into()),
+                ..voucher("PW", &plan)
+            },
+        ])
+        .await
+        .unwrap();
+        let t0 = 1_700_000_000;
+        let opts = AuthorizeOptions::default();
+        s.revoke_voucher("REV").await.unwrap();
+        let revoked = s
+            .authorize(
+                &facts(&nas, "REV", Some("AA:00:00:00:00:01"), None),
+                t0,
+                opts,
+            )
+            .await
+            .unwrap();
+        assert_eq!(revoked, AccessDecision::Reject(RejectReason::Revoked));
+        let wrong = s
+            .authorize(
+                &facts(&nas, "PW", Some("AA:00:00:00:00:01"), None),
+                t0,
+                opts,
+            )
+            .await
+            .unwrap();
+        assert_eq!(wrong, AccessDecision::Reject(RejectReason::WrongPassword));
+        assert_eq!(
+            s.get_voucher("PW").await.unwrap().first_login_at,
+            None,
+            "a reject does not activate"
+        );
+        assert!(s.list_sessions(false).await.unwrap().is_empty());
+    }
+
+    /// DESIGN §5 concurrency: 50 simultaneous first logins of a single-device
+    /// voucher from 50 MACs through two instances → one Accept, one activation.
+    pub async fn needs_policy_concurrent_first_login<S: Backend>(fx: &Fixture<S>) {
+        concurrent_first_login(fx, |store, f, now| {
+            Box::pin(async move { store.authorize(&f, now, AuthorizeOptions::default()).await })
+        })
+        .await;
+    }
+}
