@@ -51,6 +51,8 @@ pub struct ServerSection {
     pub stale_grace: Option<String>,
     pub authorized_ttl: Option<String>,
     pub auth_log_retention: Option<String>,
+    pub housekeeping_interval: Option<String>,
+    pub nas_reload_interval: Option<String>,
 }
 
 impl FileConfig {
@@ -95,6 +97,12 @@ impl FileConfig {
         }
         if let Some(v) = dur(&s.auth_log_retention, "auth_log_retention")? {
             c.auth_log_retention = if v == 0 { None } else { Some(v) };
+        }
+        if let Some(v) = dur(&s.housekeeping_interval, "housekeeping_interval")? {
+            c.housekeeping_interval = Duration::from_secs(v.max(1));
+        }
+        if let Some(v) = dur(&s.nas_reload_interval, "nas_reload_interval")? {
+            c.nas_reload_interval = Duration::from_secs(v.max(1));
         }
         Ok(c)
     }

@@ -126,7 +126,7 @@ pub enum NasCommand {
 #[derive(Subcommand, Debug)]
 pub enum PlanCommand {
     /// Add a plan.
-    Add(PlanAddArgs),
+    Add(Box<PlanAddArgs>),
     /// List plans.
     List {
         #[arg(long, value_enum, default_value_t)]
@@ -279,7 +279,8 @@ fn init_logging(format: LogFormat) {
         EnvFilter::try_from_env("RRNET_LOG").unwrap_or_else(|_| EnvFilter::new("info,sqlx=warn"));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr);
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()));
     match format {
         LogFormat::Text => builder.init(),
         LogFormat::Json => builder.json().init(),

@@ -87,6 +87,7 @@ pub async fn run(cli: &Cli, args: &ServeArgs) -> anyhow::Result<()> {
         let listener = tokio::net::TcpListener::bind(addr)
             .await
             .with_context(|| format!("cannot bind the metrics listener {addr}"))?;
+        let addr = listener.local_addr()?;
         tracing::info!(%addr, "metrics listening on /metrics, /healthz, /readyz");
         let app = ops::router(OpsState {
             metrics: metrics.clone(),

@@ -110,8 +110,19 @@ pub fn verify_response(
     }
     match p.message_authenticator_offset() {
         Some(at) => {
+            let got = &p.bytes()[at + 2..at + 18];
             let ma = message_authenticator(p.bytes(), request_authenticator, at, secret);
-            if !ct_eq(&ma, &p.bytes()[at + 2..at + 18]) {
+            // Accounting/CoA/Disconnect responses: FreeRADIUS signs them over a
+            // zero vector, RFC 5176 §3.4 over the request's; accept either.
+            let zero_ok = matches!(
+                p.code(),
+                Code::AccountingResponse
+                    | Code::CoaAck
+                    | Code::CoaNak
+                    | Code::DisconnectAck
+                    | Code::DisconnectNak
+            ) && ct_eq(&message_authenticator(p.bytes(), &ZERO16, at, secret), got);
+            if !ct_eq(&ma, got) && !zero_ok {
                 return Err(ResponseError::BadMessageAuthenticator);
             }
         }

@@ -45,6 +45,17 @@ impl PacketBuilder {
         b
     }
 
+    /// Start a reply without Message-Authenticator: for Accounting-Response to an
+    /// Accounting-Request, where RFC 2866 defines none and implementations differ
+    /// on how it would be computed (the Request Authenticator protects it).
+    pub fn reply_plain(buf: Vec<u8>, request: &Packet<'_>, code: Code) -> Self {
+        let mut b = Self::with_buffer(buf, code, request.identifier());
+        for a in request.attributes().filter(|a| a.typ == attr::PROXY_STATE) {
+            let _ = b.add(attr::PROXY_STATE, a.value);
+        }
+        b
+    }
+
     /// Reserve a Message-Authenticator attribute here; filled in by `finish_*`.
     pub fn reserve_message_authenticator(&mut self) -> &mut Self {
         if self.ma_at.is_none() {

@@ -16,7 +16,7 @@ pub struct NasTable {
 
 impl NasTable {
     pub fn new(mut nas: Vec<Nas>, generation: i64) -> Self {
-        nas.sort_by(|a, b| b.address.prefix.cmp(&a.address.prefix));
+        nas.sort_by_key(|n| std::cmp::Reverse(n.address.prefix));
         NasTable {
             entries: nas.into_iter().map(Arc::new).collect(),
             generation,

@@ -190,9 +190,11 @@ pub fn status_reply(
     PacketBuilder::reply(buf, request, code).finish_response(request.authenticator(), secret)
 }
 
-/// Accounting-Response (RFC 2866 §4.2), with Message-Authenticator like every reply.
+/// Accounting-Response (RFC 2866 §4.2). No Message-Authenticator: RFC 2866 has
+/// none, FreeRADIUS would compute it over a zero vector and RFC 5176 §3.4 over the
+/// request's, so leaving it out is the only choice every client verifies.
 pub fn accounting_reply(buf: Vec<u8>, request: &Packet<'_>, secret: &[u8]) -> Vec<u8> {
-    PacketBuilder::reply(buf, request, Code::AccountingResponse)
+    PacketBuilder::reply_plain(buf, request, Code::AccountingResponse)
         .finish_response(request.authenticator(), secret)
 }
 

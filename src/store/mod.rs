@@ -170,8 +170,9 @@ pub trait Store: Send + Sync + 'static {
     /// Accounting-On/Off close all live sessions of that NAS.
     async fn record_accounting(&self, records: &[AcctRecord]) -> StoreResult<()>;
 
-    /// Close live sessions of `nas_id` whose Acct-Session-Id does not start with
-    /// `keep_prefix` (all of them when `None`), with `cause`. Returns how many.
+    /// Close sessions of `nas_id` with `cause`: with `keep_prefix`, the open ones
+    /// whose Acct-Session-Id does not start with it (a NAS reboot); with `None`,
+    /// every live one, open or authorized (Accounting-On/Off). Returns how many.
     async fn close_nas_sessions(
         &self,
         nas_id: i64,

@@ -256,12 +256,14 @@ macro_rules! impl_store {
                 cause: &str,
                 now: $crate::model::Timestamp,
             ) -> $crate::store::StoreResult<u64> {
+                // With a prefix (reboot detection) only open sessions are closed:
+                // authorized rows may carry server-made ids and expire on their own.
                 // substr/length rather than LIKE: LIKE would treat `_` and `%` in a
                 // session id as wildcards, and is case-insensitive on SQLite.
                 let done = sqlx::query(
                     "UPDATE sessions SET state = 'closed', stopped_at = $3, terminate_cause = $4 \
                      WHERE nas_id = $1 AND state IN ('open', 'authorized') \
-                     AND ($2 IS NULL OR substr(acct_session_id, 1, length($2)) <> $2)",
+                     AND ($2 IS NULL OR (state = 'open' AND substr(acct_session_id, 1, length($2)) <> $2))",
                 )
                 .bind(nas_id)
                 .bind(keep_prefix)
