@@ -373,6 +373,46 @@ pub async fn voucher(store: Arc<dyn Store>, cmd: &VoucherCommand) -> anyhow::Res
             }
             Ok(())
         }
+        VoucherCommand::Import {
+            file,
+            plan,
+            site,
+            batch,
+        } => {
+            let text = if file == "-" {
+                std::io::read_to_string(std::io::stdin()).context("reading stdin")?
+            } else {
+                std::fs::read_to_string(file).with_context(|| format!("reading {file}"))?
+            };
+            let plan = store.get_plan(plan).await?;
+            let mut new = Vec::new();
+            for (n, line) in text.lines().enumerate() {
+                let line = line.trim();
+                if line.is_empty() || line.starts_with('#') {
+                    continue;
+                }
+                let (code, password) = match line.split_once(',') {
+                    Some((c, p)) => (c.trim(), Some(p.trim().to_string())),
+                    None => (line, None),
+                };
+                check_code(code).with_context(|| format!("{file}:{}", n + 1))?;
+                new.push(NewVoucher {
+                    code: code.to_string(),
+                    password,
+                    plan_id: plan.id,
+                    site: site.clone(),
+                    batch: batch.clone(),
+                });
+            }
+            if new.is_empty() {
+                bail!("{file}: no voucher codes found");
+            }
+            for chunk in new.chunks(50_000) {
+                store.add_vouchers(chunk).await?;
+            }
+            println!("imported {} vouchers (plan {})", new.len(), plan.name);
+            Ok(())
+        }
         VoucherCommand::Show { code, format } => {
             let v = store.get_voucher(code).await?;
             let plan = store.get_plan(&v.plan_name).await?;

@@ -219,6 +219,18 @@ pub enum VoucherCommand {
         #[arg(long, value_enum, default_value_t)]
         format: ListFormat,
     },
+    /// Import vouchers from a file (or `-` for stdin): one code per line, or
+    /// `code,password`. Blank lines and lines starting with `#` are skipped.
+    /// All or nothing: a duplicate code fails the whole import.
+    Import {
+        file: String,
+        #[arg(long)]
+        plan: String,
+        #[arg(long)]
+        site: Option<String>,
+        #[arg(long)]
+        batch: Option<String>,
+    },
     /// Show one voucher: plan, usage, what is left, its sessions.
     Show {
         code: String,
