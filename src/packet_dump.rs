@@ -446,7 +446,10 @@ impl PacketDump {
         s
     }
 
-    /// JSON for scripts; see the module docs of `packet decode --format json`.
+    /// JSON for scripts: `code`, `code_number`, `identifier`, `length`,
+    /// `authenticator` (hex), `attributes` (`name`, `vendor`, `type`, `value`,
+    /// `valid`, and `note` when there is one) and `checks` (`true` / `false` /
+    /// `null` when not checked, plus a `…_detail` sentence each).
     pub fn to_json(&self) -> Value {
         let attributes: Vec<Value> = self
             .attributes
