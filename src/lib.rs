@@ -4,6 +4,7 @@
 //! - [`proto`]: RADIUS wire format, authenticators, passwords, duplicate cache. No I/O.
 //! - [`dictionary`]: FreeRADIUS-format dictionaries; names ⇄ numbers ⇄ types.
 //! - [`model`]: domain records (NAS, plan, voucher, session).
+//! - [`packet_dump`]: dictionary-named dump of one packet (`packet decode`).
 //! - [`policy`]: the voucher decision. No I/O.
 //! - [`store`]: storage trait, SQLite and PostgreSQL.
 //! - [`server`]: UDP loops for authentication and accounting.
@@ -17,6 +18,7 @@ pub mod dictionary;
 pub mod http;
 pub mod metrics;
 pub mod model;
+pub mod packet_dump;
 pub mod policy;
 pub mod proto;
 pub mod server;
