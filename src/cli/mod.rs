@@ -69,6 +69,29 @@ pub enum Command {
     /// Show sessions.
     #[command(subcommand)]
     Session(SessionCommand),
+    /// Work with raw RADIUS packets.
+    #[command(subcommand)]
+    Packet(PacketCommand),
+}
+
+#[derive(Subcommand, Debug)]
+pub enum PacketCommand {
+    /// Print a packet attribute by attribute, by dictionary name, like a sniffer would.
+    ///
+    /// With --secret, User-Password is un-hidden and the Request Authenticator
+    /// (accounting, CoA, Disconnect) and Message-Authenticator are verified.
+    Decode {
+        /// The packet as hex (spaces, colons and a leading 0x are fine), or `-` to read it from stdin.
+        hex: String,
+        /// The shared secret.
+        #[arg(long, env = "RRNET_PACKET_SECRET", hide_env_values = true)]
+        secret: Option<String>,
+        /// Extra FreeRADIUS-format dictionary files.
+        #[arg(long = "dictionary")]
+        dictionaries: Vec<PathBuf>,
+        #[arg(long, value_enum, default_value_t)]
+        format: Format,
+    },
 }
 
 #[derive(Args, Debug, Default)]
@@ -347,7 +370,48 @@ async fn dispatch(cli: Cli) -> anyhow::Result<()> {
         Command::Session(c) => {
             admin::session(open_store(&database_url(&cli, None)).await?, c).await
         }
+        Command::Packet(PacketCommand::Decode {
+            hex,
+            secret,
+            dictionaries,
+            format,
+        }) => packet_decode(hex, secret.as_deref(), dictionaries, *format),
     }
+}
+
+fn packet_decode(
+    hex: &str,
+    secret: Option<&str>,
+    dictionaries: &[PathBuf],
+    format: Format,
+) -> anyhow::Result<()> {
+    use std::io::Read;
+    let text = if hex == "-" {
+        let mut s = String::new();
+        std::io::stdin().read_to_string(&mut s)?;
+        s
+    } else {
+        hex.to_string()
+    };
+    let bytes =
+        crate::packet_dump::parse_hex(&text).map_err(|e| anyhow::anyhow!("bad hex: {e}"))?;
+    let mut extra;
+    let dict = if dictionaries.is_empty() {
+        crate::dictionary::Dictionary::builtin()
+    } else {
+        extra = crate::dictionary::Dictionary::with_builtin();
+        for p in dictionaries {
+            extra.load_file(p)?;
+        }
+        &extra
+    };
+    let dump = crate::packet_dump::dump(&bytes, dict, secret.map(str::as_bytes))
+        .map_err(|e| anyhow::anyhow!("malformed packet: {e}"))?;
+    match format {
+        Format::Text => print!("{}", dump.to_text()),
+        Format::Json => println!("{}", serde_json::to_string_pretty(&dump.to_json())?),
+    }
+    Ok(())
 }
 
 #[cfg(test)]
