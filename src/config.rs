@@ -43,6 +43,8 @@ pub struct FileConfig {
 #[serde(deny_unknown_fields)]
 pub struct ServerSection {
     pub max_in_flight: Option<usize>,
+    pub auth_workers: Option<usize>,
+    pub auth_batch_max: Option<usize>,
     pub dedup_lifetime: Option<String>,
     pub acct_queue: Option<usize>,
     pub acct_batch_max: Option<usize>,
@@ -73,6 +75,12 @@ impl FileConfig {
         };
         if let Some(v) = s.max_in_flight {
             c.max_in_flight = v.max(1);
+        }
+        if let Some(v) = s.auth_workers {
+            c.auth_workers = v.max(1);
+        }
+        if let Some(v) = s.auth_batch_max {
+            c.auth_batch_max = v.max(1);
         }
         if let Some(v) = dur(&s.dedup_lifetime, "dedup_lifetime")? {
             c.dedup_lifetime = Duration::from_secs(v);

@@ -6,6 +6,7 @@
 //! NAS lookup by source → framing → code allowed on this port → authenticity
 //! (Request Authenticator / Message-Authenticator) → duplicate cache → work.
 
+mod access;
 mod accounting;
 mod drop_reason;
 mod housekeeping;
@@ -19,7 +20,7 @@ use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use tokio::net::UdpSocket;
-use tokio::sync::{mpsc, watch, Semaphore};
+use tokio::sync::{mpsc, watch};
 
 pub use drop_reason::DropReason;
 pub use nas_table::NasTable;
@@ -30,14 +31,19 @@ use crate::policy::AccessDecision;
 use crate::proto::{verify_request_authenticator, Code, DedupKey, DuplicateCache, Packet, Seen};
 use crate::store::{AuthorizeOptions, Store};
 
+use access::AccessJob;
 use accounting::AcctJob;
 use log_limit::LogLimiter;
 
 /// Tunables of the UDP server.
 #[derive(Clone, Debug)]
 pub struct ServerConfig {
-    /// Access-Requests worked on at once; beyond this, datagrams are dropped (the NAS retries).
+    /// Access-Requests queued or being decided; beyond this, datagrams are dropped (the NAS retries).
     pub max_in_flight: usize,
+    /// Access-Request deciders (requests are sharded by User-Name).
+    pub auth_workers: usize,
+    /// Most Access-Requests decided in one transaction.
+    pub auth_batch_max: usize,
     /// How long an answered request's reply is kept for retransmissions (RFC 5080).
     pub dedup_lifetime: Duration,
     /// Most entries in each duplicate cache.
@@ -65,6 +71,8 @@ impl Default for ServerConfig {
     fn default() -> Self {
         ServerConfig {
             max_in_flight: 1024,
+            auth_workers: 1,
+            auth_batch_max: 64,
             dedup_lifetime: Duration::from_secs(5),
             dedup_capacity: 65536,
             authorize: AuthorizeOptions::default(),
@@ -98,7 +106,6 @@ pub(crate) struct Shared {
     /// Duplicate caches, one per port. std Mutex: never held across an await.
     auth_dedup: Mutex<DuplicateCache>,
     acct_dedup: Mutex<DuplicateCache>,
-    in_flight: Arc<Semaphore>,
     log_limit: LogLimiter,
 }
 
@@ -175,7 +182,6 @@ pub async fn serve(
             config.dedup_lifetime,
             config.dedup_capacity,
         )),
-        in_flight: Arc::new(Semaphore::new(config.max_in_flight)),
         log_limit: LogLimiter::new(20),
         config,
     });
@@ -184,19 +190,18 @@ pub async fn serve(
     let (stop_tx, stop_rx) = watch::channel(false);
 
     let (acct_senders, writers) = accounting::spawn_writers(shared.clone(), acct.clone());
+    let (access_senders, deciders) = access::spawn_workers(shared.clone(), auth.clone());
     let housekeeping = tokio::spawn(housekeeping::run(shared.clone(), stop_rx.clone()));
     let auth_loop = tokio::spawn(receive_loop(
         shared.clone(),
         auth.clone(),
-        false,
-        None,
+        Queues::Access(access_senders),
         stop_rx.clone(),
     ));
     let acct_loop = tokio::spawn(receive_loop(
         shared.clone(),
         acct.clone(),
-        true,
-        Some(acct_senders),
+        Queues::Accounting(acct_senders),
         stop_rx.clone(),
     ));
     tracing::info!(
@@ -208,24 +213,36 @@ pub async fn serve(
     shutdown.await;
     tracing::info!("shutting down: finishing requests in flight");
     let _ = stop_tx.send(true);
+    // The loops own the queue senders: once they end, the workers drain their
+    // queues, answer what they hold, and stop.
     let _ = auth_loop.await;
-    let _ = acct_loop.await; // drops the accounting senders, so writers drain and stop
-    for w in writers {
-        let _ = w.await;
+    let _ = acct_loop.await;
+    let drain = async {
+        for w in deciders.into_iter().chain(writers) {
+            let _ = w.await;
+        }
+    };
+    if tokio::time::timeout(Duration::from_secs(10), drain)
+        .await
+        .is_err()
+    {
+        tracing::warn!("requests still in flight after 10s; stopping anyway");
     }
-    // Wait (bounded) for Access-Requests still being decided.
-    let max = shared.config.max_in_flight as u32;
-    let _ = tokio::time::timeout(Duration::from_secs(5), shared.in_flight.acquire_many(max)).await;
     let _ = housekeeping.await;
     tracing::info!("stopped");
     Ok(())
 }
 
+/// Where a receive loop hands work off.
+enum Queues {
+    Access(Vec<mpsc::Sender<AccessJob>>),
+    Accounting(Vec<mpsc::Sender<AcctJob>>),
+}
+
 async fn receive_loop(
     shared: Arc<Shared>,
     socket: Arc<UdpSocket>,
-    accounting: bool,
-    acct_senders: Option<Vec<mpsc::Sender<AcctJob>>>,
+    queues: Queues,
     mut stop: watch::Receiver<bool>,
 ) {
     // One byte more than the maximum, so an oversize datagram is seen as such.
@@ -243,15 +260,7 @@ async fn receive_loop(
                 }
             },
         };
-        handle_datagram(
-            &shared,
-            &socket,
-            &buf[..n],
-            source,
-            accounting,
-            acct_senders.as_deref(),
-        )
-        .await;
+        handle_datagram(&shared, &socket, &buf[..n], source, &queues).await;
     }
 }
 
@@ -260,9 +269,9 @@ async fn handle_datagram(
     socket: &Arc<UdpSocket>,
     datagram: &[u8],
     source: SocketAddr,
-    accounting: bool,
-    acct_senders: Option<&[mpsc::Sender<AcctJob>]>,
+    queues: &Queues,
 ) {
+    let accounting = matches!(queues, Queues::Accounting(_));
     let received = Instant::now();
     let table = shared.nas_table();
     let Some(nas) = table.lookup(source.ip()) else {
@@ -386,7 +395,19 @@ async fn handle_datagram(
                     return;
                 }
             };
-            let Ok(permit) = shared.in_flight.clone().try_acquire_owned() else {
+            let Queues::Access(senders) = queues else {
+                unreachable!("Access-Requests are only accepted on the authentication port")
+            };
+            let shard = access::shard(&facts.username, senders.len());
+            let job = AccessJob {
+                facts,
+                request: datagram[..packet.len()].to_vec(),
+                source,
+                key,
+                nas: nas.clone(),
+                received,
+            };
+            if senders[shard].try_send(job).is_err() {
                 shared.forget(false, &key);
                 shared.drop_packet(
                     Some(nas),
@@ -394,59 +415,7 @@ async fn handle_datagram(
                     DropReason::Overload,
                     "too many requests in flight",
                 );
-                return;
-            };
-            let shared = shared.clone();
-            let socket = socket.clone();
-            let nas = nas.clone();
-            let request = datagram[..packet.len()].to_vec();
-            tokio::spawn(async move {
-                let _permit = permit;
-                let t = Instant::now();
-                let result = shared
-                    .store
-                    .authorize(&facts, unix_now(), shared.config.authorize)
-                    .await;
-                shared
-                    .metrics
-                    .storage_duration
-                    .with_label_values(&["authorize"])
-                    .observe(t.elapsed().as_secs_f64());
-                let decision = match result {
-                    Ok(d) => d,
-                    Err(e) => {
-                        shared.forget(false, &key);
-                        shared.drop_packet(
-                            Some(&nas),
-                            source,
-                            DropReason::StorageError,
-                            &e.to_string(),
-                        );
-                        return;
-                    }
-                };
-                let packet = Packet::decode(&request).expect("decoded once already");
-                let reply = request::access_reply(
-                    Vec::with_capacity(256),
-                    &packet,
-                    &decision,
-                    nas.secret.expose(),
-                );
-                let _ = socket.send_to(&reply, source).await;
-                shared.answered(false, key, &reply);
-                record_access_outcome(
-                    &shared,
-                    &nas,
-                    &facts.username,
-                    facts.mac.as_deref(),
-                    &decision,
-                );
-                shared
-                    .metrics
-                    .request_duration
-                    .with_label_values(&["access_request"])
-                    .observe(received.elapsed().as_secs_f64());
-            });
+            }
         }
         Code::AccountingRequest => {
             let record = match request::acct_record(&packet, nas.id, unix_now()) {
@@ -457,7 +426,9 @@ async fn handle_datagram(
                     return;
                 }
             };
-            let senders = acct_senders.expect("accounting loop has writers");
+            let Queues::Accounting(senders) = queues else {
+                unreachable!("Accounting-Requests are only accepted on the accounting port")
+            };
             let shard = accounting::shard(&record, senders.len());
             let job = AcctJob {
                 record,
@@ -481,7 +452,7 @@ async fn handle_datagram(
     }
 }
 
-fn record_access_outcome(
+pub(crate) fn record_access_outcome(
     shared: &Shared,
     nas: &Nas,
     username: &str,

@@ -163,6 +163,24 @@ pub trait Store: Send + Sync + 'static {
         opts: AuthorizeOptions,
     ) -> StoreResult<AccessDecision>;
 
+    /// Decide several Access-Requests, in order, as one group commit: each sees
+    /// the effects of those before it (activation, MAC binding, live devices),
+    /// exactly as if [`Store::authorize`] had been called for each in turn, and
+    /// nothing is visible to others until the whole batch commits. The result
+    /// has one decision per request, in the same order.
+    async fn authorize_batch(
+        &self,
+        requests: &[AccessFacts],
+        now: Timestamp,
+        opts: AuthorizeOptions,
+    ) -> StoreResult<Vec<AccessDecision>> {
+        let mut out = Vec::with_capacity(requests.len());
+        for facts in requests {
+            out.push(self.authorize(facts, now, opts).await?);
+        }
+        Ok(out)
+    }
+
     /// Store a batch of accounting records in one transaction (group commit).
     /// Returns only after commit; on error nothing of the batch is stored.
     /// Idempotent per (nas_id, acct_session_id); counters only move forward and

@@ -1,0 +1,126 @@
+//! Access-Requests are decided in groups: each worker takes every request waiting
+//! in its queue (up to a limit), decides them in one storage transaction
+//! (`Store::authorize_batch`), then answers each. Requests for one voucher always
+//! go to the same worker, so they are decided in arrival order.
+
+use std::collections::hash_map::DefaultHasher;
+use std::hash::{Hash, Hasher};
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Instant;
+
+use tokio::net::UdpSocket;
+use tokio::sync::mpsc;
+use tokio::task::JoinHandle;
+
+use super::drop_reason::DropReason;
+use super::request::access_reply;
+use super::{record_access_outcome, unix_now, Shared};
+use crate::model::Nas;
+use crate::policy::AccessFacts;
+use crate::proto::{DedupKey, Packet};
+
+pub struct AccessJob {
+    pub facts: AccessFacts,
+    /// The request bytes, to build the reply.
+    pub request: Vec<u8>,
+    pub source: SocketAddr,
+    pub key: DedupKey,
+    pub nas: Arc<Nas>,
+    pub received: Instant,
+}
+
+/// Which worker decides requests for `username`.
+pub fn shard(username: &str, workers: usize) -> usize {
+    if workers <= 1 {
+        return 0;
+    }
+    let mut h = DefaultHasher::new();
+    username.hash(&mut h);
+    (h.finish() % workers as u64) as usize
+}
+
+pub(super) fn spawn_workers(
+    shared: Arc<Shared>,
+    socket: Arc<UdpSocket>,
+) -> (Vec<mpsc::Sender<AccessJob>>, Vec<JoinHandle<()>>) {
+    let n = shared.config.auth_workers.max(1);
+    // The queues are the bound on work in flight: a full queue drops (the NAS retries).
+    let per_worker = (shared.config.max_in_flight / n).max(1);
+    let mut senders = Vec::with_capacity(n);
+    let mut handles = Vec::with_capacity(n);
+    for _ in 0..n {
+        let (tx, rx) = mpsc::channel(per_worker);
+        senders.push(tx);
+        handles.push(tokio::spawn(worker(shared.clone(), socket.clone(), rx)));
+    }
+    (senders, handles)
+}
+
+async fn worker(shared: Arc<Shared>, socket: Arc<UdpSocket>, mut rx: mpsc::Receiver<AccessJob>) {
+    let max = shared.config.auth_batch_max.max(1);
+    let mut jobs: Vec<AccessJob> = Vec::with_capacity(max);
+    let mut facts: Vec<AccessFacts> = Vec::with_capacity(max);
+    let mut reply_buf = Vec::with_capacity(512);
+    while let Some(first) = rx.recv().await {
+        jobs.push(first);
+        while jobs.len() < max {
+            match rx.try_recv() {
+                Ok(j) => jobs.push(j),
+                Err(_) => break,
+            }
+        }
+        facts.clear();
+        facts.extend(jobs.iter().map(|j| j.facts.clone()));
+        let t = Instant::now();
+        let result = shared
+            .store
+            .authorize_batch(&facts, unix_now(), shared.config.authorize)
+            .await;
+        shared
+            .metrics
+            .storage_duration
+            .with_label_values(&["authorize_batch"])
+            .observe(t.elapsed().as_secs_f64());
+        match result {
+            Ok(decisions) => {
+                for (job, decision) in jobs.drain(..).zip(decisions.iter()) {
+                    let packet = Packet::decode(&job.request).expect("decoded once already");
+                    let reply = access_reply(
+                        std::mem::take(&mut reply_buf),
+                        &packet,
+                        decision,
+                        job.nas.secret.expose(),
+                    );
+                    let _ = socket.send_to(&reply, job.source).await;
+                    shared.answered(false, job.key, &reply);
+                    reply_buf = reply;
+                    record_access_outcome(
+                        &shared,
+                        &job.nas,
+                        &job.facts.username,
+                        job.facts.mac.as_deref(),
+                        decision,
+                    );
+                    shared
+                        .metrics
+                        .request_duration
+                        .with_label_values(&["access_request"])
+                        .observe(job.received.elapsed().as_secs_f64());
+                }
+            }
+            Err(e) => {
+                let detail = e.to_string();
+                for job in jobs.drain(..) {
+                    shared.forget(false, &job.key);
+                    shared.drop_packet(
+                        Some(&job.nas),
+                        job.source,
+                        DropReason::StorageError,
+                        &detail,
+                    );
+                }
+            }
+        }
+    }
+}
