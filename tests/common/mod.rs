@@ -607,3 +607,16 @@ pub fn have_tool(cmd: &str, probe: &[&str]) -> bool {
     }
     ok
 }
+
+/// [`have_tool`] for a prerequisite that is not a plain command, such as a Python
+/// module or a minimum version: when `available` is false the test prints a loud
+/// SKIPPED line (with `why`) and should return, or fails under RRNET_REQUIRE_TOOLS=1.
+pub fn have_prerequisite(available: bool, what: &str, why: &str) -> bool {
+    if !available {
+        if std::env::var("RRNET_REQUIRE_TOOLS").as_deref() == Ok("1") {
+            panic!("{what} is required (RRNET_REQUIRE_TOOLS=1): {why}");
+        }
+        eprintln!("SKIPPED: {what}: {why}");
+    }
+    available
+}
