@@ -176,7 +176,7 @@ fn reply_attrs(r: &Reply) -> Vec<String> {
 }
 
 /// Accounting-On (RFC 2866 §5.1): the NAS restarted, all its sessions are gone.
-fn accounting_on(client: &mut Client) -> Vec<u8> {
+fn accounting_on(client: &Client) -> Vec<u8> {
     let mut b = PacketBuilder::new(Code::AccountingRequest, rand::random());
     b.add_u32(attr::ACCT_STATUS_TYPE, attr::acct_status::ACCOUNTING_ON)
         .unwrap();
@@ -875,7 +875,7 @@ fn accounting_lifecycle_is_stored(db: &TestDb) {
         ));
         assert_eq!(db.session_json(sid).unwrap()["state"], "open");
     }
-    let on = accounting_on(&mut c);
+    let on = accounting_on(&c);
     expect_acct_response(c.send_accounting(server.acct, &on, Duration::from_millis(1500)));
     for sid in ["acct-2", "acct-3"] {
         let s = db.session_json(sid).unwrap();
@@ -957,5 +957,7 @@ fn sigterm_stops_cleanly(db: &TestDb) {
             .any(|l| l.contains("\"message\":\"stopped\""))
             .then_some(())
     });
+    // Stopping the server does not end the hotspot's sessions: they stay open
+    // for the next start (or for another instance) to keep accounting.
     assert_eq!(db.session_json("term-1").unwrap()["state"], "open");
 }
