@@ -92,8 +92,10 @@ async fn worker(shared: Arc<Shared>, socket: Arc<UdpSocket>, mut rx: mpsc::Recei
                         decision,
                         job.nas.secret.expose(),
                     );
-                    let _ = socket.send_to(&reply, job.source).await;
+                    // Cached before sending: a retransmission racing the reply
+                    // must find the answer, not "in progress" (RFC 5080 §2.2.2).
                     shared.answered(false, job.key, &reply);
+                    let _ = socket.send_to(&reply, job.source).await;
                     reply_buf = reply;
                     record_access_outcome(
                         &shared,

@@ -102,8 +102,10 @@ async fn writer(
                     let packet = Packet::decode(&job.request).expect("decoded once already");
                     let reply =
                         accounting_reply(Vec::with_capacity(64), &packet, job.nas.secret.expose());
-                    let _ = socket.send_to(&reply, job.source).await;
+                    // Cached before sending, so that a retransmission crossing
+                    // the reply is answered from the cache rather than dropped.
                     shared.answered(true, job.key, &reply);
+                    let _ = socket.send_to(&reply, job.source).await;
                     shared
                         .metrics
                         .requests

@@ -378,8 +378,10 @@ async fn handle_datagram(
     match code {
         Code::StatusServer => {
             let reply = request::status_reply(Vec::with_capacity(64), &packet, accounting, secret);
-            let _ = socket.send_to(&reply, source).await;
+            // Cached before sending: a retransmission that crosses the reply must
+            // find it answered, not still in progress (RFC 5080 §2.2.2).
             shared.answered(accounting, key, &reply);
+            let _ = socket.send_to(&reply, source).await;
             shared
                 .metrics
                 .requests

@@ -620,3 +620,151 @@ pub fn have_prerequisite(available: bool, what: &str, why: &str) -> bool {
     }
     available
 }
+
+// ---- Helpers for the UDP server, fleet and crash tests ----
+
+/// Poll `probe` every 50 ms until it yields a value; panic with `what` after `within`.
+/// Used instead of fixed sleeps for everything the server does asynchronously.
+pub fn wait_until<T>(what: &str, within: Duration, mut probe: impl FnMut() -> Option<T>) -> T {
+    let deadline = Instant::now() + within;
+    loop {
+        if let Some(v) = probe() {
+            return v;
+        }
+        if Instant::now() > deadline {
+            panic!("timed out after {within:?} waiting for {what}");
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// Parse the JSON a `--format json` admin command printed.
+pub fn parse_json(text: &str) -> serde_json::Value {
+    serde_json::from_str(text).unwrap_or_else(|e| panic!("not JSON ({e}): {text}"))
+}
+
+impl TestDb {
+    /// `voucher show CODE --format json`.
+    pub fn voucher_json(&self, code: &str) -> serde_json::Value {
+        parse_json(&self.cli(&["voucher", "show", code, "--format", "json"]))
+    }
+
+    /// `session list --format json`, newest first.
+    pub fn sessions_json(&self) -> Vec<serde_json::Value> {
+        match parse_json(&self.cli(&["session", "list", "--format", "json"])) {
+            serde_json::Value::Array(v) => v,
+            other => panic!("session list is not an array: {other}"),
+        }
+    }
+
+    /// The session with this Acct-Session-Id, if stored.
+    pub fn session_json(&self, acct_session_id: &str) -> Option<serde_json::Value> {
+        self.sessions_json()
+            .into_iter()
+            .find(|s| s["acct_session_id"] == acct_session_id)
+    }
+}
+
+impl Server {
+    /// A sample's value, 0 when the series does not exist yet (counters with
+    /// labels appear on first increment).
+    pub fn metric_or_zero(&self, sample: &str) -> f64 {
+        self.metric(sample).unwrap_or(0.0)
+    }
+
+    /// Poll a counter until it reaches `at_least`; returns the value seen.
+    pub fn wait_metric(&self, sample: &str, at_least: f64, within: Duration) -> f64 {
+        wait_until(&format!("{sample} >= {at_least}"), within, || {
+            let v = self.metric_or_zero(sample);
+            (v >= at_least).then_some(v)
+        })
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+}
+
+impl Client {
+    /// Like [`Client::exchange`] with its own bound on the wait, for polls and
+    /// for checks that expect no answer.
+    pub fn exchange_within(
+        &self,
+        to: SocketAddr,
+        request: &[u8],
+        auth: &[u8; 16],
+        wait: Duration,
+    ) -> Option<Reply> {
+        self.sock.send_to(request, to).unwrap();
+        let reply = self.receive_reply(request, auth, wait);
+        self.sock
+            .set_read_timeout(Some(Duration::from_millis(1500)))
+            .unwrap();
+        reply
+    }
+
+    fn receive_reply(&self, request: &[u8], auth: &[u8; 16], wait: Duration) -> Option<Reply> {
+        let mut buf = [0u8; 4096];
+        let deadline = Instant::now() + wait;
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                return None;
+            }
+            self.sock.set_read_timeout(Some(left)).unwrap();
+            let Ok((n, _)) = self.sock.recv_from(&mut buf) else {
+                return None;
+            };
+            if buf[1] != request[1] {
+                continue;
+            }
+            let bytes = buf[..n].to_vec();
+            let code = verify_response(&bytes, auth, &self.secret, false).expect("reply verifies");
+            if matches!(
+                code,
+                Code::AccessAccept | Code::AccessReject | Code::AccessChallenge
+            ) {
+                let p = Packet::decode(&bytes).unwrap();
+                let first = p.attributes().next().expect("reply has attributes");
+                assert_eq!(
+                    first.typ,
+                    attr::MESSAGE_AUTHENTICATOR,
+                    "Message-Authenticator must come first"
+                );
+                verify_response(&bytes, auth, &self.secret, true)
+                    .expect("Message-Authenticator verifies");
+            }
+            return Some(Reply { bytes });
+        }
+    }
+
+    /// Whether any datagram arrives within `wait` (drains at most one).
+    pub fn anything_within(&self, wait: Duration) -> bool {
+        let mut buf = [0u8; 4096];
+        self.sock.set_read_timeout(Some(wait)).unwrap();
+        let got = self.sock.recv_from(&mut buf).is_ok();
+        self.sock
+            .set_read_timeout(Some(Duration::from_millis(1500)))
+            .unwrap();
+        got
+    }
+
+    /// A Status-Server request (RFC 5997), with or without Message-Authenticator.
+    pub fn status_server(&mut self, with_ma: bool) -> (Vec<u8>, [u8; 16]) {
+        let auth: [u8; 16] = rand::random();
+        let id = self.id();
+        let mut b = PacketBuilder::new(Code::StatusServer, id);
+        if with_ma {
+            b.reserve_message_authenticator();
+        }
+        b.add_str(attr::NAS_IDENTIFIER, "MikroTik").unwrap();
+        (b.finish_access_request(&auth, &self.secret), auth)
+    }
+
+    /// Send an Accounting-Request built by [`Client::accounting_request`] and wait
+    /// for its Accounting-Response at most `wait`.
+    pub fn send_accounting(&self, to: SocketAddr, request: &[u8], wait: Duration) -> Option<Reply> {
+        let auth: [u8; 16] = request[4..20].try_into().unwrap();
+        self.exchange_within(to, request, &auth, wait)
+    }
+}
