@@ -11,6 +11,7 @@ use tokio::net::UdpSocket;
 use super::{database_url, open_store, redact_url, Cli, ServeArgs};
 use crate::config::{self, FileConfig};
 use crate::http::ops::{self, OpsState};
+use crate::http::shim::{self, RestSecret};
 use crate::metrics::Metrics;
 
 /// Resolves when SIGINT or SIGTERM arrives.
@@ -64,6 +65,19 @@ pub async fn run(cli: &Cli, args: &ServeArgs) -> anyhow::Result<()> {
         s => Some(parse_addr(&s, "--metrics-listen")?),
     };
     let server_config = file.server_config()?;
+    let http_addr = args
+        .http_listen
+        .or(file.http_listen)
+        .unwrap_or(parse_addr(config::DEFAULT_HTTP_LISTEN, "HTTP address")?);
+    // The shim listens only when a secret is set; a set but too short secret
+    // is an error rather than a shim that silently stays off.
+    let rest_secret = match std::env::var("RRNET_RADIUS_REST_SECRET") {
+        Ok(s) => Some(RestSecret::new(&s)?),
+        Err(std::env::VarError::NotPresent) => None,
+        Err(std::env::VarError::NotUnicode(_)) => {
+            anyhow::bail!("RRNET_RADIUS_REST_SECRET is not valid UTF-8")
+        }
+    };
     for path in &file.dictionaries {
         // Extra dictionaries are validated at start so a broken file fails fast.
         let mut d = crate::dictionary::Dictionary::with_builtin();
@@ -101,6 +115,40 @@ pub async fn run(cli: &Cli, args: &ServeArgs) -> anyhow::Result<()> {
         });
     }
 
+    // One signal stops both the UDP server and the shim.
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let shim = match rest_secret {
+        Some(secret) => {
+            let listener = tokio::net::TcpListener::bind(http_addr)
+                .await
+                .with_context(|| format!("cannot bind the REST shim listener {http_addr}"))?;
+            let mut stop = stop_rx.clone();
+            Some(
+                shim::spawn(
+                    listener,
+                    store.clone(),
+                    metrics.clone(),
+                    secret,
+                    &server_config,
+                    async move {
+                        let _ = stop.wait_for(|s| *s).await;
+                    },
+                )
+                .await?,
+            )
+        }
+        None => None,
+    };
+
     sockets_ready.store(true, Ordering::Release);
-    crate::server::serve(auth, acct, store, metrics, server_config, shutdown_signal()).await
+    let shutdown = async move {
+        shutdown_signal().await;
+        let _ = stop_tx.send(true);
+    };
+    let served = crate::server::serve(auth, acct, store, metrics, server_config, shutdown).await;
+    if let Some(shim) = shim {
+        // Requests in flight get the same bounded wait as the UDP ones.
+        let _ = tokio::time::timeout(std::time::Duration::from_secs(5), shim).await;
+    }
+    served
 }

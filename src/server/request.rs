@@ -18,22 +18,47 @@ pub fn credential(p: &Packet<'_>, secret: &[u8]) -> Credential {
         };
     }
     if let Some(chap) = p.attr(attr::CHAP_PASSWORD) {
-        if chap.len() != 17 {
-            return Credential::Missing;
-        }
         // RFC 2865 §2.2: without CHAP-Challenge the Request Authenticator is the challenge.
         let challenge = p
             .attr(attr::CHAP_CHALLENGE)
             .unwrap_or(&p.authenticator()[..]);
-        let mut response = [0u8; 16];
-        response.copy_from_slice(&chap[1..]);
-        return Credential::Chap {
-            ident: chap[0],
-            response,
-            challenge: challenge.to_vec(),
-        };
+        return chap_credential(chap, challenge);
     }
     Credential::Missing
+}
+
+/// The credential of a CHAP-Password value (ident ‖ 16-byte response, RFC 2865
+/// §5.3) against `challenge`. A value of the wrong length counts as absent.
+/// Shared with the REST shim, which gets both values from FreeRADIUS.
+pub fn chap_credential(chap_password: &[u8], challenge: &[u8]) -> Credential {
+    let Ok(response) = <[u8; 16]>::try_from(chap_password.get(1..).unwrap_or_default()) else {
+        return Credential::Missing;
+    };
+    Credential::Chap {
+        ident: chap_password[0],
+        response,
+        challenge: challenge.to_vec(),
+    }
+}
+
+/// The Acct-Status-Type values the server stores (RFC 2866 §5.1); `None` for the rest.
+pub fn acct_status(value: u32) -> Option<AcctStatus> {
+    match value {
+        attr::acct_status::START => Some(AcctStatus::Start),
+        attr::acct_status::STOP => Some(AcctStatus::Stop),
+        attr::acct_status::INTERIM_UPDATE => Some(AcctStatus::InterimUpdate),
+        attr::acct_status::ACCOUNTING_ON => Some(AcctStatus::AccountingOn),
+        attr::acct_status::ACCOUNTING_OFF => Some(AcctStatus::AccountingOff),
+        _ => None,
+    }
+}
+
+/// Acct-Terminate-Cause as stored: its dictionary name, or the number when unnamed.
+pub fn terminate_cause_name(value: u32) -> String {
+    crate::dictionary::Dictionary::builtin()
+        .value_name(0, u32::from(attr::ACCT_TERMINATE_CAUSE), u64::from(value))
+        .map(str::to_owned)
+        .unwrap_or_else(|| value.to_string())
 }
 
 fn text(p: &Packet<'_>, typ: u8) -> Option<String> {
@@ -79,12 +104,7 @@ pub fn acct_record(
     received_at: i64,
 ) -> Result<AcctRecord, &'static str> {
     let status = match p.attr_u32(attr::ACCT_STATUS_TYPE) {
-        Ok(Some(attr::acct_status::START)) => AcctStatus::Start,
-        Ok(Some(attr::acct_status::STOP)) => AcctStatus::Stop,
-        Ok(Some(attr::acct_status::INTERIM_UPDATE)) => AcctStatus::InterimUpdate,
-        Ok(Some(attr::acct_status::ACCOUNTING_ON)) => AcctStatus::AccountingOn,
-        Ok(Some(attr::acct_status::ACCOUNTING_OFF)) => AcctStatus::AccountingOff,
-        Ok(Some(_)) => return Err("unsupported Acct-Status-Type"),
+        Ok(Some(v)) => acct_status(v).ok_or("unsupported Acct-Status-Type")?,
         _ => return Err("missing or malformed Acct-Status-Type"),
     };
     let acct_session_id = text(p, attr::ACCT_SESSION_ID).unwrap_or_default();
@@ -99,12 +119,7 @@ pub fn acct_record(
         .attr_u32(attr::ACCT_TERMINATE_CAUSE)
         .ok()
         .flatten()
-        .map(|v| {
-            crate::dictionary::Dictionary::builtin()
-                .value_name(0, u32::from(attr::ACCT_TERMINATE_CAUSE), u64::from(v))
-                .map(str::to_owned)
-                .unwrap_or_else(|| v.to_string())
-        });
+        .map(terminate_cause_name);
     Ok(AcctRecord {
         nas_id,
         status,
