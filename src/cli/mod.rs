@@ -2,6 +2,7 @@
 
 mod admin;
 mod output;
+pub mod routeros;
 mod serve;
 
 use std::path::PathBuf;
@@ -69,6 +70,8 @@ pub enum Command {
     /// Show sessions.
     #[command(subcommand)]
     Session(SessionCommand),
+    /// Print the RouterOS v7 script that points a NAS's hotspot at this server.
+    RouterosScript(routeros::RouterosScriptArgs),
 }
 
 #[derive(Args, Debug, Default)]
@@ -334,6 +337,9 @@ async fn dispatch(cli: Cli) -> anyhow::Result<()> {
         }
         Command::Session(c) => {
             admin::session(open_store(&database_url(&cli, None)).await?, c).await
+        }
+        Command::RouterosScript(a) => {
+            routeros::run(open_store(&database_url(&cli, None)).await?, a).await
         }
     }
 }
