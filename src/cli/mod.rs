@@ -2,6 +2,7 @@
 
 mod admin;
 mod output;
+pub mod print;
 pub mod routeros;
 mod serve;
 
@@ -239,6 +240,8 @@ pub enum VoucherCommand {
     },
     /// Revoke a voucher: later logins are rejected.
     Revoke { code: String },
+    /// Print a batch as an A4 sheet of cards (HTML, with QR codes) or as CSV.
+    Print(print::PrintArgs),
 }
 
 #[derive(Subcommand, Debug)]
