@@ -545,6 +545,7 @@ pub async fn voucher(store: Arc<dyn Store>, cmd: &VoucherCommand) -> anyhow::Res
             println!("revoked voucher {code}");
             Ok(())
         }
+        VoucherCommand::Print(a) => super::print::run(store, a).await,
     }
 }
 

@@ -2,6 +2,8 @@
 
 mod admin;
 mod output;
+pub mod print;
+pub mod routeros;
 mod serve;
 
 use std::path::PathBuf;
@@ -72,6 +74,8 @@ pub enum Command {
     /// Work with raw RADIUS packets.
     #[command(subcommand)]
     Packet(PacketCommand),
+    /// Print the RouterOS v7 script that points a NAS's hotspot at this server.
+    RouterosScript(routeros::RouterosScriptArgs),
 }
 
 #[derive(Subcommand, Debug)]
@@ -271,6 +275,8 @@ pub enum VoucherCommand {
     },
     /// Revoke a voucher: later logins are rejected.
     Revoke { code: String },
+    /// Print a batch as an A4 sheet of cards (HTML, with QR codes) or as CSV.
+    Print(print::PrintArgs),
 }
 
 #[derive(Subcommand, Debug)]
@@ -376,6 +382,9 @@ async fn dispatch(cli: Cli) -> anyhow::Result<()> {
             dictionaries,
             format,
         }) => packet_decode(hex, secret.as_deref(), dictionaries, *format),
+        Command::RouterosScript(a) => {
+            routeros::run(open_store(&database_url(&cli, None)).await?, a).await
+        }
     }
 }
 
