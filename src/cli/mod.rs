@@ -1,6 +1,7 @@
 //! The `rrnet-radius` command line. `main.rs` only calls [`run`].
 
 mod admin;
+mod auth_log;
 mod output;
 mod serve;
 
@@ -69,6 +70,20 @@ pub enum Command {
     /// Show sessions.
     #[command(subcommand)]
     Session(SessionCommand),
+    /// Show recent logins and rejections: why can't this customer log in?
+    ///
+    /// Lists auth events with their time (RFC 3339, UTC), NAS, user (voucher code),
+    /// device MAC, result (accept or reject), the reject reason label and the message
+    /// the hotspot login page showed. Events are listed oldest first, ending with the
+    /// newest; --limit keeps the newest N.
+    ///
+    /// Retention: the server deletes events older than `auth_log_retention` in the
+    /// `[server]` section of its config file (a duration such as "30d"; default 30d;
+    /// "0" keeps everything), checked every `housekeeping_interval` (default 30s).
+    ///
+    /// Dropped packets (wrong shared secret, unknown NAS, malformed) are not auth
+    /// events: see the server log and the rrnet_radius_drops_total metric.
+    AuthLog(auth_log::AuthLogArgs),
 }
 
 #[derive(Args, Debug, Default)]
@@ -335,6 +350,7 @@ async fn dispatch(cli: Cli) -> anyhow::Result<()> {
         Command::Session(c) => {
             admin::session(open_store(&database_url(&cli, None)).await?, c).await
         }
+        Command::AuthLog(a) => auth_log::run(open_store(&database_url(&cli, None)).await?, a).await,
     }
 }
 
