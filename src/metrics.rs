@@ -6,14 +6,28 @@ use prometheus::{
     TextEncoder,
 };
 
-/// Latency buckets fine enough to see 100 µs.
-const LATENCY_BUCKETS: &[f64] = &[
-    0.000_05, 0.000_1, 0.000_2, 0.000_3, 0.000_5, 0.000_75, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05,
-    0.1, 0.25, 0.5, 1.0, 2.5,
+/// Latency buckets fine enough to see 100 µs (a cached SQLite authorize takes
+/// a few hundred µs) and wide enough to see the 1 s RouterOS `timeout=` being
+/// reached, past which the NAS has already retransmitted or given up.
+pub const LATENCY_BUCKETS: &[f64] = &[
+    0.000_025, 0.000_05, 0.000_1, 0.000_2, 0.000_3, 0.000_5, 0.000_75, 0.001, 0.002, 0.005, 0.01,
+    0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5,
 ];
 
 /// Label used for packets whose source matched no NAS.
 pub const UNKNOWN_NAS: &str = "unknown";
+
+/// The `op` label values of storage latency and storage errors.
+pub const STORAGE_OPS: &[&str] = &[
+    "authorize",
+    "record_accounting",
+    "close_nas_sessions",
+    "close_stale_sessions",
+    "prune_auth_events",
+    "open_sessions_by_nas",
+    "nas_generation",
+    "load_nas",
+];
 
 #[derive(Clone)]
 pub struct Metrics {
@@ -40,6 +54,12 @@ pub struct Metrics {
     pub sessions_closed: IntCounterVec,
     /// REST shim requests by route and HTTP status.
     pub http_requests: IntCounterVec,
+    /// Failed storage calls, by operation: the request path counts its packets in
+    /// `drops{reason="storage_error"}`, this counts the calls (housekeeping too).
+    pub storage_errors: IntCounterVec,
+    /// Unix time of the last datagram from each NAS, authentic or not, so an alert
+    /// can tell a router that went silent from one with no users.
+    pub nas_last_seen: IntGaugeVec,
 }
 
 impl Metrics {
@@ -131,14 +151,41 @@ impl Metrics {
             &["route", "status"],
         )
         .unwrap();
+        let storage_errors = IntCounterVec::new(
+            Opts::new(
+                "rrnet_radius_storage_errors_total",
+                "Storage calls that failed, by operation",
+            ),
+            &["op"],
+        )
+        .unwrap();
+        let nas_last_seen = IntGaugeVec::new(
+            Opts::new(
+                "rrnet_radius_nas_last_seen_timestamp_seconds",
+                "Unix time of the last datagram received from each NAS",
+            ),
+            &["nas"],
+        )
+        .unwrap();
         let build_info = IntGaugeVec::new(
-            Opts::new("rrnet_radius_build_info", "Build information"),
-            &["version"],
+            Opts::new(
+                "rrnet_radius_build_info",
+                "Build information; the value is always 1",
+            ),
+            &["version", "os", "arch"],
         )
         .unwrap();
         build_info
-            .with_label_values(&[env!("CARGO_PKG_VERSION")])
+            .with_label_values(&[
+                env!("CARGO_PKG_VERSION"),
+                std::env::consts::OS,
+                std::env::consts::ARCH,
+            ])
             .set(1);
+        // Failures are rare; created at zero so `increase()` sees the first one.
+        for op in STORAGE_OPS {
+            storage_errors.with_label_values(&[op]);
+        }
 
         for c in [
             Box::new(requests.clone()) as Box<dyn prometheus::core::Collector>,
@@ -152,6 +199,8 @@ impl Metrics {
             Box::new(vouchers_activated.clone()),
             Box::new(sessions_closed.clone()),
             Box::new(http_requests.clone()),
+            Box::new(storage_errors.clone()),
+            Box::new(nas_last_seen.clone()),
             Box::new(build_info),
         ] {
             registry.register(c).expect("metric names are unique");
@@ -176,6 +225,35 @@ impl Metrics {
             vouchers_activated,
             sessions_closed,
             http_requests,
+            storage_errors,
+            nas_last_seen,
+        }
+    }
+
+    /// Create every per-NAS series at zero. A counter that appears at 1 hides its
+    /// first increment from `increase()`, and the first bad-authenticator drop of
+    /// a NAS (a wrong shared secret) is exactly what an alert should see.
+    pub fn init_nas(&self, nas: &str, drop_reasons: &[&str], reject_reasons: &[&str]) {
+        for reason in drop_reasons {
+            self.drops.with_label_values(&[nas, reason]);
+        }
+        for reason in reject_reasons {
+            self.rejects.with_label_values(&[nas, reason]);
+        }
+        for result in ["accept", "reject"] {
+            self.requests
+                .with_label_values(&["access_request", nas, result]);
+        }
+        self.duplicates_answered.with_label_values(&[nas]);
+    }
+
+    /// Time one storage call: observe its latency under `op` and count a failure.
+    pub fn storage_call<T, E>(&self, op: &str, started: std::time::Instant, result: &Result<T, E>) {
+        self.storage_duration
+            .with_label_values(&[op])
+            .observe(started.elapsed().as_secs_f64());
+        if result.is_err() {
+            self.storage_errors.with_label_values(&[op]).inc();
         }
     }
 

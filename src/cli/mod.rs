@@ -1,6 +1,7 @@
 //! The `rrnet-radius` command line. `main.rs` only calls [`run`].
 
 mod admin;
+mod auth_log;
 mod output;
 pub mod print;
 pub mod routeros;
@@ -76,6 +77,20 @@ pub enum Command {
     Packet(PacketCommand),
     /// Print the RouterOS v7 script that points a NAS's hotspot at this server.
     RouterosScript(routeros::RouterosScriptArgs),
+    /// Show recent logins and rejections: why can't this customer log in?
+    ///
+    /// Lists auth events with their time (RFC 3339, UTC), NAS, user (voucher code),
+    /// device MAC, result (accept or reject), the reject reason label and the message
+    /// the hotspot login page showed. Events are listed oldest first, ending with the
+    /// newest; --limit keeps the newest N.
+    ///
+    /// Retention: the server deletes events older than `auth_log_retention` in the
+    /// `[server]` section of its config file (a duration such as "30d"; default 30d;
+    /// "0" keeps everything), checked every `housekeeping_interval` (default 30s).
+    ///
+    /// Dropped packets (wrong shared secret, unknown NAS, malformed) are not auth
+    /// events: see the server log and the rrnet_radius_drops_total metric.
+    AuthLog(auth_log::AuthLogArgs),
 }
 
 #[derive(Subcommand, Debug)]
@@ -385,6 +400,7 @@ async fn dispatch(cli: Cli) -> anyhow::Result<()> {
         Command::RouterosScript(a) => {
             routeros::run(open_store(&database_url(&cli, None)).await?, a).await
         }
+        Command::AuthLog(a) => auth_log::run(open_store(&database_url(&cli, None)).await?, a).await,
     }
 }
 

@@ -77,11 +77,7 @@ async fn worker(shared: Arc<Shared>, socket: Arc<UdpSocket>, mut rx: mpsc::Recei
             .store
             .authorize_batch(&facts, unix_now(), shared.config.authorize)
             .await;
-        shared
-            .metrics
-            .storage_duration
-            .with_label_values(&["authorize_batch"])
-            .observe(t.elapsed().as_secs_f64());
+        shared.metrics.storage_call("authorize", t, &result);
         match result {
             Ok(decisions) => {
                 for (job, decision) in jobs.drain(..).zip(decisions.iter()) {

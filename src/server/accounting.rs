@@ -87,11 +87,7 @@ async fn writer(
         records.extend(batch.iter().map(|j| j.record.clone()));
         let t = Instant::now();
         let result = shared.store.record_accounting(&records).await;
-        shared
-            .metrics
-            .storage_duration
-            .with_label_values(&["record_accounting"])
-            .observe(t.elapsed().as_secs_f64());
+        shared.metrics.storage_call("record_accounting", t, &result);
         match result {
             Ok(()) => {
                 shared
@@ -169,11 +165,15 @@ async fn detect_reboots(shared: &Shared, batch: &[AcctJob], boots: &Mutex<HashMa
             }
         };
         if changed {
-            match shared
+            let t = Instant::now();
+            let result = shared
                 .store
                 .close_nas_sessions(job.nas.id, Some(prefix), "nas-reboot", unix_now())
-                .await
-            {
+                .await;
+            shared
+                .metrics
+                .storage_call("close_nas_sessions", t, &result);
+            match result {
                 Ok(n) if n > 0 => {
                     shared
                         .metrics

@@ -25,6 +25,19 @@ pub enum DropReason {
 }
 
 impl DropReason {
+    pub const ALL: [DropReason; 10] = [
+        DropReason::UnknownNas,
+        DropReason::Malformed,
+        DropReason::UnexpectedCode,
+        DropReason::BadAuthenticator,
+        DropReason::BadMessageAuthenticator,
+        DropReason::MissingMessageAuthenticator,
+        DropReason::DuplicateInProgress,
+        DropReason::Overload,
+        DropReason::StorageError,
+        DropReason::MissingUserName,
+    ];
+
     pub fn label(self) -> &'static str {
         match self {
             DropReason::UnknownNas => "unknown_nas",

@@ -1,44 +1,60 @@
 //! Background work: reload the NAS table when it changes, close stale sessions,
 //! prune the auth log, refresh the open-sessions gauge.
 
+use std::collections::HashSet;
 use std::sync::Arc;
+use std::time::Instant;
 
 use tokio::sync::watch;
 
-use super::{load_nas_table, unix_now, Shared};
+use super::{init_nas_metrics, load_nas_table, unix_now, Shared};
 
 pub(super) async fn run(shared: Arc<Shared>, mut stop: watch::Receiver<bool>) {
     let mut reload = tokio::time::interval(shared.config.nas_reload_interval);
     let mut chores = tokio::time::interval(shared.config.housekeeping_interval);
+    // NAS names in the open-sessions gauge, so a removed NAS's series is dropped.
+    let mut gauge_nas = HashSet::new();
     loop {
         tokio::select! {
             biased;
             _ = stop.changed() => break,
             _ = reload.tick() => reload_nas(&shared).await,
-            _ = chores.tick() => sweep(&shared).await,
+            _ = chores.tick() => sweep(&shared, &mut gauge_nas).await,
         }
     }
 }
 
 async fn reload_nas(shared: &Shared) {
     let current = shared.nas_table().generation;
-    match shared.store.nas_generation().await {
+    let t = Instant::now();
+    let generation = shared.store.nas_generation().await;
+    shared
+        .metrics
+        .storage_call("nas_generation", t, &generation);
+    match generation {
         Ok(g) if g == current => {}
-        Ok(_) => match load_nas_table(shared.store.as_ref()).await {
-            Ok(table) => {
-                tracing::info!(nas = table.len(), "NAS table reloaded");
-                *shared.nas.write().expect("NAS table lock poisoned") = Arc::new(table);
+        Ok(_) => {
+            let t = Instant::now();
+            let loaded = load_nas_table(shared.store.as_ref()).await;
+            shared.metrics.storage_call("load_nas", t, &loaded);
+            match loaded {
+                Ok(table) => {
+                    tracing::info!(nas = table.len(), "NAS table reloaded");
+                    init_nas_metrics(&shared.metrics, &table);
+                    *shared.nas.write().expect("NAS table lock poisoned") = Arc::new(table);
+                }
+                Err(e) => tracing::warn!(error = %e, "NAS table reload failed"),
             }
-            Err(e) => tracing::warn!(error = %e, "NAS table reload failed"),
-        },
+        }
         Err(e) => tracing::warn!(error = %e, "NAS generation check failed"),
     }
 }
 
-async fn sweep(shared: &Shared) {
+async fn sweep(shared: &Shared, gauge_nas: &mut HashSet<String>) {
     let now = unix_now();
     let cfg = &shared.config;
-    match shared
+    let t = Instant::now();
+    let closed = shared
         .store
         .close_stale_sessions(
             now,
@@ -46,8 +62,11 @@ async fn sweep(shared: &Shared) {
             cfg.stale_grace,
             cfg.authorize.authorized_ttl,
         )
-        .await
-    {
+        .await;
+    shared
+        .metrics
+        .storage_call("close_stale_sessions", t, &closed);
+    match closed {
         Ok(0) => {}
         Ok(n) => {
             shared
@@ -60,19 +79,34 @@ async fn sweep(shared: &Shared) {
         Err(e) => tracing::warn!(error = %e, "closing stale sessions failed"),
     }
     if let Some(retention) = cfg.auth_log_retention {
-        if let Err(e) = shared.store.prune_auth_events(now - retention as i64).await {
-            tracing::warn!(error = %e, "pruning the auth log failed");
+        let t = Instant::now();
+        let pruned = shared.store.prune_auth_events(now - retention as i64).await;
+        shared.metrics.storage_call("prune_auth_events", t, &pruned);
+        match pruned {
+            Ok(0) => {}
+            Ok(n) => tracing::debug!(deleted = n, "pruned the auth log"),
+            Err(e) => tracing::warn!(error = %e, "pruning the auth log failed"),
         }
     }
-    match shared.store.open_sessions_by_nas().await {
+    let t = Instant::now();
+    let counts = shared.store.open_sessions_by_nas().await;
+    shared
+        .metrics
+        .storage_call("open_sessions_by_nas", t, &counts);
+    match counts {
         Ok(rows) => {
-            for (nas, n) in rows {
+            let current: HashSet<String> = rows.iter().map(|(nas, _)| nas.clone()).collect();
+            for gone in gauge_nas.difference(&current) {
+                let _ = shared.metrics.open_sessions.remove_label_values(&[gone]);
+            }
+            for (nas, n) in &rows {
                 shared
                     .metrics
                     .open_sessions
-                    .with_label_values(&[&nas])
-                    .set(n);
+                    .with_label_values(&[nas])
+                    .set(*n);
             }
+            *gauge_nas = current;
         }
         Err(e) => tracing::warn!(error = %e, "counting open sessions failed"),
     }

@@ -129,7 +129,13 @@ impl Shared {
             .drops
             .with_label_values(&[nas_label, reason.label()])
             .inc();
-        if self.log_limit.allow() {
+        if let Some(suppressed) = self.log_limit.allow() {
+            if suppressed > 0 {
+                tracing::warn!(
+                    suppressed,
+                    "drop log lines suppressed by the rate limit; rrnet_radius_drops_total counts every drop"
+                );
+            }
             tracing::warn!(nas = nas_label, %source, reason = reason.label(), detail, "dropped request");
         }
     }
@@ -156,6 +162,22 @@ pub async fn load_nas_table(store: &dyn Store) -> crate::store::StoreResult<NasT
     Ok(NasTable::new(nas, generation))
 }
 
+/// Create the per-NAS counters at zero (see [`Metrics::init_nas`]).
+fn init_nas_metrics(metrics: &Metrics, table: &NasTable) {
+    let drops: Vec<&str> = DropReason::ALL
+        .iter()
+        .filter(|r| **r != DropReason::UnknownNas)
+        .map(|r| r.label())
+        .collect();
+    let rejects: Vec<&str> = crate::policy::RejectReason::ALL
+        .iter()
+        .map(|r| r.label())
+        .collect();
+    for name in table.names() {
+        metrics.init_nas(name, &drops, &rejects);
+    }
+}
+
 /// Run the server until `shutdown` resolves, then stop receiving, finish the work
 /// in flight (bounded wait) and flush queued accounting.
 pub async fn serve(
@@ -167,6 +189,10 @@ pub async fn serve(
     shutdown: impl Future<Output = ()> + Send,
 ) -> anyhow::Result<()> {
     let table = load_nas_table(store.as_ref()).await?;
+    init_nas_metrics(&metrics, &table);
+    metrics
+        .drops
+        .with_label_values(&[UNKNOWN_NAS, DropReason::UnknownNas.label()]);
     if table.is_empty() {
         tracing::warn!("no NAS is configured: every request will be dropped; add one with `rrnet-radius nas add`");
     }
@@ -283,6 +309,11 @@ async fn handle_datagram(
         );
         return;
     };
+    shared
+        .metrics
+        .nas_last_seen
+        .with_label_values(&[&nas.name])
+        .set(unix_now());
     let packet = match Packet::decode(datagram) {
         Ok(p) => p,
         Err(e) => {
@@ -387,6 +418,11 @@ async fn handle_datagram(
                 .requests
                 .with_label_values(&["status_server", &nas.name, "answered"])
                 .inc();
+            shared
+                .metrics
+                .request_duration
+                .with_label_values(&["status_server"])
+                .observe(received.elapsed().as_secs_f64());
         }
         Code::AccessRequest => {
             let facts = match request::access_facts(&packet, nas) {
