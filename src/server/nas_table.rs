@@ -1,6 +1,12 @@
 //! The NAS table in memory: source address → NAS, longest prefix wins.
 //! Reloaded from storage when `nas_generation` changes; never queried per packet.
+//!
+//! Single-address entries (the common case: one router, one address) sit in a
+//! hash map, so a fleet of thousands of routers costs one lookup per packet;
+//! network entries (VPN subnets) are scanned, most specific first, only when no
+//! single-address entry matches.
 
+use std::collections::HashMap;
 use std::net::IpAddr;
 use std::sync::Arc;
 
@@ -8,17 +14,33 @@ use crate::model::{canonical_ip, Nas};
 
 #[derive(Debug, Default)]
 pub struct NasTable {
-    /// Sorted by prefix length, longest first, so the first match is the most specific.
-    entries: Vec<Arc<Nas>>,
+    /// Entries that are one address (/32, /128).
+    hosts: HashMap<IpAddr, Arc<Nas>>,
+    /// Network entries, longest prefix first.
+    networks: Vec<Arc<Nas>>,
     /// Storage generation this table was loaded at.
     pub generation: i64,
 }
 
+fn is_host(nas: &Nas) -> bool {
+    nas.address.prefix == if nas.address.addr.is_ipv4() { 32 } else { 128 }
+}
+
 impl NasTable {
-    pub fn new(mut nas: Vec<Nas>, generation: i64) -> Self {
-        nas.sort_by_key(|n| std::cmp::Reverse(n.address.prefix));
+    pub fn new(nas: Vec<Nas>, generation: i64) -> Self {
+        let mut hosts = HashMap::new();
+        let mut networks = Vec::new();
+        for n in nas {
+            if is_host(&n) {
+                hosts.insert(n.address.addr, Arc::new(n));
+            } else {
+                networks.push(Arc::new(n));
+            }
+        }
+        networks.sort_by_key(|n| std::cmp::Reverse(n.address.prefix));
         NasTable {
-            entries: nas.into_iter().map(Arc::new).collect(),
+            hosts,
+            networks,
             generation,
         }
     }
@@ -26,23 +48,29 @@ impl NasTable {
     /// The most specific NAS whose address or network contains `ip`.
     pub fn lookup(&self, ip: IpAddr) -> Option<&Arc<Nas>> {
         let ip = canonical_ip(ip);
-        self.entries.iter().find(|n| n.address.contains(ip))
+        self.hosts
+            .get(&ip)
+            .or_else(|| self.networks.iter().find(|n| n.address.contains(ip)))
     }
 
     pub fn by_id(&self, id: i64) -> Option<&Arc<Nas>> {
-        self.entries.iter().find(|n| n.id == id)
+        self.iter().find(|n| n.id == id)
+    }
+
+    pub fn iter(&self) -> impl Iterator<Item = &Arc<Nas>> {
+        self.hosts.values().chain(self.networks.iter())
     }
 
     pub fn len(&self) -> usize {
-        self.entries.len()
+        self.hosts.len() + self.networks.len()
     }
 
     pub fn is_empty(&self) -> bool {
-        self.entries.is_empty()
+        self.len() == 0
     }
 
     pub fn names(&self) -> impl Iterator<Item = &str> {
-        self.entries.iter().map(|n| n.name.as_str())
+        self.iter().map(|n| n.name.as_str())
     }
 }
 
@@ -71,6 +99,7 @@ mod tests {
                 nas(1, "all-10", "10.0.0.0/8"),
                 nas(2, "one", "10.1.2.3"),
                 nas(3, "sub", "10.1.0.0/16"),
+                nas(4, "v6", "2001:db8::1"),
             ],
             1,
         );
@@ -84,6 +113,9 @@ mod tests {
             t.lookup("::ffff:10.1.2.3".parse().unwrap()).unwrap().name,
             "one"
         );
+        assert_eq!(t.lookup("2001:db8::1".parse().unwrap()).unwrap().name, "v6");
         assert!(t.lookup("192.0.2.1".parse().unwrap()).is_none());
+        assert_eq!(t.len(), 4);
+        assert_eq!(t.by_id(3).unwrap().name, "sub");
     }
 }
