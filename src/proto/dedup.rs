@@ -32,8 +32,6 @@ pub enum Seen<'a> {
     InProgress,
     /// Answered already: send these bytes again.
     Answered(&'a [u8]),
-    /// The cache is full of live entries: treat as overload.
-    Full,
 }
 
 #[derive(Debug)]
@@ -46,7 +44,10 @@ pub struct DuplicateCache {
 }
 
 impl DuplicateCache {
-    /// `lifetime`: how long an entry lives; `capacity`: most live entries kept.
+    /// `lifetime`: how long an entry lives; `capacity`: most entries kept. When
+    /// full, the oldest entry makes room: retransmissions come within a second or
+    /// two, so the oldest is the least likely to be asked for again, and a rate
+    /// spike costs at worst a repeated decision, never a refused request.
     pub fn new(lifetime: Duration, capacity: usize) -> Self {
         DuplicateCache {
             entries: HashMap::with_capacity(capacity.min(65536)),
@@ -88,8 +89,13 @@ impl DuplicateCache {
                 Entry::Answered(reply) => Seen::Answered(reply),
             };
         }
-        if self.entries.len() >= self.capacity {
-            return Seen::Full;
+        while self.entries.len() >= self.capacity {
+            let Some((at, old)) = self.order.pop_front() else {
+                break;
+            };
+            if self.entries.get(&old).is_some_and(|(t, _)| *t == at) {
+                self.entries.remove(&old);
+            }
         }
         self.entries.insert(key, (now, Entry::InProgress));
         self.order.push_back((now, key));
@@ -150,14 +156,19 @@ mod tests {
         c.forget(&key(1));
         assert_eq!(c.check(key(1), t0), Seen::New);
         assert_eq!(c.check(key(2), t0), Seen::New);
-        assert_eq!(c.check(key(3), t0), Seen::Full);
-        // After expiry there is room again, and a stale order slot of a re-inserted
-        // key does not evict the newer entry.
+        // Full: the oldest (key 1) makes room for key 3.
+        assert_eq!(c.check(key(3), t0), Seen::New);
+        assert_eq!(c.len(), 2);
+        assert_eq!(c.check(key(2), t0), Seen::InProgress);
+        assert_eq!(c.check(key(3), t0), Seen::InProgress);
+        assert_eq!(c.check(key(1), t0), Seen::New, "key 1 was evicted");
+        // A stale order slot of a re-inserted key does not evict the newer entry.
+        let mut c = DuplicateCache::new(Duration::from_secs(5), 4);
+        assert_eq!(c.check(key(1), t0), Seen::New);
         c.forget(&key(1));
         let t1 = t0 + Duration::from_secs(3);
         assert_eq!(c.check(key(1), t1), Seen::New);
         let t2 = t0 + Duration::from_secs(6);
         assert_eq!(c.check(key(1), t2), Seen::InProgress);
-        assert_eq!(c.check(key(3), t2), Seen::New);
     }
 }

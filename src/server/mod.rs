@@ -386,7 +386,6 @@ async fn handle_datagram(
             Seen::New => None,
             Seen::Answered(reply) => Some(Ok(reply.to_vec())),
             Seen::InProgress => Some(Err(DropReason::DuplicateInProgress)),
-            Seen::Full => Some(Err(DropReason::Overload)),
         }
     };
     match seen {
