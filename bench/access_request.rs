@@ -12,7 +12,7 @@ use std::time::Instant;
 
 use rrnet_radius::proto::attr::{self, mikrotik};
 use rrnet_radius::proto::{
-    chap_response, verify_chap, verify_response, Code, Packet, PacketBuilder,
+    chap_response, verify_chap, verify_response, Code, MacKey, Packet, PacketBuilder,
 };
 
 const SECRET: &[u8] = b"hotspot-shared-secret";
@@ -47,10 +47,14 @@ fn hotspot_chap_request() -> Vec<u8> {
     b.finish_access_request(&authenticator, SECRET)
 }
 
-/// One request's protocol work; returns the reply buffer for reuse.
-fn handle(request: &[u8], reply_buf: Vec<u8>) -> Vec<u8> {
+/// One request's protocol work; returns the reply buffer for reuse. `key` is the
+/// secret's prepared HMAC key, made once per NAS as the server's NAS table does.
+fn handle(request: &[u8], reply_buf: Vec<u8>, key: &MacKey) -> Vec<u8> {
     let p = Packet::decode(request).expect("well-formed request");
-    assert_eq!(p.verify_request_message_authenticator(SECRET), Some(true));
+    assert_eq!(
+        p.verify_request_message_authenticator_keyed(key),
+        Some(true)
+    );
     let chap = p.attr(attr::CHAP_PASSWORD).expect("CHAP login");
     // RFC 2865 §5.40: the Request Authenticator is the challenge when
     // CHAP-Challenge is absent.
@@ -65,16 +69,17 @@ fn handle(request: &[u8], reply_buf: Vec<u8>) -> Vec<u8> {
     b.add_vsa_u32(mikrotik::VENDOR_ID, mikrotik::TOTAL_LIMIT, 1 << 30)
         .unwrap();
     b.add(attr::CLASS, b"rrnet:v=7K2QX9").unwrap();
-    b.finish_response(p.authenticator(), SECRET)
+    b.finish_response_keyed(p.authenticator(), SECRET, key)
 }
 
 fn main() {
+    let key = MacKey::new(SECRET);
     let request = hotspot_chap_request();
     let request_authenticator = *Packet::decode(&request).unwrap().authenticator();
     let attributes = Packet::decode(&request).unwrap().attributes().count();
 
     // The reply must be one a MikroTik accepts, or the timing means nothing.
-    let reply = handle(&request, Vec::with_capacity(256));
+    let reply = handle(&request, Vec::with_capacity(256), &key);
     assert_eq!(
         verify_response(&reply, &request_authenticator, SECRET, true),
         Ok(Code::AccessAccept)
@@ -82,13 +87,13 @@ fn main() {
 
     let mut buf = reply;
     for _ in 0..ITERATIONS_PER_RUN / 4 {
-        buf = handle(black_box(&request), buf);
+        buf = handle(black_box(&request), buf, &key);
     }
     let mut per_request = Vec::with_capacity(RUNS);
     for _ in 0..RUNS {
         let start = Instant::now();
         for _ in 0..ITERATIONS_PER_RUN {
-            buf = handle(black_box(&request), buf);
+            buf = handle(black_box(&request), buf, &key);
             black_box(&buf);
         }
         per_request.push(start.elapsed().as_nanos() as f64 / ITERATIONS_PER_RUN as f64);
@@ -131,7 +136,7 @@ fn md5_floor() {
     per_block.sort_by(f64::total_cmp);
     let median = per_block[RUNS / 2];
     println!(
-        "one MD5 block: median {median:.0} ns; x15 = {:.0} ns, the hashing floor per request",
-        15.0 * median
+        "one MD5 block: median {median:.0} ns; x11 = {:.0} ns, the hashing floor per request",
+        11.0 * median
     );
 }

@@ -219,7 +219,7 @@ async fn check(s: &ShimState, req: Request) -> Result<Checked, Response> {
     };
     let attrs = parsed.map_err(|e| plain(StatusCode::BAD_REQUEST, e))?;
     let client = facts::client_address(&attrs).map_err(|e| plain(StatusCode::BAD_REQUEST, e))?;
-    let nas = s.nas_table().lookup(client).cloned();
+    let nas = s.nas_table().lookup(client).map(|e| e.nas.clone());
     let permit = s.in_flight.clone().try_acquire_owned().map_err(|_| {
         plain(
             StatusCode::SERVICE_UNAVAILABLE,

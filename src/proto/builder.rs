@@ -3,7 +3,7 @@
 
 use super::attr;
 use super::authenticator::{
-    accounting_request_authenticator, message_authenticator, response_authenticator,
+    accounting_request_authenticator, message_authenticator_keyed, response_authenticator, MacKey,
 };
 use super::code::Code;
 use super::error::BuildError;
@@ -142,18 +142,29 @@ impl PacketBuilder {
         self.buf[2..4].copy_from_slice(&len.to_be_bytes());
     }
 
-    fn sign_ma(&mut self, auth: &[u8; 16], secret: &[u8]) {
+    fn sign_ma(&mut self, auth: &[u8; 16], key: &MacKey) {
         if let Some(at) = self.ma_at {
-            let ma = message_authenticator(&self.buf, auth, at, secret);
+            let ma = message_authenticator_keyed(&self.buf, auth, at, key);
             self.buf[at + 2..at + 18].copy_from_slice(&ma);
         }
     }
 
     /// Finish a response: Message-Authenticator (with the request authenticator)
     /// first, then the Response Authenticator over the result (RFC 3579 §3.2).
-    pub fn finish_response(mut self, request_authenticator: &[u8; 16], secret: &[u8]) -> Vec<u8> {
+    pub fn finish_response(self, request_authenticator: &[u8; 16], secret: &[u8]) -> Vec<u8> {
+        let key = MacKey::new(secret);
+        self.finish_response_keyed(request_authenticator, secret, &key)
+    }
+
+    /// [`PacketBuilder::finish_response`] with the secret's prepared HMAC key.
+    pub fn finish_response_keyed(
+        mut self,
+        request_authenticator: &[u8; 16],
+        secret: &[u8],
+        key: &MacKey,
+    ) -> Vec<u8> {
         self.set_length();
-        self.sign_ma(request_authenticator, secret);
+        self.sign_ma(request_authenticator, key);
         let ra = response_authenticator(&self.buf, request_authenticator, secret);
         self.buf[AUTHENTICATOR_OFFSET..ATTRIBUTES_OFFSET].copy_from_slice(&ra);
         self.buf
@@ -163,7 +174,7 @@ impl PacketBuilder {
     pub fn finish_access_request(mut self, authenticator: &[u8; 16], secret: &[u8]) -> Vec<u8> {
         self.set_length();
         self.buf[AUTHENTICATOR_OFFSET..ATTRIBUTES_OFFSET].copy_from_slice(authenticator);
-        self.sign_ma(authenticator, secret);
+        self.sign_ma(authenticator, &MacKey::new(secret));
         self.buf
     }
 
@@ -171,7 +182,7 @@ impl PacketBuilder {
     /// over a zero authenticator (RFC 5176 §3.4), then the Request Authenticator.
     pub fn finish_accounting_request(mut self, secret: &[u8]) -> Vec<u8> {
         self.set_length();
-        self.sign_ma(&[0u8; 16], secret);
+        self.sign_ma(&[0u8; 16], &MacKey::new(secret));
         let ra = accounting_request_authenticator(&self.buf, secret);
         self.buf[AUTHENTICATOR_OFFSET..ATTRIBUTES_OFFSET].copy_from_slice(&ra);
         self.buf

@@ -15,8 +15,8 @@ mod packet;
 mod password;
 
 pub use authenticator::{
-    accounting_request_authenticator, message_authenticator, response_authenticator,
-    verify_request_authenticator, verify_response, ResponseError,
+    accounting_request_authenticator, message_authenticator, message_authenticator_keyed,
+    response_authenticator, verify_request_authenticator, verify_response, MacKey, ResponseError,
 };
 pub use builder::PacketBuilder;
 pub use chap::{chap_response, verify_chap};

@@ -27,6 +27,8 @@ pub struct AccessJob {
     pub source: SocketAddr,
     pub key: DedupKey,
     pub nas: Arc<Nas>,
+    /// The NAS secret prepared for signing the reply.
+    pub mac_key: crate::proto::MacKey,
     pub received: Instant,
 }
 
@@ -87,6 +89,7 @@ async fn worker(shared: Arc<Shared>, socket: Arc<UdpSocket>, mut rx: mpsc::Recei
                         &packet,
                         decision,
                         job.nas.secret.expose(),
+                        &job.mac_key,
                     );
                     // Cached before sending: a retransmission racing the reply
                     // must find the answer, not "in progress" (RFC 5080 §2.2.2).

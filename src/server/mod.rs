@@ -344,7 +344,7 @@ async fn handle_datagram(
         );
         return;
     }
-    match packet.verify_request_message_authenticator(secret) {
+    match packet.verify_request_message_authenticator_keyed(&nas.mac_key) {
         Some(true) => {}
         Some(false) => {
             shared.drop_packet(
@@ -407,7 +407,13 @@ async fn handle_datagram(
 
     match code {
         Code::StatusServer => {
-            let reply = request::status_reply(Vec::with_capacity(64), &packet, accounting, secret);
+            let reply = request::status_reply(
+                Vec::with_capacity(64),
+                &packet,
+                accounting,
+                secret,
+                &nas.mac_key,
+            );
             // Cached before sending: a retransmission that crosses the reply must
             // find it answered, not still in progress (RFC 5080 §2.2.2).
             shared.answered(accounting, key, &reply);
@@ -441,7 +447,8 @@ async fn handle_datagram(
                 request: datagram[..packet.len()].to_vec(),
                 source,
                 key,
-                nas: nas.clone(),
+                nas: nas.nas.clone(),
+                mac_key: nas.mac_key.clone(),
                 received,
             };
             if senders[shard].try_send(job).is_err() {
@@ -472,7 +479,7 @@ async fn handle_datagram(
                 request: datagram[..packet.len()].to_vec(),
                 source,
                 key,
-                nas: nas.clone(),
+                nas: nas.nas.clone(),
                 received,
             };
             if senders[shard].try_send(job).is_err() {

@@ -11,13 +11,38 @@ use std::net::IpAddr;
 use std::sync::Arc;
 
 use crate::model::{canonical_ip, Nas};
+use crate::proto::MacKey;
+
+/// A NAS and its secret prepared for HMAC-MD5.
+#[derive(Debug)]
+pub struct NasEntry {
+    pub nas: Arc<Nas>,
+    pub mac_key: MacKey,
+}
+
+impl NasEntry {
+    fn new(nas: Nas) -> Self {
+        let mac_key = MacKey::new(nas.secret.expose());
+        NasEntry {
+            nas: Arc::new(nas),
+            mac_key,
+        }
+    }
+}
+
+impl std::ops::Deref for NasEntry {
+    type Target = Nas;
+    fn deref(&self) -> &Nas {
+        &self.nas
+    }
+}
 
 #[derive(Debug, Default)]
 pub struct NasTable {
     /// Entries that are one address (/32, /128).
-    hosts: HashMap<IpAddr, Arc<Nas>>,
+    hosts: HashMap<IpAddr, NasEntry>,
     /// Network entries, longest prefix first.
-    networks: Vec<Arc<Nas>>,
+    networks: Vec<NasEntry>,
     /// Storage generation this table was loaded at.
     pub generation: i64,
 }
@@ -32,9 +57,9 @@ impl NasTable {
         let mut networks = Vec::new();
         for n in nas {
             if is_host(&n) {
-                hosts.insert(n.address.addr, Arc::new(n));
+                hosts.insert(n.address.addr, NasEntry::new(n));
             } else {
-                networks.push(Arc::new(n));
+                networks.push(NasEntry::new(n));
             }
         }
         networks.sort_by_key(|n| std::cmp::Reverse(n.address.prefix));
@@ -46,18 +71,18 @@ impl NasTable {
     }
 
     /// The most specific NAS whose address or network contains `ip`.
-    pub fn lookup(&self, ip: IpAddr) -> Option<&Arc<Nas>> {
+    pub fn lookup(&self, ip: IpAddr) -> Option<&NasEntry> {
         let ip = canonical_ip(ip);
         self.hosts
             .get(&ip)
             .or_else(|| self.networks.iter().find(|n| n.address.contains(ip)))
     }
 
-    pub fn by_id(&self, id: i64) -> Option<&Arc<Nas>> {
+    pub fn by_id(&self, id: i64) -> Option<&NasEntry> {
         self.iter().find(|n| n.id == id)
     }
 
-    pub fn iter(&self) -> impl Iterator<Item = &Arc<Nas>> {
+    pub fn iter(&self) -> impl Iterator<Item = &NasEntry> {
         self.hosts.values().chain(self.networks.iter())
     }
 

@@ -3,7 +3,7 @@
 
 use crate::model::normalize_mac;
 use crate::policy::{AccessDecision, AccessFacts, Credential, ReplyAttribute};
-use crate::proto::{attr, unhide_password, Code, Packet, PacketBuilder};
+use crate::proto::{attr, unhide_password, Code, MacKey, Packet, PacketBuilder};
 use crate::store::{AcctRecord, AcctStatus};
 
 use super::drop_reason::DropReason;
@@ -170,6 +170,7 @@ pub fn access_reply(
     request: &Packet<'_>,
     decision: &AccessDecision,
     secret: &[u8],
+    key: &MacKey,
 ) -> Vec<u8> {
     let code = match decision {
         AccessDecision::Accept(_) => Code::AccessAccept,
@@ -186,7 +187,7 @@ pub fn access_reply(
             let _ = b.add_str(attr::REPLY_MESSAGE, reason.message());
         }
     }
-    b.finish_response(request.authenticator(), secret)
+    b.finish_response_keyed(request.authenticator(), secret, key)
 }
 
 /// Reply to Status-Server (RFC 5997 §3): Access-Accept on the authentication
@@ -196,13 +197,18 @@ pub fn status_reply(
     request: &Packet<'_>,
     accounting: bool,
     secret: &[u8],
+    key: &MacKey,
 ) -> Vec<u8> {
     let code = if accounting {
         Code::AccountingResponse
     } else {
         Code::AccessAccept
     };
-    PacketBuilder::reply(buf, request, code).finish_response(request.authenticator(), secret)
+    PacketBuilder::reply(buf, request, code).finish_response_keyed(
+        request.authenticator(),
+        secret,
+        key,
+    )
 }
 
 /// Accounting-Response (RFC 2866 §4.2). No Message-Authenticator: RFC 2866 has
