@@ -54,6 +54,9 @@ pub struct Metrics {
     pub sessions_closed: IntCounterVec,
     /// REST shim requests by route and HTTP status.
     pub http_requests: IntCounterVec,
+    /// Requests verified with a NAS's previous secret during a rotation: when it
+    /// stays at zero for a while, every router has the new secret.
+    pub previous_secret_used: IntCounterVec,
     /// Failed storage calls, by operation: the request path counts its packets in
     /// `drops{reason="storage_error"}`, this counts the calls (housekeeping too).
     pub storage_errors: IntCounterVec,
@@ -143,6 +146,14 @@ impl Metrics {
             &["cause"],
         )
         .unwrap();
+        let previous_secret_used = IntCounterVec::new(
+            Opts::new(
+                "rrnet_radius_previous_secret_used_total",
+                "Requests verified with a NAS's previous secret during a secret rotation",
+            ),
+            &["nas"],
+        )
+        .unwrap();
         let http_requests = IntCounterVec::new(
             Opts::new(
                 "rrnet_radius_http_requests_total",
@@ -199,6 +210,7 @@ impl Metrics {
             Box::new(vouchers_activated.clone()),
             Box::new(sessions_closed.clone()),
             Box::new(http_requests.clone()),
+            Box::new(previous_secret_used.clone()),
             Box::new(storage_errors.clone()),
             Box::new(nas_last_seen.clone()),
             Box::new(build_info),
@@ -225,6 +237,7 @@ impl Metrics {
             vouchers_activated,
             sessions_closed,
             http_requests,
+            previous_secret_used,
             storage_errors,
             nas_last_seen,
         }

@@ -158,6 +158,19 @@ pub struct Nas {
     /// Site/tenant scope: when set, only vouchers of the same site (or of no site) log in here.
     pub site: Option<String>,
     pub created_at: Timestamp,
+    /// The secret before the last rotation, still accepted until `previous_secret_until`.
+    pub previous_secret: Option<Secret>,
+    pub previous_secret_until: Option<Timestamp>,
+}
+
+impl Nas {
+    /// The previous secret, if it is still accepted at `now`.
+    pub fn previous_secret_at(&self, now: Timestamp) -> Option<&Secret> {
+        match (&self.previous_secret, self.previous_secret_until) {
+            (Some(s), Some(until)) if now < until => Some(s),
+            _ => None,
+        }
+    }
 }
 
 /// Fields to create a NAS.

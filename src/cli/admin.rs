@@ -69,6 +69,7 @@ pub async fn nas(store: Arc<dyn Store>, cmd: &NasCommand) -> anyhow::Result<()> 
                         "coa_port": n.coa_port,
                         "site": n.site,
                         "created_at": ts(Some(n.created_at)),
+                        "previous_secret_until": n.previous_secret_until.map(|t| ts(Some(t))),
                     }))
                     .collect::<Vec<_>>())),
                 Format::Text => print_table(
@@ -91,6 +92,28 @@ pub async fn nas(store: Arc<dyn Store>, cmd: &NasCommand) -> anyhow::Result<()> 
                         })
                         .collect::<Vec<_>>(),
                 ),
+            }
+            Ok(())
+        }
+        NasCommand::SetSecret {
+            name,
+            secret,
+            keep_old,
+        } => {
+            if secret.len() < 8 {
+                bail!("the shared secret must be at least 8 characters");
+            }
+            let keep = parse_duration(keep_old).map_err(|e| anyhow!("--keep-old: {e}"))?;
+            let until = (keep > 0).then(|| crate::server::unix_now() + keep as i64);
+            store
+                .set_nas_secret(name, &Secret::new(secret.clone()), until)
+                .await?;
+            match until {
+                Some(t) => println!(
+                    "NAS {name}: new secret set; the old one is accepted until {}",
+                    ts(Some(t))
+                ),
+                None => println!("NAS {name}: new secret set; the old one no longer works"),
             }
             Ok(())
         }

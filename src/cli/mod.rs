@@ -161,8 +161,21 @@ pub enum NasCommand {
         #[arg(long, value_enum, default_value_t)]
         format: Format,
     },
-    /// Remove a NAS by name.
+    /// Remove a NAS by name (its sessions go with it).
     Remove { name: String },
+    /// Give a NAS a new shared secret without a gap: the old secret keeps working
+    /// for --keep-old (replies are signed with whichever secret the request used),
+    /// so the routers can be switched one by one. The metric
+    /// rrnet_radius_previous_secret_used_total{nas=…} shows when none uses the old one.
+    SetSecret {
+        name: String,
+        /// The new shared secret (at least 8 characters).
+        #[arg(long, env = "RRNET_NAS_SECRET", hide_env_values = true)]
+        secret: String,
+        /// How long the old secret stays valid, e.g. 1h, 1d; 0 ends it at once.
+        #[arg(long, default_value = "1d")]
+        keep_old: String,
+    },
 }
 
 #[derive(Subcommand, Debug)]

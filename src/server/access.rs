@@ -29,6 +29,8 @@ pub struct AccessJob {
     pub nas: Arc<Nas>,
     /// The NAS secret prepared for signing the reply.
     pub mac_key: crate::proto::MacKey,
+    /// Which secret the request was made with; the reply uses the same.
+    pub signer: super::Signer,
     pub received: Instant,
 }
 
@@ -88,7 +90,7 @@ async fn worker(shared: Arc<Shared>, socket: Arc<UdpSocket>, mut rx: mpsc::Recei
                         std::mem::take(&mut reply_buf),
                         &packet,
                         decision,
-                        job.nas.secret.expose(),
+                        job.signer.secret_of(&job.nas),
                         &job.mac_key,
                     );
                     // Cached before sending: a retransmission racing the reply

@@ -28,6 +28,8 @@ pub struct AcctJob {
     pub source: SocketAddr,
     pub key: DedupKey,
     pub nas: Arc<Nas>,
+    /// Which secret the request was made with; the reply uses the same.
+    pub signer: super::Signer,
     pub received: Instant,
 }
 
@@ -96,8 +98,11 @@ async fn writer(
                     .observe(batch.len() as f64);
                 for job in batch.drain(..) {
                     let packet = Packet::decode(&job.request).expect("decoded once already");
-                    let reply =
-                        accounting_reply(Vec::with_capacity(64), &packet, job.nas.secret.expose());
+                    let reply = accounting_reply(
+                        Vec::with_capacity(64),
+                        &packet,
+                        job.signer.secret_of(&job.nas),
+                    );
                     // Cached before sending, so that a retransmission crossing
                     // the reply is answered from the cache rather than dropped.
                     shared.answered(true, job.key, &reply);

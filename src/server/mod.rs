@@ -22,8 +22,9 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use tokio::net::UdpSocket;
 use tokio::sync::{mpsc, watch};
 
+use crate::proto::MacKey;
 pub use drop_reason::DropReason;
-pub use nas_table::NasTable;
+pub use nas_table::{NasEntry, NasTable};
 
 use crate::metrics::{Metrics, UNKNOWN_NAS};
 use crate::model::Nas;
@@ -332,44 +333,14 @@ async fn handle_datagram(
         shared.drop_packet(Some(nas), source, DropReason::UnexpectedCode, code.name());
         return;
     }
-    let secret = nas.secret.expose();
-
-    // Authenticity (RFC 2866 §3, RFC 3579 §3.2, RFC 5997 §3).
-    if code == Code::AccountingRequest && !verify_request_authenticator(&packet, secret) {
-        shared.drop_packet(
-            Some(nas),
-            source,
-            DropReason::BadAuthenticator,
-            "Request Authenticator does not verify",
-        );
+    // Authenticity (RFC 2866 §3, RFC 3579 §3.2, RFC 5997 §3), with the current
+    // secret or, while a rotation is in progress, the previous one.
+    let now_s = unix_now();
+    let Some(signer) = authenticate(shared, nas, &packet, source, now_s) else {
         return;
-    }
-    match packet.verify_request_message_authenticator_keyed(&nas.mac_key) {
-        Some(true) => {}
-        Some(false) => {
-            shared.drop_packet(
-                Some(nas),
-                source,
-                DropReason::BadMessageAuthenticator,
-                "Message-Authenticator does not verify",
-            );
-            return;
-        }
-        None => {
-            // Status-Server always needs it (RFC 5997 §3); Access-Request unless the NAS is exempt.
-            let required = code == Code::StatusServer
-                || (code == Code::AccessRequest && nas.require_message_authenticator);
-            if required {
-                shared.drop_packet(
-                    Some(nas),
-                    source,
-                    DropReason::MissingMessageAuthenticator,
-                    code.name(),
-                );
-                return;
-            }
-        }
-    }
+    };
+    let secret = signer.secret(nas);
+    let mac_key = signer.key(nas);
 
     let key = DedupKey {
         source,
@@ -430,7 +401,7 @@ async fn handle_datagram(
                 .observe(received.elapsed().as_secs_f64());
         }
         Code::AccessRequest => {
-            let facts = match request::access_facts(&packet, nas) {
+            let facts = match request::access_facts(&packet, nas, secret) {
                 Ok(f) => f,
                 Err(reason) => {
                     shared.forget(false, &key);
@@ -448,7 +419,8 @@ async fn handle_datagram(
                 source,
                 key,
                 nas: nas.nas.clone(),
-                mac_key: nas.mac_key.clone(),
+                mac_key: mac_key.clone(),
+                signer,
                 received,
             };
             if senders[shard].try_send(job).is_err() {
@@ -480,6 +452,7 @@ async fn handle_datagram(
                 source,
                 key,
                 nas: nas.nas.clone(),
+                signer,
                 received,
             };
             if senders[shard].try_send(job).is_err() {
@@ -494,6 +467,119 @@ async fn handle_datagram(
         }
         _ => unreachable!("filtered above"),
     }
+}
+
+/// Which of a NAS's secrets a request was made with.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Signer {
+    Current,
+    /// The secret before a rotation, still accepted for a while.
+    Previous,
+}
+
+impl Signer {
+    pub(crate) fn secret<'a>(&self, nas: &'a NasEntry) -> &'a [u8] {
+        match (self, &nas.previous) {
+            (Signer::Previous, Some(p)) => p.secret.expose(),
+            _ => nas.secret.expose(),
+        }
+    }
+
+    /// The secret, from the NAS record itself (for work done after the table
+    /// may have been reloaded).
+    pub(crate) fn secret_of<'a>(&self, nas: &'a Nas) -> &'a [u8] {
+        match (self, &nas.previous_secret) {
+            (Signer::Previous, Some(p)) => p.expose(),
+            _ => nas.secret.expose(),
+        }
+    }
+
+    pub(crate) fn key<'a>(&self, nas: &'a NasEntry) -> &'a MacKey {
+        match (self, &nas.previous) {
+            (Signer::Previous, Some(p)) => &p.mac_key,
+            _ => &nas.mac_key,
+        }
+    }
+}
+
+/// Check a request's authenticators; `None` means it was dropped (and counted).
+fn authenticate(
+    shared: &Shared,
+    nas: &NasEntry,
+    packet: &Packet<'_>,
+    source: SocketAddr,
+    now: i64,
+) -> Option<Signer> {
+    let code = packet.code();
+    let previous_ok = nas.previous.as_ref().is_some_and(|p| now < p.until);
+    let candidates = [Signer::Current, Signer::Previous]
+        .into_iter()
+        .take(if previous_ok { 2 } else { 1 });
+    let has_ma = packet.has_message_authenticator();
+    let mut chosen = None;
+    for signer in candidates {
+        let ok = if code == Code::AccountingRequest {
+            verify_request_authenticator(packet, signer.secret(nas))
+        } else if has_ma {
+            packet.verify_request_message_authenticator_keyed(signer.key(nas)) == Some(true)
+        } else {
+            // Nothing to verify the secret against: the current one is assumed.
+            true
+        };
+        if ok {
+            chosen = Some(signer);
+            break;
+        }
+    }
+    let Some(signer) = chosen else {
+        let (reason, detail) = if code == Code::AccountingRequest {
+            (
+                DropReason::BadAuthenticator,
+                "Request Authenticator does not verify",
+            )
+        } else {
+            (
+                DropReason::BadMessageAuthenticator,
+                "Message-Authenticator does not verify",
+            )
+        };
+        shared.drop_packet(Some(nas), source, reason, detail);
+        return None;
+    };
+    if code == Code::AccountingRequest
+        && has_ma
+        && packet.verify_request_message_authenticator_keyed(signer.key(nas)) != Some(true)
+    {
+        shared.drop_packet(
+            Some(nas),
+            source,
+            DropReason::BadMessageAuthenticator,
+            "Message-Authenticator does not verify",
+        );
+        return None;
+    }
+    if !has_ma {
+        // Status-Server always needs it (RFC 5997 §3); Access-Request unless the NAS is exempt.
+        let required = code == Code::StatusServer
+            || (code == Code::AccessRequest && nas.require_message_authenticator);
+        if required {
+            shared.drop_packet(
+                Some(nas),
+                source,
+                DropReason::MissingMessageAuthenticator,
+                code.name(),
+            );
+            return None;
+        }
+    }
+    if signer == Signer::Previous {
+        shared
+            .metrics
+            .previous_secret_used
+            .with_label_values(&[&nas.name])
+            .inc();
+    }
+    Some(signer)
 }
 
 pub(crate) fn record_access_outcome(

@@ -10,7 +10,7 @@ use std::collections::HashMap;
 use std::net::IpAddr;
 use std::sync::Arc;
 
-use crate::model::{canonical_ip, Nas};
+use crate::model::{canonical_ip, Nas, Secret};
 use crate::proto::MacKey;
 
 /// A NAS and its secret prepared for HMAC-MD5.
@@ -18,14 +18,33 @@ use crate::proto::MacKey;
 pub struct NasEntry {
     pub nas: Arc<Nas>,
     pub mac_key: MacKey,
+    /// The secret before a rotation, while it is still accepted.
+    pub previous: Option<PreviousSecret>,
+}
+
+#[derive(Debug)]
+pub struct PreviousSecret {
+    pub secret: Secret,
+    pub mac_key: MacKey,
+    /// Accepted while `now < until` (Unix seconds).
+    pub until: i64,
 }
 
 impl NasEntry {
     fn new(nas: Nas) -> Self {
         let mac_key = MacKey::new(nas.secret.expose());
+        let previous = match (&nas.previous_secret, nas.previous_secret_until) {
+            (Some(secret), Some(until)) => Some(PreviousSecret {
+                mac_key: MacKey::new(secret.expose()),
+                secret: secret.clone(),
+                until,
+            }),
+            _ => None,
+        };
         NasEntry {
             nas: Arc::new(nas),
             mac_key,
+            previous,
         }
     }
 }
@@ -114,6 +133,8 @@ mod tests {
             coa_port: 3799,
             site: None,
             created_at: 0,
+            previous_secret: None,
+            previous_secret_until: None,
         }
     }
 

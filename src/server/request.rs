@@ -80,7 +80,12 @@ fn framed_ip(p: &Packet<'_>) -> Option<String> {
 }
 
 /// Facts of an Access-Request from a known, authenticated NAS.
-pub fn access_facts(p: &Packet<'_>, nas: &crate::model::Nas) -> Result<AccessFacts, DropReason> {
+/// `secret` is the one the request was verified with (it un-hides User-Password).
+pub fn access_facts(
+    p: &Packet<'_>,
+    nas: &crate::model::Nas,
+    secret: &[u8],
+) -> Result<AccessFacts, DropReason> {
     let username = match p.attr_str(attr::USER_NAME) {
         Ok(Some(u)) if !u.is_empty() => u.to_owned(),
         _ => return Err(DropReason::MissingUserName),
@@ -90,7 +95,7 @@ pub fn access_facts(p: &Packet<'_>, nas: &crate::model::Nas) -> Result<AccessFac
         nas_name: nas.name.clone(),
         nas_site: nas.site.clone(),
         username,
-        credential: credential(p, nas.secret.expose()),
+        credential: credential(p, secret),
         mac: mac(p),
         acct_session_id: text(p, attr::ACCT_SESSION_ID).filter(|s| !s.is_empty()),
         framed_ip: framed_ip(p),

@@ -130,6 +130,15 @@ pub trait Store: Send + Sync + 'static {
     async fn add_nas(&self, nas: &NewNas) -> StoreResult<Nas>;
     async fn list_nas(&self) -> StoreResult<Vec<Nas>>;
     async fn remove_nas(&self, name: &str) -> StoreResult<()>;
+    /// Give a NAS a new shared secret. With `keep_previous_until`, the old one
+    /// stays valid until then, so routers can be switched without a gap;
+    /// with `None` it stops working at once.
+    async fn set_nas_secret(
+        &self,
+        name: &str,
+        secret: &crate::model::Secret,
+        keep_previous_until: Option<Timestamp>,
+    ) -> StoreResult<()>;
     /// A number that changes whenever a NAS row is added, removed or changed, so a
     /// running server can poll it and reload its in-memory NAS table.
     async fn nas_generation(&self) -> StoreResult<i64>;

@@ -21,7 +21,8 @@ use crate::model::Timestamp;
 
 /// Columns of `nas`.
 pub(crate) const NAS_COLS: &str =
-    "id, name, address, secret, require_message_authenticator, coa_port, site, created_at";
+    "id, name, address, secret, require_message_authenticator, coa_port, site, \
+     created_at, previous_secret, previous_secret_until";
 
 /// Columns of `plans`.
 pub(crate) const PLAN_COLS: &str = "id, name, time_quota, validity, expires_at, data_quota, \
@@ -151,6 +152,10 @@ macro_rules! impl_store {
                     coa_port,
                     site: row.try_get("site")?,
                     created_at: row.try_get("created_at")?,
+                    previous_secret: row
+                        .try_get::<Option<String>, _>("previous_secret")?
+                        .map($crate::model::Secret::new),
+                    previous_secret_until: row.try_get("previous_secret_until")?,
                     name,
                 })
             }
@@ -706,6 +711,8 @@ macro_rules! impl_store {
                     coa_port: nas.coa_port,
                     site: nas.site.clone(),
                     created_at,
+                    previous_secret: None,
+                    previous_secret_until: None,
                 })
             }
 
@@ -720,6 +727,32 @@ macro_rules! impl_store {
             async fn remove_nas(&self, name: &str) -> $crate::store::StoreResult<()> {
                 let mut tx = self.begin_write().await?;
                 let done = sqlx::query("DELETE FROM nas WHERE name = $1").bind(name).execute(&mut *tx).await?;
+                if done.rows_affected() == 0 {
+                    return Err($crate::store::StoreError::NotFound(format!("NAS {name}")));
+                }
+                Self::bump_nas_generation(&mut tx).await?;
+                tx.commit().await?;
+                Ok(())
+            }
+
+            async fn set_nas_secret(
+                &self,
+                name: &str,
+                secret: &$crate::model::Secret,
+                keep_previous_until: Option<$crate::model::Timestamp>,
+            ) -> $crate::store::StoreResult<()> {
+                let mut tx = self.begin_write().await?;
+                // The old secret moves to previous_secret in the same statement, so two
+                // rotations in a row keep the one that routers may still be using.
+                let done = sqlx::query(
+                    "UPDATE nas SET previous_secret = CASE WHEN $3 IS NULL THEN NULL ELSE secret END, \
+                     previous_secret_until = $3, secret = $2 WHERE name = $1",
+                )
+                .bind(name)
+                .bind(secret.expose_str())
+                .bind(keep_previous_until)
+                .execute(&mut *tx)
+                .await?;
                 if done.rows_affected() == 0 {
                     return Err($crate::store::StoreError::NotFound(format!("NAS {name}")));
                 }

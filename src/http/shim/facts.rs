@@ -151,6 +151,8 @@ mod tests {
             coa_port: 3799,
             site: Some("north".into()),
             created_at: 0,
+            previous_secret: None,
+            previous_secret_until: None,
         }
     }
 
