@@ -262,6 +262,7 @@ macro_rules! all_cases {
             accounting_batch_equals_sequential,
             accounting_batch_on_in_the_middle,
             accounting_concurrent_new_sessions,
+            accounting_batch_counters_near_2_63,
         );
     };
 }
@@ -2502,5 +2503,50 @@ mod cases {
             let v = fx.store.get_voucher(c).await.unwrap();
             assert_eq!((v.used_seconds, v.used_bytes), (60, 2_000), "{c}");
         }
+    }
+
+    /// Batched rows travel as JSON: the largest stored counter (a NAS report
+    /// above 2^63 is clamped to i64::MAX) and NULLs survive on both backends.
+    pub async fn accounting_batch_counters_near_2_63<S: Backend>(fx: &Fixture<S>) {
+        let s = &fx.store;
+        let (nas, plan) = setup(s).await;
+        s.add_vouchers(&[voucher("HUGE", &plan)]).await.unwrap();
+        let t0 = 1_700_000_000;
+        let max = i64::MAX as u64;
+        let mut start = acct(&nas, AcctStatus::Start, "h1", "HUGE", t0, 0, 0, 0);
+        start.mac = None;
+        start.framed_ip = None;
+        s.record_accounting(&[
+            start,
+            acct(
+                &nas,
+                AcctStatus::InterimUpdate,
+                "h1",
+                "HUGE",
+                t0 + 1,
+                1,
+                max - 1,
+                0,
+            ),
+            acct(
+                &nas,
+                AcctStatus::InterimUpdate,
+                "h1",
+                "HUGE",
+                t0 + 2,
+                2,
+                u64::MAX,
+                0,
+            ),
+        ])
+        .await
+        .unwrap();
+        let row = session(s, "h1").await;
+        assert_eq!((row.input_octets, row.output_octets), (max, 0));
+        assert_eq!(row.mac.as_deref(), Some("AA:BB:CC:00:00:01"));
+        assert_eq!(row.terminate_cause, None);
+        assert_eq!(row.stopped_at, None);
+        let v = s.get_voucher("HUGE").await.unwrap();
+        assert_eq!((v.used_seconds, v.used_bytes), (2, max));
     }
 }
