@@ -45,6 +45,13 @@ trait Backend: Store + Sized {
         opts: AuthorizeOptions,
         decide: &Decide,
     ) -> StoreResult<AccessDecision>;
+    async fn authorize_batch_with(
+        &self,
+        requests: &[AccessFacts],
+        now: Timestamp,
+        opts: AuthorizeOptions,
+        decide: &Decide,
+    ) -> StoreResult<Vec<AccessDecision>>;
 }
 
 #[async_trait]
@@ -62,6 +69,16 @@ impl Backend for SqliteStore {
         self.authorize_with_policy(facts, now, opts, |f, s, n| decide(f, s, n))
             .await
     }
+    async fn authorize_batch_with(
+        &self,
+        requests: &[AccessFacts],
+        now: Timestamp,
+        opts: AuthorizeOptions,
+        decide: &Decide,
+    ) -> StoreResult<Vec<AccessDecision>> {
+        self.authorize_batch_with_policy(requests, now, opts, |f, s, n| decide(f, s, n))
+            .await
+    }
 }
 
 #[async_trait]
@@ -77,6 +94,16 @@ impl Backend for PgStore {
         decide: &Decide,
     ) -> StoreResult<AccessDecision> {
         self.authorize_with_policy(facts, now, opts, |f, s, n| decide(f, s, n))
+            .await
+    }
+    async fn authorize_batch_with(
+        &self,
+        requests: &[AccessFacts],
+        now: Timestamp,
+        opts: AuthorizeOptions,
+        decide: &Decide,
+    ) -> StoreResult<Vec<AccessDecision>> {
+        self.authorize_batch_with_policy(requests, now, opts, |f, s, n| decide(f, s, n))
             .await
     }
 }
@@ -229,6 +256,13 @@ macro_rules! all_cases {
             needs_policy_accept_activates_once,
             needs_policy_rejects,
             needs_policy_concurrent_first_login,
+            authorize_batch_sees_earlier_accepts,
+            authorize_batch_serialises_instances,
+            needs_policy_batch_equals_sequential,
+            accounting_batch_equals_sequential,
+            accounting_batch_on_in_the_middle,
+            accounting_concurrent_new_sessions,
+            accounting_batch_counters_near_2_63,
         );
     };
 }
@@ -1784,5 +1818,735 @@ mod cases {
             Box::pin(async move { store.authorize(&f, now, AuthorizeOptions::default()).await })
         })
         .await;
+    }
+
+    // -----------------------------------------------------------------------
+    // Batches: `authorize_batch` and multi-record `record_accounting` calls give
+    // what the same requests give one call at a time.
+    // -----------------------------------------------------------------------
+
+    /// Within one batch, each request sees the accepts before it: the live
+    /// device, the activation and the MAC binding.
+    pub async fn authorize_batch_sees_earlier_accepts<S: Backend>(fx: &Fixture<S>) {
+        let s = &fx.store;
+        let (nas, plan) = setup(s).await;
+        let locked = s
+            .add_plan(&NewPlan {
+                name: "locked".into(),
+                mac_lock: true,
+                validity: Some(600),
+                shared_users: 3,
+                ..Default::default()
+            })
+            .await
+            .unwrap();
+        s.add_vouchers(&[voucher("ONE", &plan), voucher("LOCKED", &locked)])
+            .await
+            .unwrap();
+        let t0 = 1_700_000_000;
+        let seen: Arc<Mutex<Vec<Option<VoucherSnapshot>>>> = Arc::default();
+        let record = {
+            let seen = seen.clone();
+            move |f: &AccessFacts, snap: Option<&VoucherSnapshot>, now: Timestamp| {
+                seen.lock().unwrap().push(snap.cloned());
+                accept_within_shared_users(f, snap, now)
+            }
+        };
+        let requests = [
+            facts(&nas, "ONE", Some(&mac(1)), Some("b1")),
+            facts(&nas, "ONE", Some(&mac(2)), Some("b2")),
+            facts(&nas, "ONE", Some(&mac(1)), Some("b3")),
+            facts(&nas, "LOCKED", Some(&mac(3)), Some("b4")),
+            facts(&nas, "LOCKED", Some(&mac(4)), Some("b5")),
+            // The same session id twice: one row, refreshed by the later accept.
+            facts(&nas, "LOCKED", None, Some("b4")),
+            facts(&nas, "NOPE", Some(&mac(5)), Some("b6")),
+        ];
+        let d = s
+            .authorize_batch_with(&requests, t0, AuthorizeOptions::default(), &record)
+            .await
+            .unwrap();
+        assert_eq!(d.len(), requests.len());
+        let accepted: Vec<bool> = d
+            .iter()
+            .map(|d| matches!(d, AccessDecision::Accept(_)))
+            .collect();
+        assert_eq!(accepted, [true, false, true, true, true, true, false]);
+        assert_eq!(d[1], AccessDecision::Reject(RejectReason::SharedUsersLimit));
+        let activation = |i: usize| match &d[i] {
+            AccessDecision::Accept(g) => g.activation.clone(),
+            other => panic!("{i}: {other:?}"),
+        };
+        assert!(activation(0).is_some(), "first login activates");
+        assert_eq!(activation(2), None, "already active within the batch");
+        assert!(activation(3).is_some());
+        assert_eq!(activation(4), None);
+
+        let seen = std::mem::take(&mut *seen.lock().unwrap());
+        let snap = |i: usize| seen[i].clone().unwrap();
+        assert!(snap(0).active_macs.is_empty());
+        assert_eq!(snap(1).active_macs, [mac(1)]);
+        assert_eq!(snap(1).voucher.first_login_at, Some(t0));
+        assert_eq!(snap(4).voucher.bound_mac, Some(mac(3)));
+        assert_eq!(snap(5).active_macs, [mac(3), mac(4)]);
+        assert!(seen[6].is_none());
+
+        let one = s.get_voucher("ONE").await.unwrap();
+        assert_eq!(one.first_login_at, Some(t0));
+        let locked = s.get_voucher("LOCKED").await.unwrap();
+        assert_eq!(
+            (locked.first_login_at, locked.valid_until),
+            (Some(t0), Some(t0 + 600))
+        );
+        assert_eq!(locked.bound_mac, Some(mac(3)));
+        let sessions = s.list_sessions(false).await.unwrap();
+        let mut ids: Vec<&str> = sessions
+            .iter()
+            .map(|x| x.acct_session_id.as_str())
+            .collect();
+        ids.sort();
+        assert_eq!(ids, ["b1", "b3", "b4", "b5"]);
+        let b4 = session(s, "b4").await;
+        assert_eq!(b4.mac, Some(mac(3)), "a later accept without MAC keeps it");
+        assert_eq!(b4.username, "LOCKED");
+        let events = s
+            .auth_events(&AuthEventFilter {
+                limit: Some(100),
+                ..Default::default()
+            })
+            .await
+            .unwrap();
+        assert_eq!(events.len(), requests.len());
+        // Newest first: the batch's events are stored in request order.
+        let users: Vec<&str> = events.iter().rev().map(|e| e.username.as_str()).collect();
+        let asked: Vec<&str> = requests.iter().map(|f| f.username.as_str()).collect();
+        assert_eq!(users, asked);
+        assert_eq!(
+            events.iter().filter(|e| e.result == "accept").count(),
+            accepted.iter().filter(|a| **a).count()
+        );
+        assert!(s
+            .authorize_batch_with(&[], t0, AuthorizeOptions::default(), &record)
+            .await
+            .unwrap()
+            .is_empty());
+    }
+
+    /// The 50-device race, in batches: two instances, each deciding batches of
+    /// requests that all name the same single-device voucher.
+    pub async fn authorize_batch_serialises_instances<S: Backend>(fx: &Fixture<S>) {
+        let (nas, plan) = setup(&fx.store).await;
+        let race_id = fx
+            .store
+            .add_vouchers(&[voucher("RACE", &plan), voucher("OTHER", &plan)])
+            .await
+            .unwrap()[0]
+            .id;
+        let instances = [
+            Arc::new(S::open_url(&fx.url).await.unwrap()),
+            Arc::new(S::open_url(&fx.url).await.unwrap()),
+        ];
+        let t0 = 1_700_000_000;
+        let mut tasks = Vec::new();
+        for b in 0..10usize {
+            let store = instances[b % 2].clone();
+            // Each batch also names another voucher, in varying order, so that
+            // batches lock several rows.
+            let mut batch: Vec<AccessFacts> = (0..5)
+                .map(|k| {
+                    let i = b * 5 + k;
+                    facts(&nas, "RACE", Some(&mac(i)), Some(&format!("race{i}")))
+                })
+                .collect();
+            let other = facts(&nas, "OTHER", Some(&mac(100 + b)), Some(&format!("o{b}")));
+            if b % 2 == 0 {
+                batch.insert(0, other);
+            } else {
+                batch.push(other);
+            }
+            tasks.push(tokio::spawn(async move {
+                store
+                    .authorize_batch(&batch, t0 + b as i64, AuthorizeOptions::default())
+                    .await
+            }));
+        }
+        let mut race_accepts = 0;
+        let mut other_accepts = 0;
+        for t in tasks {
+            for d in t.await.unwrap().unwrap() {
+                if let AccessDecision::Accept(g) = d {
+                    if g.voucher_id == race_id {
+                        race_accepts += 1;
+                    } else {
+                        other_accepts += 1;
+                    }
+                }
+            }
+        }
+        assert_eq!(race_accepts, 1, "exactly one device gets in");
+        assert_eq!(other_accepts, 1);
+        let events = fx
+            .store
+            .auth_events(&AuthEventFilter {
+                limit: Some(1000),
+                ..Default::default()
+            })
+            .await
+            .unwrap();
+        assert_eq!(events.len(), 60);
+        assert_eq!(events.iter().filter(|e| e.result == "accept").count(), 2);
+        assert_eq!(fx.store.list_sessions(false).await.unwrap().len(), 2);
+    }
+
+    /// A mixed batch through the real policy gives the decisions, voucher states,
+    /// session rows and auth log that the same requests give one at a time.
+    pub async fn needs_policy_batch_equals_sequential<S: Backend>(fx: &Fixture<S>) {
+        let s = &fx.store;
+        let one = s
+            .add_plan(&NewPlan {
+                name: "one".into(),
+                time_quota: Some(3_600),
+                validity: Some(86_400),
+                shared_users: 1,
+                interim_interval: Some(300),
+                ..Default::default()
+            })
+            .await
+            .unwrap();
+        let locked = s
+            .add_plan(&NewPlan {
+                name: "locked".into(),
+                mac_lock: true,
+                shared_users: 2,
+                ..Default::default()
+            })
+            .await
+            .unwrap();
+        let t0 = 1_700_000_000;
+        let mut outcomes = Vec::new();
+        for (prefix, batched) in [("S", false), ("B", true)] {
+            let plain = s
+                .add_nas(&new_nas(
+                    &format!("{prefix}-plain"),
+                    if batched { "192.0.2.1" } else { "192.0.2.2" },
+                    None,
+                ))
+                .await
+                .unwrap();
+            let site_a = s
+                .add_nas(&new_nas(
+                    &format!("{prefix}-a"),
+                    if batched { "192.0.2.3" } else { "192.0.2.4" },
+                    Some("A"),
+                ))
+                .await
+                .unwrap();
+            let code = |c: &str| format!("{prefix}-{c}");
+            s.add_vouchers(&[
+                voucher(&code("ONE"), &one),
+                voucher(&code("LOCK"), &locked),
+                voucher(&code("REV"), &one),
+                NewVoucher {
+                    site: Some("B".into()),
+                    ..voucher(&code("SITE-B"), &one)
+                },
+                NewVoucher {
+                    site: Some("A".into()),
+                    ..voucher(&code("SITE-A"), &one)
+                },
+                NewVoucher {
+                    password: Some("pw".into()),
+                    ..voucher(&code("PW"), &one)
+                },
+            ])
+            .await
+            .unwrap();
+            s.revoke_voucher(&code("REV")).await.unwrap();
+            let m = |i: usize| Some(mac(i));
+            let requests = [
+                facts(&plain, &code("ONE"), m(1).as_deref(), Some("1")),
+                facts(&plain, &code("ONE"), m(2).as_deref(), Some("2")),
+                facts(&plain, &code("ONE"), m(1).as_deref(), Some("3")),
+                facts(&plain, &code("NOPE"), m(1).as_deref(), Some("4")),
+                facts(&plain, &code("REV"), m(1).as_deref(), Some("5")),
+                facts(&site_a, &code("SITE-B"), m(1).as_deref(), Some("6")),
+                facts(&site_a, &code("SITE-A"), m(6).as_deref(), Some("7")),
+                facts(&plain, &code("LOCK"), m(3).as_deref(), Some("8")),
+                facts(&plain, &code("LOCK"), m(4).as_deref(), Some("9")),
+                facts(&plain, &code("PW"), m(1).as_deref(), Some("10")),
+                facts(&plain, &code("ONE"), m(1).as_deref(), Some("1")),
+                facts(&plain, &code("LOCK"), None, None),
+            ];
+            let opts = AuthorizeOptions::default();
+            let decisions = if batched {
+                s.authorize_batch(&requests, t0, opts).await.unwrap()
+            } else {
+                let mut out = Vec::new();
+                for f in &requests {
+                    out.push(s.authorize(f, t0, opts).await.unwrap());
+                }
+                out
+            };
+            // Voucher ids differ between the two runs; compare what they mean.
+            let decisions: Vec<String> = decisions
+                .iter()
+                .map(|d| match d {
+                    AccessDecision::Accept(g) => format!(
+                        "accept activation={:?} bind={:?} reply={}",
+                        g.activation,
+                        g.bind_mac,
+                        g.reply.len()
+                    ),
+                    AccessDecision::Reject(r) => format!("reject {r:?}"),
+                })
+                .collect();
+            let mut vouchers = Vec::new();
+            for c in ["ONE", "LOCK", "REV", "SITE-B", "SITE-A", "PW"] {
+                let v = s.get_voucher(&code(c)).await.unwrap();
+                vouchers.push((c, v.first_login_at, v.valid_until, v.bound_mac, v.state));
+            }
+            let mut sessions: Vec<_> = s
+                .list_sessions(false)
+                .await
+                .unwrap()
+                .into_iter()
+                .filter(|x| x.nas_name.starts_with(prefix))
+                .map(|x| {
+                    let synthetic = x.acct_session_id.starts_with("auth-");
+                    (
+                        x.nas_name.split_once('-').unwrap().1.to_string(),
+                        if synthetic {
+                            "auth-…".to_string()
+                        } else {
+                            x.acct_session_id
+                        },
+                        x.username.split_once('-').unwrap().1.to_string(),
+                        x.mac,
+                        format!("{:?}", x.state),
+                        x.authorized_at,
+                        x.interim_interval,
+                    )
+                })
+                .collect();
+            sessions.sort();
+            let events: Vec<_> = s
+                .auth_events(&AuthEventFilter {
+                    limit: Some(100),
+                    ..Default::default()
+                })
+                .await
+                .unwrap()
+                .into_iter()
+                .filter(|e| e.username.starts_with(prefix))
+                .map(|e| {
+                    (
+                        e.username.split_once('-').unwrap().1.to_string(),
+                        e.mac,
+                        e.result,
+                        e.reason,
+                    )
+                })
+                .collect();
+            outcomes.push((decisions, vouchers, sessions, events));
+        }
+        let (seq, batch) = (&outcomes[0], &outcomes[1]);
+        assert_eq!(seq.0, batch.0, "decisions");
+        assert_eq!(seq.1, batch.1, "vouchers");
+        assert_eq!(seq.2, batch.2, "sessions");
+        assert_eq!(seq.3, batch.3, "auth events");
+        // And the expected story, so that both being wrong alike would show.
+        let accepted: Vec<bool> = seq.0.iter().map(|d| d.starts_with("accept")).collect();
+        assert_eq!(
+            accepted,
+            [true, false, true, false, false, false, true, true, false, false, true, false]
+        );
+        assert!(seq.0[1].contains("SharedUsersLimit"));
+        assert!(seq.0[3].contains("UnknownVoucher"));
+        assert!(seq.0[4].contains("Revoked"));
+        assert!(seq.0[5].contains("UnknownVoucher"));
+        assert!(seq.0[8].contains("MacLocked"));
+        assert!(seq.0[9].contains("WrongPassword"));
+        assert!(seq.0[11].contains("MissingMac"));
+    }
+
+    /// Records for two NASes with the same story: one record per call on one,
+    /// everything in one call on the other.
+    fn accounting_story(nas: &Nas, prefix: &str, class_id: i64) -> Vec<AcctRecord> {
+        let t0 = 1_700_000_000;
+        let v = |c: &str| format!("{prefix}-{c}");
+        let big = (5u64 << 32) + 123; // five gigawords and some
+        let mut classed = acct(nas, AcctStatus::Start, "c1", "renamed", t0, 0, 0, 0);
+        classed.class_voucher_id = Some(class_id);
+        let mut other_mac = acct(nas, AcctStatus::Start, "m2", &v("ADOPT"), t0 + 3, 0, 0, 0);
+        other_mac.mac = Some("AA:BB:CC:00:00:99".into());
+        vec![
+            // A whole session: Start, Interim, retransmitted Interim, Stop.
+            acct(nas, AcctStatus::Start, "s1", &v("A"), t0, 0, 0, 0),
+            acct(
+                nas,
+                AcctStatus::InterimUpdate,
+                "s1",
+                &v("A"),
+                t0 + 60,
+                60,
+                1_000,
+                2_000,
+            ),
+            acct(
+                nas,
+                AcctStatus::InterimUpdate,
+                "s1",
+                &v("A"),
+                t0 + 62,
+                60,
+                1_000,
+                2_000,
+            ),
+            // Interleaved: a lost Start, then counters above 2^32.
+            acct(
+                nas,
+                AcctStatus::InterimUpdate,
+                "s2",
+                &v("B"),
+                t0 + 61,
+                120,
+                10,
+                20,
+            ),
+            acct(
+                nas,
+                AcctStatus::InterimUpdate,
+                "s2",
+                &v("B"),
+                t0 + 121,
+                180,
+                big,
+                big + 7,
+            ),
+            acct(
+                nas,
+                AcctStatus::Stop,
+                "s1",
+                &v("A"),
+                t0 + 90,
+                90,
+                1_500,
+                2_500,
+            ),
+            // Late interim after the Stop: counted, not reopened.
+            acct(
+                nas,
+                AcctStatus::InterimUpdate,
+                "s1",
+                &v("A"),
+                t0 + 95,
+                95,
+                1_600,
+                2_500,
+            ),
+            // An older, reordered interim moves nothing back.
+            acct(
+                nas,
+                AcctStatus::InterimUpdate,
+                "s2",
+                &v("B"),
+                t0 + 122,
+                150,
+                5,
+                5,
+            ),
+            // Class wins over the User-Name; an unknown name links to nothing.
+            classed,
+            acct(nas, AcctStatus::Stop, "u1", "nobody", t0 + 5, 30, 1, 1),
+            // Adopts the synthetic row of the same device; another device does not.
+            acct(nas, AcctStatus::Start, "m1", &v("ADOPT"), t0 + 2, 0, 0, 0),
+            other_mac,
+            acct(
+                nas,
+                AcctStatus::InterimUpdate,
+                "m1",
+                &v("ADOPT"),
+                t0 + 30,
+                28,
+                7,
+                7,
+            ),
+            // No Acct-Session-Id: ignored.
+            acct(
+                nas,
+                AcctStatus::InterimUpdate,
+                "",
+                &v("A"),
+                t0 + 40,
+                40,
+                4,
+                4,
+            ),
+            // Stop then Start of one id: the Stop is final.
+            acct(nas, AcctStatus::Stop, "s3", &v("B"), t0 + 200, 10, 100, 100),
+            acct(nas, AcctStatus::Start, "s3", &v("B"), t0 + 201, 0, 0, 0),
+        ]
+    }
+
+    pub async fn accounting_batch_equals_sequential<S: Backend>(fx: &Fixture<S>) {
+        let s = &fx.store;
+        let plan = s
+            .add_plan(&NewPlan {
+                name: "p".into(),
+                shared_users: 5,
+                ..Default::default()
+            })
+            .await
+            .unwrap();
+        let t0 = 1_700_000_000;
+        let mut outcomes = Vec::new();
+        for (prefix, addr, batched) in [("S", "192.0.2.1", false), ("B", "192.0.2.2", true)] {
+            let nas = s.add_nas(&new_nas(prefix, addr, None)).await.unwrap();
+            let code = |c: &str| format!("{prefix}-{c}");
+            let vs = s
+                .add_vouchers(&[
+                    voucher(&code("A"), &plan),
+                    voucher(&code("B"), &plan),
+                    voucher(&code("C"), &plan),
+                    voucher(&code("ADOPT"), &plan),
+                ])
+                .await
+                .unwrap();
+            // A synthetic authorized row (accept without Acct-Session-Id).
+            s.authorize_with(
+                &facts(&nas, &code("ADOPT"), Some("AA:BB:CC:00:00:01"), None),
+                t0,
+                AuthorizeOptions::default(),
+                &accept_any,
+            )
+            .await
+            .unwrap();
+            let story = accounting_story(&nas, prefix, vs[2].id);
+            if batched {
+                s.record_accounting(&story).await.unwrap();
+                // The whole batch again is a retransmission: nothing moves.
+                s.record_accounting(&story).await.unwrap();
+            } else {
+                for rec in &story {
+                    s.record_accounting(std::slice::from_ref(rec))
+                        .await
+                        .unwrap();
+                }
+                for rec in &story {
+                    s.record_accounting(std::slice::from_ref(rec))
+                        .await
+                        .unwrap();
+                }
+            }
+            let code_of = |id: Option<i64>| {
+                id.map(|id| {
+                    let v = vs.iter().find(|v| v.id == id).unwrap();
+                    v.code.split_once('-').unwrap().1.to_string()
+                })
+            };
+            let mut sessions: Vec<_> = s
+                .list_sessions(false)
+                .await
+                .unwrap()
+                .into_iter()
+                .filter(|x| x.nas_name == prefix)
+                .map(|x| {
+                    (
+                        if x.acct_session_id.starts_with("auth-") {
+                            "auth-…".to_string()
+                        } else {
+                            x.acct_session_id.clone()
+                        },
+                        code_of(x.voucher_id),
+                        x.mac.clone(),
+                        format!("{:?}", x.state),
+                        (x.authorized_at, x.started_at, x.updated_at, x.stopped_at),
+                        (x.session_time, x.input_octets, x.output_octets),
+                        x.terminate_cause.clone(),
+                    )
+                })
+                .collect();
+            sessions.sort();
+            let mut usage = Vec::new();
+            for c in ["A", "B", "C", "ADOPT"] {
+                let v = s.get_voucher(&code(c)).await.unwrap();
+                usage.push((c, v.used_seconds, v.used_bytes));
+            }
+            outcomes.push((sessions, usage));
+        }
+        assert_eq!(outcomes[0].0, outcomes[1].0, "sessions");
+        assert_eq!(outcomes[0].1, outcomes[1].1, "usage");
+        let big = (5u64 << 32) + 123;
+        assert_eq!(
+            outcomes[1].1,
+            [
+                ("A", 95, 1_600 + 2_500),
+                ("B", 190, 2 * big + 7 + 200),
+                ("C", 0, 0),
+                ("ADOPT", 28, 14)
+            ]
+        );
+        let sessions = &outcomes[1].0;
+        assert_eq!(sessions.len(), 7, "{sessions:#?}");
+        let s1 = sessions.iter().find(|x| x.0 == "s1").unwrap();
+        assert_eq!(s1.3, "Closed");
+        assert_eq!(s1.4 .3, Some(t0 + 90));
+        let m1 = sessions.iter().find(|x| x.0 == "m1").unwrap();
+        assert_eq!(m1.4 .0, Some(t0), "adopted the synthetic row");
+        assert!(!sessions.iter().any(|x| x.0 == "auth-…"));
+    }
+
+    /// Accounting-On in the middle of a batch closes what came before it and
+    /// nothing after it; a second NAS is untouched.
+    pub async fn accounting_batch_on_in_the_middle<S: Backend>(fx: &Fixture<S>) {
+        let s = &fx.store;
+        let (r1, plan) = setup(s).await;
+        let r2 = s.add_nas(&new_nas("r2", "192.0.2.2", None)).await.unwrap();
+        s.add_vouchers(&[voucher("M1", &plan), voucher("M2", &plan)])
+            .await
+            .unwrap();
+        let t0 = 1_700_000_000;
+        s.record_accounting(&[
+            acct(&r1, AcctStatus::Start, "before", "M1", t0, 0, 0, 0),
+            acct(&r2, AcctStatus::Start, "other", "M2", t0, 0, 0, 0),
+            acct(
+                &r1,
+                AcctStatus::InterimUpdate,
+                "before",
+                "M1",
+                t0 + 5,
+                5,
+                50,
+                50,
+            ),
+            nas_event(&r1, AcctStatus::AccountingOn, t0 + 10),
+            // A late interim of the closed session: counted, stays closed.
+            acct(
+                &r1,
+                AcctStatus::InterimUpdate,
+                "before",
+                "M1",
+                t0 + 11,
+                8,
+                80,
+                80,
+            ),
+            acct(&r1, AcctStatus::Start, "after", "M1", t0 + 12, 0, 0, 0),
+            acct(
+                &r2,
+                AcctStatus::InterimUpdate,
+                "other",
+                "M2",
+                t0 + 13,
+                13,
+                1,
+                1,
+            ),
+        ])
+        .await
+        .unwrap();
+        let before = session(s, "before").await;
+        assert_eq!(before.state, SessionState::Closed);
+        assert_eq!(before.terminate_cause.as_deref(), Some("accounting-on"));
+        assert_eq!(before.stopped_at, Some(t0 + 10));
+        assert_eq!(before.session_time, 8);
+        assert_eq!(session(s, "after").await.state, SessionState::Open);
+        assert_eq!(session(s, "other").await.state, SessionState::Open);
+        let m1 = s.get_voucher("M1").await.unwrap();
+        assert_eq!((m1.used_seconds, m1.used_bytes), (8, 160));
+        let m2 = s.get_voucher("M2").await.unwrap();
+        assert_eq!((m2.used_seconds, m2.used_bytes), (13, 2));
+    }
+
+    /// Two instances store batches that create the same new sessions at once:
+    /// each session is created once and its usage counted once.
+    pub async fn accounting_concurrent_new_sessions<S: Backend>(fx: &Fixture<S>) {
+        let (nas, plan) = setup(&fx.store).await;
+        let codes: Vec<String> = (0..10).map(|i| format!("N{i}")).collect();
+        let vs: Vec<_> = codes.iter().map(|c| voucher(c, &plan)).collect();
+        fx.store.add_vouchers(&vs).await.unwrap();
+        let instances = [
+            Arc::new(S::open_url(&fx.url).await.unwrap()),
+            Arc::new(S::open_url(&fx.url).await.unwrap()),
+        ];
+        let t0 = 1_700_000_000;
+        let mut tasks = Vec::new();
+        for k in 0..8u64 {
+            let store = instances[k as usize % 2].clone();
+            // Every batch reports the same interim (a retransmission) for all ten
+            // sessions, in rotated order.
+            let mut batch: Vec<AcctRecord> = codes
+                .iter()
+                .map(|c| {
+                    acct(
+                        &nas,
+                        AcctStatus::InterimUpdate,
+                        &format!("n-{c}"),
+                        c,
+                        t0 + k as i64,
+                        60,
+                        1_000,
+                        1_000,
+                    )
+                })
+                .collect();
+            batch.rotate_left(k as usize);
+            tasks.push(tokio::spawn(async move {
+                store.record_accounting(&batch).await
+            }));
+        }
+        for t in tasks {
+            t.await.unwrap().unwrap();
+        }
+        assert_eq!(fx.store.list_sessions(false).await.unwrap().len(), 10);
+        for c in &codes {
+            let v = fx.store.get_voucher(c).await.unwrap();
+            assert_eq!((v.used_seconds, v.used_bytes), (60, 2_000), "{c}");
+        }
+    }
+
+    /// Batched rows travel as JSON: the largest stored counter (a NAS report
+    /// above 2^63 is clamped to i64::MAX) and NULLs survive on both backends.
+    pub async fn accounting_batch_counters_near_2_63<S: Backend>(fx: &Fixture<S>) {
+        let s = &fx.store;
+        let (nas, plan) = setup(s).await;
+        s.add_vouchers(&[voucher("HUGE", &plan)]).await.unwrap();
+        let t0 = 1_700_000_000;
+        let max = i64::MAX as u64;
+        let mut start = acct(&nas, AcctStatus::Start, "h1", "HUGE", t0, 0, 0, 0);
+        start.mac = None;
+        start.framed_ip = None;
+        s.record_accounting(&[
+            start,
+            acct(
+                &nas,
+                AcctStatus::InterimUpdate,
+                "h1",
+                "HUGE",
+                t0 + 1,
+                1,
+                max - 1,
+                0,
+            ),
+            acct(
+                &nas,
+                AcctStatus::InterimUpdate,
+                "h1",
+                "HUGE",
+                t0 + 2,
+                2,
+                u64::MAX,
+                0,
+            ),
+        ])
+        .await
+        .unwrap();
+        let row = session(s, "h1").await;
+        assert_eq!((row.input_octets, row.output_octets), (max, 0));
+        assert_eq!(row.mac.as_deref(), Some("AA:BB:CC:00:00:01"));
+        assert_eq!(row.terminate_cause, None);
+        assert_eq!(row.stopped_at, None);
+        let v = s.get_voucher("HUGE").await.unwrap();
+        assert_eq!((v.used_seconds, v.used_bytes), (2, max));
     }
 }

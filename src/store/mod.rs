@@ -31,6 +31,10 @@ pub enum StoreError {
     Database(#[from] sqlx::Error),
     #[error("migration error: {0}")]
     Migrate(#[from] sqlx::migrate::MigrateError),
+    /// Another instance wrote a row this transaction was about to create; the
+    /// transaction was rolled back and is retried as a whole.
+    #[error("concurrent write conflict")]
+    Conflict,
 }
 
 pub type StoreResult<T> = Result<T, StoreError>;

@@ -61,10 +61,28 @@ impl SqliteStore {
     }
 
     const LOCK_VOUCHER: &'static str = "";
-    const LOCK_ROW: &'static str = "";
+    const LOCK_SESSION: &'static str = "";
     /// SQLite reports no deadlocks: writers are serialised, and `busy_timeout`
     /// covers other processes.
     const WRITE_ATTEMPTS: u32 = 1;
+
+    /// Table source with one row per element of the JSON array bound as `$n`:
+    /// the element as `j.value`, its position as `j.key`. Batches pass many rows
+    /// through one parameter so that the SQL text stays fixed (and prepared once).
+    fn json_rows(n: u32) -> String {
+        format!("json_each(${n}) AS j")
+    }
+
+    /// Element `i` of the row array `j.value` as an integer. `json_extract` returns
+    /// an INTEGER for an integral JSON number, all 64 bits of it, and NULL for null.
+    fn json_int(i: u32) -> String {
+        format!("json_extract(j.value, '$[{i}]')")
+    }
+
+    /// Element `i` of the row array `j.value` as text (NULL for null).
+    fn json_text(i: u32) -> String {
+        format!("json_extract(j.value, '$[{i}]')")
+    }
 
     async fn begin_write(&self) -> sqlx::Result<Transaction<'static, Sqlite>> {
         self.writer.begin_with("BEGIN IMMEDIATE").await
