@@ -1130,7 +1130,10 @@ macro_rules! impl_store {
             }
 
             async fn ping(&self) -> $crate::store::StoreResult<()> {
-                sqlx::query("SELECT 1").execute(self.reader()).await?;
+                // A real table, not `SELECT 1`: the schema must be there and readable.
+                sqlx::query("SELECT value FROM meta WHERE key = 'nas_generation'")
+                    .fetch_optional(self.reader())
+                    .await?;
                 Ok(())
             }
 
