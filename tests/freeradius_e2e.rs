@@ -282,6 +282,9 @@ fn freeradius_forwards_to_the_shim() {
     assert!(reply.contains("Session-Timeout = 3600"), "{out}");
     assert!(reply.contains("Mikrotik-Rate-Limit = \"2M/2M\""), "{out}");
     assert!(reply.contains("Class = 0x72726e65743a76313a31"), "{out}");
+    // RouterOS 7.15+ drops replies without Message-Authenticator; radclient
+    // verifies it when present, so its presence here means it is also right.
+    assert!(reply.contains("Message-Authenticator = 0x"), "{out}");
 
     // CHAP without CHAP-Challenge: the site copies the Request Authenticator.
     let out = radclient(
@@ -307,6 +310,7 @@ fn freeradius_forwards_to_the_shim() {
         reply.contains("Reply-Message = \"Wrong password for this voucher\""),
         "{out}"
     );
+    assert!(reply.contains("Message-Authenticator = 0x"), "{out}");
 
     // Accounting Start, Interim, Stop: answered only once stored.
     for (status, time, input) in [
