@@ -44,6 +44,9 @@ impl SqliteStore {
             // accounting record to a power cut runs PostgreSQL.
             .synchronous(SqliteSynchronous::Normal)
             .busy_timeout(Duration::from_secs(5))
+            // After a checkpoint resets the WAL, cut the file back to 64 MiB: a burst
+            // of accounting must not leave a WAL of its peak size on disk for good.
+            .pragma("journal_size_limit", "67108864")
             .foreign_keys(true);
         // The writer connects first: it creates the file and switches it to WAL.
         let writer = SqlitePoolOptions::new()
