@@ -21,7 +21,13 @@ use crate::policy::AccessFacts;
 use crate::proto::{DedupKey, Packet};
 
 pub struct AccessJob {
+    /// What storage decides on; moved into the batch, not copied.
     pub facts: AccessFacts,
+    pub reply_to: ReplyTo,
+}
+
+/// What answering a request needs once it is decided.
+pub struct ReplyTo {
     /// The request bytes, to build the reply.
     pub request: Vec<u8>,
     pub source: SocketAddr,
@@ -63,19 +69,22 @@ pub(super) fn spawn_workers(
 
 async fn worker(shared: Arc<Shared>, socket: Arc<UdpSocket>, mut rx: mpsc::Receiver<AccessJob>) {
     let max = shared.config.auth_batch_max.max(1);
-    let mut jobs: Vec<AccessJob> = Vec::with_capacity(max);
+    let mut jobs: Vec<ReplyTo> = Vec::with_capacity(max);
     let mut facts: Vec<AccessFacts> = Vec::with_capacity(max);
     let mut reply_buf = Vec::with_capacity(512);
     while let Some(first) = rx.recv().await {
-        jobs.push(first);
+        facts.clear();
+        facts.push(first.facts);
+        jobs.push(first.reply_to);
         while jobs.len() < max {
             match rx.try_recv() {
-                Ok(j) => jobs.push(j),
+                Ok(j) => {
+                    facts.push(j.facts);
+                    jobs.push(j.reply_to);
+                }
                 Err(_) => break,
             }
         }
-        facts.clear();
-        facts.extend(jobs.iter().map(|j| j.facts.clone()));
         let t = Instant::now();
         let result = shared
             .store
@@ -84,7 +93,9 @@ async fn worker(shared: Arc<Shared>, socket: Arc<UdpSocket>, mut rx: mpsc::Recei
         shared.metrics.storage_call("authorize", t, &result);
         match result {
             Ok(decisions) => {
-                for (job, decision) in jobs.drain(..).zip(decisions.iter()) {
+                for ((job, decision), facts) in
+                    jobs.drain(..).zip(decisions.iter()).zip(facts.iter())
+                {
                     let packet = Packet::decode(&job.request).expect("decoded once already");
                     let reply = access_reply(
                         std::mem::take(&mut reply_buf),
@@ -101,8 +112,8 @@ async fn worker(shared: Arc<Shared>, socket: Arc<UdpSocket>, mut rx: mpsc::Recei
                     record_access_outcome(
                         &shared,
                         &job.nas,
-                        &job.facts.username,
-                        job.facts.mac.as_deref(),
+                        &facts.username,
+                        facts.mac.as_deref(),
                         decision,
                     );
                     shared

@@ -22,7 +22,13 @@ use crate::proto::{DedupKey, Packet};
 use crate::store::{AcctRecord, AcctStatus};
 
 pub struct AcctJob {
+    /// What storage keeps; moved into the batch, not copied.
     pub record: AcctRecord,
+    pub reply_to: ReplyTo,
+}
+
+/// What answering a record needs once it is stored.
+pub struct ReplyTo {
     /// The request bytes, to build the reply after commit.
     pub request: Vec<u8>,
     pub source: SocketAddr,
@@ -74,19 +80,22 @@ async fn writer(
     boots: Arc<Mutex<HashMap<i64, String>>>,
 ) {
     let max = shared.config.acct_batch_max.max(1);
-    let mut batch: Vec<AcctJob> = Vec::with_capacity(max);
+    let mut batch: Vec<ReplyTo> = Vec::with_capacity(max);
     let mut records: Vec<AcctRecord> = Vec::with_capacity(max);
     while let Some(first) = rx.recv().await {
-        batch.push(first);
+        records.clear();
+        records.push(first.record);
+        batch.push(first.reply_to);
         while batch.len() < max {
             match rx.try_recv() {
-                Ok(j) => batch.push(j),
+                Ok(j) => {
+                    records.push(j.record);
+                    batch.push(j.reply_to);
+                }
                 Err(_) => break,
             }
         }
-        detect_reboots(&shared, &batch, &boots).await;
-        records.clear();
-        records.extend(batch.iter().map(|j| j.record.clone()));
+        detect_reboots(&shared, &records, &batch, &boots).await;
         let t = Instant::now();
         let result = shared.store.record_accounting(&records).await;
         shared.metrics.storage_call("record_accounting", t, &result);
@@ -96,7 +105,7 @@ async fn writer(
                     .metrics
                     .accounting_batch_size
                     .observe(batch.len() as f64);
-                for job in batch.drain(..) {
+                for (job, record) in batch.drain(..).zip(records.iter()) {
                     let packet = Packet::decode(&job.request).expect("decoded once already");
                     let reply = accounting_reply(
                         Vec::with_capacity(64),
@@ -113,7 +122,7 @@ async fn writer(
                         .with_label_values(&[
                             "accounting_request",
                             &job.nas.name,
-                            job.record.status.label(),
+                            record.status.label(),
                         ])
                         .inc();
                     shared
@@ -143,9 +152,14 @@ async fn writer(
 /// restarted and its older sessions are gone (RouterOS hotspots do not send
 /// Accounting-On reliably). Only for NAS entries that are a single host: a CIDR
 /// entry can cover several routers with different counters.
-async fn detect_reboots(shared: &Shared, batch: &[AcctJob], boots: &Mutex<HashMap<i64, String>>) {
-    for job in batch {
-        if job.record.status != AcctStatus::Start {
+async fn detect_reboots(
+    shared: &Shared,
+    records: &[AcctRecord],
+    batch: &[ReplyTo],
+    boots: &Mutex<HashMap<i64, String>>,
+) {
+    for (record, job) in records.iter().zip(batch) {
+        if record.status != AcctStatus::Start {
             continue;
         }
         let single_host = job.nas.address.prefix
@@ -157,7 +171,7 @@ async fn detect_reboots(shared: &Shared, batch: &[AcctJob], boots: &Mutex<HashMa
         if !single_host {
             continue;
         }
-        let Some(prefix) = boot_prefix(&job.record.acct_session_id) else {
+        let Some(prefix) = boot_prefix(&record.acct_session_id) else {
             continue;
         };
         let changed = {

@@ -415,13 +415,15 @@ async fn handle_datagram(
             let shard = access::shard(&facts.username, senders.len());
             let job = AccessJob {
                 facts,
-                request: datagram[..packet.len()].to_vec(),
-                source,
-                key,
-                nas: nas.nas.clone(),
-                mac_key: mac_key.clone(),
-                signer,
-                received,
+                reply_to: access::ReplyTo {
+                    request: datagram[..packet.len()].to_vec(),
+                    source,
+                    key,
+                    nas: nas.nas.clone(),
+                    mac_key: mac_key.clone(),
+                    signer,
+                    received,
+                },
             };
             if senders[shard].try_send(job).is_err() {
                 shared.forget(false, &key);
@@ -448,12 +450,14 @@ async fn handle_datagram(
             let shard = accounting::shard(&record, senders.len());
             let job = AcctJob {
                 record,
-                request: datagram[..packet.len()].to_vec(),
-                source,
-                key,
-                nas: nas.nas.clone(),
-                signer,
-                received,
+                reply_to: accounting::ReplyTo {
+                    request: datagram[..packet.len()].to_vec(),
+                    source,
+                    key,
+                    nas: nas.nas.clone(),
+                    signer,
+                    received,
+                },
             };
             if senders[shard].try_send(job).is_err() {
                 shared.forget(true, &key);

@@ -472,38 +472,7 @@ impl Client {
     /// Send and wait for one reply (None on timeout). Verifies the reply's
     /// authenticators, and that Access replies carry Message-Authenticator first.
     pub fn exchange(&self, to: SocketAddr, request: &[u8], auth: &[u8; 16]) -> Option<Reply> {
-        self.sock.send_to(request, to).unwrap();
-        let mut buf = [0u8; 4096];
-        let deadline = Instant::now() + Duration::from_millis(1500);
-        loop {
-            if Instant::now() > deadline {
-                return None;
-            }
-            let (n, _) = match self.sock.recv_from(&mut buf) {
-                Ok(v) => v,
-                Err(_) => return None,
-            };
-            if buf[1] != request[1] {
-                continue; // a late reply to an earlier request
-            }
-            let bytes = buf[..n].to_vec();
-            let code = verify_response(&bytes, auth, &self.secret, false).expect("reply verifies");
-            if matches!(
-                code,
-                Code::AccessAccept | Code::AccessReject | Code::AccessChallenge
-            ) {
-                let p = Packet::decode(&bytes).unwrap();
-                let first = p.attributes().next().expect("reply has attributes");
-                assert_eq!(
-                    first.typ,
-                    attr::MESSAGE_AUTHENTICATOR,
-                    "Message-Authenticator must come first"
-                );
-                verify_response(&bytes, auth, &self.secret, true)
-                    .expect("Message-Authenticator verifies");
-            }
-            return Some(Reply { bytes });
-        }
+        self.exchange_within(to, request, auth, Duration::from_millis(1500))
     }
 
     pub fn login(
