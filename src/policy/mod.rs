@@ -1,20 +1,28 @@
 //! The voucher decision (DESIGN §5): pure code, no I/O, `now` passed in.
 //!
-//! The UDP path and the REST shim both reach this through `Store::authorize`,
-//! which reads the voucher inside a transaction, calls [`decide`] and applies the
-//! [`AccessDecision`] before committing. There is no second copy of these rules.
+//! The UDP path and the REST shim both reach this through `Store::authorize_batch`:
+//! storage reads the state a batch needs, calls [`decide_batch`] (which calls
+//! [`decide`] per request) and persists the [`AuthEffects`] it returns. Accounting
+//! goes the same way through [`account_batch`]. There is no second copy of these
+//! rules, and storage decides nothing.
 //!
 //! Files: `decide.rs` holds the decision and the reply attributes it grants;
+//! `batch.rs` a batch of decisions and the effects to persist (activation, MAC
+//! binding, session rows); `accounting.rs` the session state machine and usage;
 //! `credential.rs` the PAP/CHAP password check (also used by the REST shim);
 //! `tests.rs` the table of decision cases.
 
 use crate::model::{Plan, Timestamp, Voucher};
 
+pub mod accounting;
+pub mod batch;
 mod credential;
 mod decide;
 #[cfg(test)]
 mod tests;
 
+pub use accounting::{account_batch, AcctEffects, AcctRecord, AcctSession, AcctState, AcctStatus};
+pub use batch::{decide_batch, AuthEffects, AuthState, LiveSession, SessionGrant};
 pub use credential::{chap_response, credential_matches};
 pub use decide::decide;
 

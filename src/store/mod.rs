@@ -3,6 +3,7 @@
 //! database URL's scheme, by [`open`].
 
 mod postgres;
+pub mod rows;
 mod shared;
 mod sqlite;
 
@@ -39,52 +40,7 @@ pub enum StoreError {
 
 pub type StoreResult<T> = Result<T, StoreError>;
 
-/// Acct-Status-Type values the server handles (RFC 2866 §5.1).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum AcctStatus {
-    Start,
-    Stop,
-    InterimUpdate,
-    AccountingOn,
-    AccountingOff,
-}
-
-impl AcctStatus {
-    pub fn label(self) -> &'static str {
-        match self {
-            AcctStatus::Start => "start",
-            AcctStatus::Stop => "stop",
-            AcctStatus::InterimUpdate => "interim_update",
-            AcctStatus::AccountingOn => "accounting_on",
-            AcctStatus::AccountingOff => "accounting_off",
-        }
-    }
-}
-
-/// One Accounting-Request, decoded and authenticated, in wire-neutral form.
-#[derive(Clone, Debug)]
-pub struct AcctRecord {
-    pub nas_id: i64,
-    pub status: AcctStatus,
-    /// Acct-Session-Id (empty for Accounting-On/Off).
-    pub acct_session_id: String,
-    pub username: String,
-    pub mac: Option<String>,
-    pub framed_ip: Option<String>,
-    /// Acct-Session-Time seconds.
-    pub session_time: u64,
-    /// Acct-Input-Octets + 2^32 × Acct-Input-Gigawords.
-    pub input_octets: u64,
-    /// Acct-Output-Octets + 2^32 × Acct-Output-Gigawords.
-    pub output_octets: u64,
-    /// Acct-Terminate-Cause by dictionary name, on Stop.
-    pub terminate_cause: Option<String>,
-    /// Voucher id parsed from the Class attribute, if present.
-    pub class_voucher_id: Option<i64>,
-    /// When the server received it (Acct-Delay-Time is deliberately not used for
-    /// counters: counters only move forward, so a retransmission counts once).
-    pub received_at: Timestamp,
-}
+pub use crate::policy::{AcctRecord, AcctStatus};
 
 /// One authorization outcome kept for "why can't this customer log in?".
 #[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]

@@ -1,0 +1,330 @@
+//! Typed rows: each table's columns as a struct with names, read the same way by
+//! both backends (`sqlx::FromRow` on PostgreSQL, by column name on SQLite), and
+//! turned into the domain records of [`crate::model`] in one place. The column
+//! lists are shared SQL text: both schemas use the same names, BIGINT times and
+//! counters.
+
+use super::{AuthEvent, StoreError, StoreResult};
+use crate::model::{Nas, Plan, Secret, Session, SessionState, Timestamp, Voucher, VoucherState};
+use crate::policy::{AcctSession, LiveSession};
+
+/// Columns of `nas`, in [`NasRow`] order.
+pub const NAS_COLS: &str = "id, name, address, secret, require_message_authenticator, \
+     coa_port, site, created_at, previous_secret, previous_secret_until";
+
+/// Columns of `plans`, in [`PlanRow`] order.
+pub const PLAN_COLS: &str = "id, name, time_quota, validity, expires_at, data_quota, \
+     rate_limit, shared_users, mac_lock, idle_timeout, interim_interval, mikrotik_group, \
+     address_list, price, created_at";
+
+/// Columns of `vouchers v JOIN plans p`, in [`VoucherRow`] order.
+pub const VOUCHER_COLS: &str = "v.id, v.code, v.password, v.plan_id, p.name AS plan_name, \
+     v.site, v.state, v.first_login_at, v.valid_until, v.used_seconds, v.used_bytes, \
+     v.bound_mac, v.batch, v.created_at";
+
+/// Columns of `sessions s JOIN nas n`, in [`SessionRow`] order.
+pub const SESSION_COLS: &str = "s.id, s.nas_id, n.name AS nas_name, s.acct_session_id, \
+     s.username, s.voucher_id, s.mac, s.framed_ip, s.state, s.authorized_at, s.started_at, \
+     s.updated_at, s.stopped_at, s.session_time, s.input_octets, s.output_octets, \
+     s.terminate_cause, s.interim_interval";
+
+/// Columns of `sessions` that accounting reads and writes, in [`AcctSessionRow`] order.
+pub const ACCT_SESSION_COLS: &str = "id, nas_id, acct_session_id, username, voucher_id, mac, \
+     framed_ip, state, started_at, updated_at, stopped_at, terminate_cause, session_time, \
+     input_octets, output_octets";
+
+/// Columns of `sessions` that authorization reads, in [`LiveSessionRow`] order.
+pub const LIVE_SESSION_COLS: &str = "nas_id, acct_session_id, voucher_id, mac, state, authorized_at";
+
+/// Columns of `auth_events`, in [`AuthEventRow`] order.
+pub const AUTH_EVENT_COLS: &str = "id, at, nas_id, nas_name, username, mac, result, reason";
+
+pub fn now() -> Timestamp {
+    chrono::Utc::now().timestamp()
+}
+
+/// Operator input (plan quotas) that does not fit a BIGINT is refused.
+pub fn u64_to_i64(v: u64, what: &str) -> StoreResult<i64> {
+    i64::try_from(v).map_err(|_| StoreError::Invalid(format!("{what} {v} is too large")))
+}
+
+pub fn opt_u64_to_i64(v: Option<u64>, what: &str) -> StoreResult<Option<i64>> {
+    v.map(|v| u64_to_i64(v, what)).transpose()
+}
+
+/// Stored counters are never negative; a negative value would only come from a
+/// hand-edited row and reads as zero.
+pub fn i64_to_u64(v: i64) -> u64 {
+    u64::try_from(v).unwrap_or(0)
+}
+
+pub fn i64_to_u32(v: i64, what: &str) -> StoreResult<u32> {
+    u32::try_from(v).map_err(|_| StoreError::Invalid(format!("stored {what} {v} is out of range")))
+}
+
+fn session_state(s: &str) -> StoreResult<SessionState> {
+    SessionState::parse(s)
+        .ok_or_else(|| StoreError::Invalid(format!("stored session state {s:?}")))
+}
+
+#[derive(Debug, sqlx::FromRow)]
+pub struct NasRow {
+    pub id: i64,
+    pub name: String,
+    pub address: String,
+    pub secret: String,
+    pub require_message_authenticator: bool,
+    pub coa_port: i64,
+    pub site: Option<String>,
+    pub created_at: i64,
+    pub previous_secret: Option<String>,
+    pub previous_secret_until: Option<i64>,
+}
+
+impl NasRow {
+    pub fn into_model(self) -> StoreResult<Nas> {
+        let name = self.name;
+        let address = self.address.parse().map_err(|e| {
+            StoreError::Invalid(format!("NAS {name}: stored address: {e}"))
+        })?;
+        let coa_port = u16::try_from(self.coa_port).map_err(|_| {
+            StoreError::Invalid(format!("NAS {name}: stored CoA port {}", self.coa_port))
+        })?;
+        Ok(Nas {
+            id: self.id,
+            address,
+            secret: Secret::new(self.secret),
+            require_message_authenticator: self.require_message_authenticator,
+            coa_port,
+            site: self.site,
+            created_at: self.created_at,
+            previous_secret: self.previous_secret.map(Secret::new),
+            previous_secret_until: self.previous_secret_until,
+            name,
+        })
+    }
+}
+
+#[derive(Debug, sqlx::FromRow)]
+pub struct PlanRow {
+    pub id: i64,
+    pub name: String,
+    pub time_quota: Option<i64>,
+    pub validity: Option<i64>,
+    pub expires_at: Option<i64>,
+    pub data_quota: Option<i64>,
+    pub rate_limit: Option<String>,
+    pub shared_users: i64,
+    pub mac_lock: bool,
+    pub idle_timeout: Option<i64>,
+    pub interim_interval: Option<i64>,
+    pub mikrotik_group: Option<String>,
+    pub address_list: Option<String>,
+    pub price: Option<String>,
+    pub created_at: i64,
+}
+
+impl PlanRow {
+    pub fn into_model(self) -> StoreResult<Plan> {
+        let opt_u32 = |v: Option<i64>, what| v.map(|v| i64_to_u32(v, what)).transpose();
+        Ok(Plan {
+            id: self.id,
+            name: self.name,
+            time_quota: self.time_quota.map(i64_to_u64),
+            validity: self.validity.map(i64_to_u64),
+            expires_at: self.expires_at,
+            data_quota: self.data_quota.map(i64_to_u64),
+            rate_limit: self.rate_limit,
+            shared_users: i64_to_u32(self.shared_users, "shared_users")?,
+            mac_lock: self.mac_lock,
+            idle_timeout: opt_u32(self.idle_timeout, "idle_timeout")?,
+            interim_interval: opt_u32(self.interim_interval, "interim_interval")?,
+            mikrotik_group: self.mikrotik_group,
+            address_list: self.address_list,
+            price: self.price,
+            created_at: self.created_at,
+        })
+    }
+}
+
+#[derive(Debug, sqlx::FromRow)]
+pub struct VoucherRow {
+    pub id: i64,
+    pub code: String,
+    pub password: String,
+    pub plan_id: i64,
+    pub plan_name: String,
+    pub site: Option<String>,
+    pub state: String,
+    pub first_login_at: Option<i64>,
+    pub valid_until: Option<i64>,
+    pub used_seconds: i64,
+    pub used_bytes: i64,
+    pub bound_mac: Option<String>,
+    pub batch: Option<String>,
+    pub created_at: i64,
+}
+
+impl VoucherRow {
+    pub fn into_model(self) -> StoreResult<Voucher> {
+        let state = VoucherState::parse(&self.state)
+            .ok_or_else(|| StoreError::Invalid(format!("stored voucher state {:?}", self.state)))?;
+        Ok(Voucher {
+            id: self.id,
+            code: self.code,
+            password: self.password,
+            plan_id: self.plan_id,
+            plan_name: self.plan_name,
+            site: self.site,
+            state,
+            first_login_at: self.first_login_at,
+            valid_until: self.valid_until,
+            used_seconds: i64_to_u64(self.used_seconds),
+            used_bytes: i64_to_u64(self.used_bytes),
+            bound_mac: self.bound_mac,
+            batch: self.batch,
+            created_at: self.created_at,
+        })
+    }
+}
+
+#[derive(Debug, sqlx::FromRow)]
+pub struct SessionRow {
+    pub id: i64,
+    pub nas_id: i64,
+    pub nas_name: String,
+    pub acct_session_id: String,
+    pub username: String,
+    pub voucher_id: Option<i64>,
+    pub mac: Option<String>,
+    pub framed_ip: Option<String>,
+    pub state: String,
+    pub authorized_at: Option<i64>,
+    pub started_at: Option<i64>,
+    pub updated_at: i64,
+    pub stopped_at: Option<i64>,
+    pub session_time: i64,
+    pub input_octets: i64,
+    pub output_octets: i64,
+    pub terminate_cause: Option<String>,
+    pub interim_interval: Option<i64>,
+}
+
+impl SessionRow {
+    pub fn into_model(self) -> StoreResult<Session> {
+        Ok(Session {
+            id: self.id,
+            nas_id: self.nas_id,
+            nas_name: self.nas_name,
+            acct_session_id: self.acct_session_id,
+            username: self.username,
+            voucher_id: self.voucher_id,
+            mac: self.mac,
+            framed_ip: self.framed_ip,
+            state: session_state(&self.state)?,
+            authorized_at: self.authorized_at,
+            started_at: self.started_at,
+            updated_at: self.updated_at,
+            stopped_at: self.stopped_at,
+            session_time: i64_to_u64(self.session_time),
+            input_octets: i64_to_u64(self.input_octets),
+            output_octets: i64_to_u64(self.output_octets),
+            terminate_cause: self.terminate_cause,
+            interim_interval: self
+                .interim_interval
+                .map(|v| i64_to_u32(v, "interim_interval"))
+                .transpose()?,
+        })
+    }
+}
+
+#[derive(Debug, sqlx::FromRow)]
+pub struct AcctSessionRow {
+    pub id: i64,
+    pub nas_id: i64,
+    pub acct_session_id: String,
+    pub username: String,
+    pub voucher_id: Option<i64>,
+    pub mac: Option<String>,
+    pub framed_ip: Option<String>,
+    pub state: String,
+    pub started_at: Option<i64>,
+    pub updated_at: i64,
+    pub stopped_at: Option<i64>,
+    pub terminate_cause: Option<String>,
+    pub session_time: i64,
+    pub input_octets: i64,
+    pub output_octets: i64,
+}
+
+impl AcctSessionRow {
+    pub fn into_model(self) -> StoreResult<AcctSession> {
+        Ok(AcctSession {
+            id: Some(self.id),
+            nas_id: self.nas_id,
+            acct_session_id: self.acct_session_id,
+            username: self.username,
+            voucher_id: self.voucher_id,
+            mac: self.mac,
+            framed_ip: self.framed_ip,
+            state: session_state(&self.state)?,
+            started_at: self.started_at,
+            updated_at: self.updated_at,
+            stopped_at: self.stopped_at,
+            terminate_cause: self.terminate_cause,
+            session_time: self.session_time,
+            input_octets: self.input_octets,
+            output_octets: self.output_octets,
+        })
+    }
+}
+
+#[derive(Debug, sqlx::FromRow)]
+pub struct LiveSessionRow {
+    pub nas_id: i64,
+    pub acct_session_id: String,
+    pub voucher_id: Option<i64>,
+    pub mac: Option<String>,
+    pub state: String,
+    pub authorized_at: Option<i64>,
+}
+
+impl LiveSessionRow {
+    pub fn into_model(self) -> StoreResult<LiveSession> {
+        Ok(LiveSession {
+            nas_id: self.nas_id,
+            acct_session_id: self.acct_session_id,
+            voucher_id: self.voucher_id,
+            mac: self.mac,
+            state: session_state(&self.state)?,
+            authorized_at: self.authorized_at,
+        })
+    }
+}
+
+#[derive(Debug, sqlx::FromRow)]
+pub struct AuthEventRow {
+    pub id: i64,
+    pub at: i64,
+    pub nas_id: i64,
+    pub nas_name: String,
+    pub username: String,
+    pub mac: Option<String>,
+    pub result: String,
+    pub reason: Option<String>,
+}
+
+impl AuthEventRow {
+    pub fn into_model(self) -> AuthEvent {
+        AuthEvent {
+            id: self.id,
+            at: self.at,
+            nas_id: self.nas_id,
+            nas_name: self.nas_name,
+            username: self.username,
+            mac: self.mac,
+            result: self.result,
+            reason: self.reason,
+        }
+    }
+}
