@@ -30,27 +30,44 @@ use rrnet_radius::store::{
 // Backends and fixtures
 // ---------------------------------------------------------------------------
 
-type Decide =
-    dyn Fn(&AccessFacts, Option<&VoucherSnapshot>, Timestamp) -> AccessDecision + Send + Sync;
+/// A stand-in decision. Owned (`Clone + 'static`) because a backend may run the
+/// decision on its own thread.
+trait Decide:
+    Fn(&AccessFacts, Option<&VoucherSnapshot>, Timestamp) -> AccessDecision
+    + Clone
+    + Send
+    + Sync
+    + 'static
+{
+}
+
+impl<F> Decide for F where
+    F: Fn(&AccessFacts, Option<&VoucherSnapshot>, Timestamp) -> AccessDecision
+        + Clone
+        + Send
+        + Sync
+        + 'static
+{
+}
 
 /// What the battery needs beyond [`Store`]: a second instance on the same
 /// database, and authorize with a stand-in decision.
 #[async_trait]
 trait Backend: Store + Sized {
     async fn open_url(url: &str) -> StoreResult<Self>;
-    async fn authorize_with(
+    async fn authorize_with<D: Decide>(
         &self,
         facts: &AccessFacts,
         now: Timestamp,
         opts: AuthorizeOptions,
-        decide: &Decide,
+        decide: &D,
     ) -> StoreResult<AccessDecision>;
-    async fn authorize_batch_with(
+    async fn authorize_batch_with<D: Decide>(
         &self,
         requests: &[AccessFacts],
         now: Timestamp,
         opts: AuthorizeOptions,
-        decide: &Decide,
+        decide: &D,
     ) -> StoreResult<Vec<AccessDecision>>;
 }
 
@@ -59,24 +76,24 @@ impl Backend for SqliteStore {
     async fn open_url(url: &str) -> StoreResult<Self> {
         SqliteStore::open(url).await
     }
-    async fn authorize_with(
+    async fn authorize_with<D: Decide>(
         &self,
         facts: &AccessFacts,
         now: Timestamp,
         opts: AuthorizeOptions,
-        decide: &Decide,
+        decide: &D,
     ) -> StoreResult<AccessDecision> {
-        self.authorize_with_policy(facts, now, opts, |f, s, n| decide(f, s, n))
+        self.authorize_with_policy(facts, now, opts, decide.clone())
             .await
     }
-    async fn authorize_batch_with(
+    async fn authorize_batch_with<D: Decide>(
         &self,
         requests: &[AccessFacts],
         now: Timestamp,
         opts: AuthorizeOptions,
-        decide: &Decide,
+        decide: &D,
     ) -> StoreResult<Vec<AccessDecision>> {
-        self.authorize_batch_with_policy(requests, now, opts, |f, s, n| decide(f, s, n))
+        self.authorize_batch_with_policy(requests, now, opts, decide.clone())
             .await
     }
 }
@@ -86,24 +103,24 @@ impl Backend for PgStore {
     async fn open_url(url: &str) -> StoreResult<Self> {
         PgStore::open(url).await
     }
-    async fn authorize_with(
+    async fn authorize_with<D: Decide>(
         &self,
         facts: &AccessFacts,
         now: Timestamp,
         opts: AuthorizeOptions,
-        decide: &Decide,
+        decide: &D,
     ) -> StoreResult<AccessDecision> {
-        self.authorize_with_policy(facts, now, opts, |f, s, n| decide(f, s, n))
+        self.authorize_with_policy(facts, now, opts, decide.clone())
             .await
     }
-    async fn authorize_batch_with(
+    async fn authorize_batch_with<D: Decide>(
         &self,
         requests: &[AccessFacts],
         now: Timestamp,
         opts: AuthorizeOptions,
-        decide: &Decide,
+        decide: &D,
     ) -> StoreResult<Vec<AccessDecision>> {
-        self.authorize_batch_with_policy(requests, now, opts, |f, s, n| decide(f, s, n))
+        self.authorize_batch_with_policy(requests, now, opts, decide.clone())
             .await
     }
 }
@@ -428,6 +445,27 @@ fn accept_within_shared_users(
         }
     }
     accept_any(f, snap, now)
+}
+
+/// The auth log once it holds `n` events (or after 2 s). An instance may answer
+/// before its batch's effects are committed (ARCHITECTURE.md, "Durability"),
+/// so another connection sees them shortly after the replies.
+async fn settled_events<S: Backend>(s: &S, n: usize) -> Vec<store::AuthEvent> {
+    let mut events = Vec::new();
+    for _ in 0..200 {
+        events = s
+            .auth_events(&AuthEventFilter {
+                limit: Some(1000),
+                ..Default::default()
+            })
+            .await
+            .unwrap();
+        if events.len() >= n {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    events
 }
 
 fn mac(i: usize) -> String {
@@ -1685,6 +1723,7 @@ mod cases {
                 AccessDecision::Reject(r) => assert_eq!(r, RejectReason::SharedUsersLimit),
             }
         }
+        let events = settled_events(&fx.store, 50).await;
         assert_eq!(accepts.len(), 1, "exactly one device gets in: {accepts:?}");
         let winner = accepts[0];
         let v = fx.store.get_voucher("RACE").await.unwrap();
@@ -1696,14 +1735,6 @@ mod cases {
         let sessions = fx.store.list_sessions(false).await.unwrap();
         assert_eq!(sessions.len(), 1);
         assert_eq!(sessions[0].mac.as_deref(), Some(mac(winner).as_str()));
-        let events = fx
-            .store
-            .auth_events(&AuthEventFilter {
-                limit: Some(1000),
-                ..Default::default()
-            })
-            .await
-            .unwrap();
         assert_eq!(events.len(), 50);
         assert_eq!(events.iter().filter(|e| e.result == "accept").count(), 1);
     }
@@ -1985,14 +2016,7 @@ mod cases {
         }
         assert_eq!(race_accepts, 1, "exactly one device gets in");
         assert_eq!(other_accepts, 1);
-        let events = fx
-            .store
-            .auth_events(&AuthEventFilter {
-                limit: Some(1000),
-                ..Default::default()
-            })
-            .await
-            .unwrap();
+        let events = settled_events(&fx.store, 60).await;
         assert_eq!(events.len(), 60);
         assert_eq!(events.iter().filter(|e| e.result == "accept").count(), 2);
         assert_eq!(fx.store.list_sessions(false).await.unwrap().len(), 2);

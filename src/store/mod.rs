@@ -30,6 +30,8 @@ pub enum StoreError {
     UnsupportedUrl(String),
     #[error("database error: {0}")]
     Database(#[from] sqlx::Error),
+    #[error("database error: {0}")]
+    Sqlite(rusqlite::Error),
     #[error("migration error: {0}")]
     Migrate(#[from] sqlx::migrate::MigrateError),
     /// Another instance wrote a row this transaction was about to create; the
@@ -120,35 +122,35 @@ pub trait Store: Send + Sync + 'static {
     async fn revoke_voucher(&self, code: &str) -> StoreResult<Voucher>;
 
     // ---- the hot path ----
-    /// Decide an Access-Request in one transaction: read the voucher (in the NAS's
-    /// scope) with a row lock, its plan and its live devices, call
-    /// [`crate::policy::decide`], apply the accept (activation, MAC binding, an
-    /// `authorized` session row) and record an auth event, then commit.
-    /// Two server processes on one PostgreSQL database agree.
+    /// Decide one Access-Request: a batch of one.
     async fn authorize(
         &self,
         facts: &AccessFacts,
         now: Timestamp,
         opts: AuthorizeOptions,
-    ) -> StoreResult<AccessDecision>;
+    ) -> StoreResult<AccessDecision> {
+        let mut d = self
+            .authorize_batch(std::slice::from_ref(facts), now, opts)
+            .await?;
+        d.pop()
+            .ok_or_else(|| StoreError::Invalid("no decision for the request".into()))
+    }
 
-    /// Decide several Access-Requests, in order, as one group commit: each sees
-    /// the effects of those before it (activation, MAC binding, live devices),
-    /// exactly as if [`Store::authorize`] had been called for each in turn, and
-    /// nothing is visible to others until the whole batch commits. The result
-    /// has one decision per request, in the same order.
+    /// Decide several Access-Requests, in order: read the vouchers they name
+    /// (in the NAS's scope) with their plans and live devices, decide with
+    /// [`crate::policy::decide_batch`] — each request sees the effects of those
+    /// before it (activation, MAC binding, live devices), exactly as if they
+    /// were decided one at a time — and persist the effects and an auth event
+    /// per request. The result has one decision per request, in order. When
+    /// the effects are durable relative to the reply is the backend's choice,
+    /// stated in ARCHITECTURE.md ("Durability"). Two server processes on one
+    /// PostgreSQL database agree.
     async fn authorize_batch(
         &self,
         requests: &[AccessFacts],
         now: Timestamp,
         opts: AuthorizeOptions,
-    ) -> StoreResult<Vec<AccessDecision>> {
-        let mut out = Vec::with_capacity(requests.len());
-        for facts in requests {
-            out.push(self.authorize(facts, now, opts).await?);
-        }
-        Ok(out)
-    }
+    ) -> StoreResult<Vec<AccessDecision>>;
 
     /// Store a batch of accounting records in one transaction (group commit).
     /// Returns only after commit; on error nothing of the batch is stored.

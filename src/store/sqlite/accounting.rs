@@ -1,0 +1,231 @@
+//! Accounting on the engine thread: one transaction per batch; the records are
+//! applied by `policy::account_batch` to the rows read here, and the result is
+//! written back before the transaction commits (and before any reply).
+
+use rusqlite::{params, Connection, Transaction, TransactionBehavior};
+
+use crate::model::Timestamp;
+use crate::policy::accounting::{adoption_vouchers, session_keys, wanted_vouchers};
+use crate::policy::{account_batch, AcctRecord, AcctSession, AcctState, AcctStatus};
+use crate::store::rows::{AcctSessionRow, ACCT_SESSION_COLS};
+use crate::store::StoreResult;
+
+pub(super) fn record(conn: &mut Connection, records: &[AcctRecord]) -> StoreResult<()> {
+    let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+    // Accounting-On/Off closes the NAS's live sessions at its place in the
+    // order: the records before it are stored first, those after it see the
+    // closed rows.
+    let mut run_start = 0;
+    for (i, rec) in records.iter().enumerate() {
+        let cause = match rec.status {
+            AcctStatus::AccountingOn => "accounting-on",
+            AcctStatus::AccountingOff => "accounting-off",
+            AcctStatus::Start | AcctStatus::InterimUpdate | AcctStatus::Stop => continue,
+        };
+        account_run(&tx, &records[run_start..i])?;
+        close_live_sessions(&tx, rec.nas_id, None, cause, rec.received_at)?;
+        run_start = i + 1;
+    }
+    account_run(&tx, &records[run_start..])?;
+    tx.commit()?;
+    Ok(())
+}
+
+fn acct_session(row: &rusqlite::Row<'_>) -> StoreResult<AcctSession> {
+    AcctSessionRow {
+        id: row.get(0)?,
+        nas_id: row.get(1)?,
+        acct_session_id: row.get(2)?,
+        username: row.get(3)?,
+        voucher_id: row.get(4)?,
+        mac: row.get(5)?,
+        framed_ip: row.get(6)?,
+        state: row.get(7)?,
+        started_at: row.get(8)?,
+        updated_at: row.get(9)?,
+        stopped_at: row.get(10)?,
+        terminate_cause: row.get(11)?,
+        session_time: row.get(12)?,
+        input_octets: row.get(13)?,
+        output_octets: row.get(14)?,
+    }
+    .into_model()
+}
+
+/// A run of Start / Interim-Update / Stop records.
+fn account_run(tx: &Transaction<'_>, records: &[AcctRecord]) -> StoreResult<()> {
+    if records.is_empty() {
+        return Ok(());
+    }
+    let mut state = AcctState::default();
+    {
+        let sql = format!(
+            "SELECT {ACCT_SESSION_COLS} FROM sessions WHERE nas_id = ?1 AND acct_session_id = ?2"
+        );
+        let mut stmt = tx.prepare_cached(&sql)?;
+        for (nas_id, asid) in session_keys(records) {
+            let mut rows = stmt.query(params![nas_id, asid])?;
+            if let Some(row) = rows.next()? {
+                state.sessions.push(acct_session(row)?);
+            }
+        }
+    }
+    let wanted = wanted_vouchers(records, &state.sessions);
+    if !wanted.is_empty() {
+        let mut by_id = tx.prepare_cached("SELECT id, code FROM vouchers WHERE id = ?1")?;
+        let mut by_code = tx.prepare_cached("SELECT id, code FROM vouchers WHERE code = ?1")?;
+        for (class_id, username) in wanted {
+            let mut found = Vec::with_capacity(2);
+            if let Some(id) = class_id {
+                let mut rows = by_id.query([id])?;
+                if let Some(row) = rows.next()? {
+                    found.push((row.get(0)?, row.get(1)?));
+                }
+            }
+            if !username.is_empty() {
+                let mut rows = by_code.query([username])?;
+                if let Some(row) = rows.next()? {
+                    found.push((row.get(0)?, row.get(1)?));
+                }
+            }
+            for v in found {
+                if !state.vouchers.contains(&v) {
+                    state.vouchers.push(v);
+                }
+            }
+        }
+    }
+    let adopt = adoption_vouchers(records, &state.sessions, &state.vouchers);
+    if !adopt.is_empty() {
+        let sql = format!(
+            "SELECT {ACCT_SESSION_COLS} FROM sessions WHERE voucher_id = ?1 \
+             AND state = 'authorized' AND acct_session_id LIKE 'auth-%' AND mac IS NOT NULL \
+             ORDER BY authorized_at DESC, id DESC"
+        );
+        let mut stmt = tx.prepare_cached(&sql)?;
+        // Newest first within each voucher: adoption matches on the voucher.
+        for v in adopt {
+            let mut rows = stmt.query([v])?;
+            while let Some(row) = rows.next()? {
+                state.adoptable.push(acct_session(row)?);
+            }
+        }
+    }
+
+    let (effects, skipped) = account_batch(records, state);
+    if skipped > 0 {
+        tracing::warn!(
+            skipped,
+            "accounting records without Acct-Session-Id ignored"
+        );
+    }
+    if !effects.inserts.is_empty() {
+        let mut stmt = tx.prepare_cached(
+            "INSERT INTO sessions (nas_id, acct_session_id, username, voucher_id, mac, framed_ip, \
+             state, started_at, updated_at, stopped_at, session_time, input_octets, output_octets, \
+             terminate_cause) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14)",
+        )?;
+        for s in &effects.inserts {
+            stmt.execute(params![
+                s.nas_id,
+                s.acct_session_id,
+                s.username,
+                s.voucher_id,
+                s.mac,
+                s.framed_ip,
+                s.state.as_str(),
+                s.started_at,
+                s.updated_at,
+                s.stopped_at,
+                s.session_time,
+                s.input_octets,
+                s.output_octets,
+                s.terminate_cause,
+            ])?;
+        }
+    }
+    if !effects.updates.is_empty() {
+        let mut stmt = tx.prepare_cached(
+            "UPDATE sessions SET acct_session_id = ?2, voucher_id = ?3, mac = ?4, framed_ip = ?5, \
+             state = ?6, started_at = ?7, stopped_at = ?8, terminate_cause = ?9, session_time = ?10, \
+             input_octets = ?11, output_octets = ?12, updated_at = ?13 WHERE id = ?1",
+        )?;
+        for s in &effects.updates {
+            stmt.execute(params![
+                s.id,
+                s.acct_session_id,
+                s.voucher_id,
+                s.mac,
+                s.framed_ip,
+                s.state.as_str(),
+                s.started_at,
+                s.stopped_at,
+                s.terminate_cause,
+                s.session_time,
+                s.input_octets,
+                s.output_octets,
+                s.updated_at,
+            ])?;
+        }
+    }
+    if !effects.usage.is_empty() {
+        let mut stmt = tx.prepare_cached(
+            "UPDATE vouchers SET used_seconds = used_seconds + ?2, used_bytes = used_bytes + ?3 \
+             WHERE id = ?1",
+        )?;
+        for (id, seconds, bytes) in &effects.usage {
+            stmt.execute(params![id, seconds, bytes])?;
+        }
+    }
+    Ok(())
+}
+
+/// Close sessions of `nas_id` with `cause`: with `keep_prefix`, the open ones
+/// whose Acct-Session-Id does not start with it (a NAS reboot: authorized rows
+/// may carry server-made ids and expire on their own); with `None`, every live
+/// one, open or authorized (Accounting-On/Off).
+pub(super) fn close_live_sessions(
+    tx: &Transaction<'_>,
+    nas_id: i64,
+    keep_prefix: Option<&str>,
+    cause: &str,
+    now: Timestamp,
+) -> StoreResult<u64> {
+    // substr/length rather than LIKE: LIKE would treat `_` and `%` in a session
+    // id as wildcards, and is case-insensitive.
+    let n = tx
+        .prepare_cached(
+            "UPDATE sessions SET state = 'closed', stopped_at = ?3, terminate_cause = ?4 \
+             WHERE nas_id = ?1 AND state IN ('open', 'authorized') \
+             AND (?2 IS NULL OR (state = 'open' AND substr(acct_session_id, 1, length(?2)) <> ?2))",
+        )?
+        .execute(params![nas_id, keep_prefix, now, cause])?;
+    Ok(n as u64)
+}
+
+/// Close open sessions with no accounting for 2 × interim + `grace`, and
+/// authorized ones that never started within `authorized_ttl` (closed rather
+/// than deleted, so `session list` still shows the login; a late Start
+/// reopens the row).
+pub(super) fn close_stale_sessions(
+    conn: &mut Connection,
+    now: Timestamp,
+    default_interim: u64,
+    grace: u64,
+    authorized_ttl: u64,
+) -> StoreResult<u64> {
+    use crate::policy::accounting::counter_to_i64;
+    let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+    let stale = tx.execute(
+        "UPDATE sessions SET state = 'closed', stopped_at = ?1, terminate_cause = 'stale' \
+         WHERE state = 'open' AND updated_at + 2 * COALESCE(interim_interval, ?2) + ?3 < ?1",
+        params![now, counter_to_i64(default_interim), counter_to_i64(grace)],
+    )?;
+    let unstarted = tx.execute(
+        "UPDATE sessions SET state = 'closed', stopped_at = ?1, terminate_cause = 'not-started' \
+         WHERE state = 'authorized' AND COALESCE(authorized_at, updated_at) <= ?2",
+        params![now, now.saturating_sub(counter_to_i64(authorized_ttl))],
+    )?;
+    tx.commit()?;
+    Ok((stale + unstarted) as u64)
+}

@@ -1,0 +1,427 @@
+//! NAS, plans, vouchers, sessions and the auth log on SQLite: what the CLI,
+//! housekeeping and the listings need. Plain statements; none is on a hot path.
+
+use std::collections::HashMap;
+
+use rusqlite::{params, Connection, OptionalExtension, Row, TransactionBehavior};
+
+use crate::model::{
+    Nas, NewNas, NewPlan, NewVoucher, Plan, Secret, Session, Timestamp, Voucher, VoucherState,
+};
+use crate::store::rows::{
+    now, opt_u64_to_i64, AuthEventRow, NasRow, PlanRow, SessionRow, VoucherRow, AUTH_EVENT_COLS,
+    NAS_COLS, PLAN_COLS, SESSION_COLS, VOUCHER_COLS,
+};
+use crate::store::{AuthEvent, AuthEventFilter, StoreError, StoreResult};
+
+/// Map a unique-constraint violation to `Duplicate(what)`.
+fn unique_or(e: rusqlite::Error, what: impl FnOnce() -> String) -> StoreError {
+    match &e {
+        rusqlite::Error::SqliteFailure(f, _)
+            if f.extended_code == rusqlite::ffi::SQLITE_CONSTRAINT_UNIQUE
+                || f.extended_code == rusqlite::ffi::SQLITE_CONSTRAINT_PRIMARYKEY =>
+        {
+            StoreError::Duplicate(what())
+        }
+        _ => StoreError::Sqlite(e),
+    }
+}
+
+fn nas_row(r: &Row<'_>) -> rusqlite::Result<NasRow> {
+    Ok(NasRow {
+        id: r.get(0)?,
+        name: r.get(1)?,
+        address: r.get(2)?,
+        secret: r.get(3)?,
+        require_message_authenticator: r.get(4)?,
+        coa_port: r.get(5)?,
+        site: r.get(6)?,
+        created_at: r.get(7)?,
+        previous_secret: r.get(8)?,
+        previous_secret_until: r.get(9)?,
+    })
+}
+
+fn plan_row(r: &Row<'_>) -> rusqlite::Result<PlanRow> {
+    Ok(PlanRow {
+        id: r.get(0)?,
+        name: r.get(1)?,
+        time_quota: r.get(2)?,
+        validity: r.get(3)?,
+        expires_at: r.get(4)?,
+        data_quota: r.get(5)?,
+        rate_limit: r.get(6)?,
+        shared_users: r.get(7)?,
+        mac_lock: r.get(8)?,
+        idle_timeout: r.get(9)?,
+        interim_interval: r.get(10)?,
+        mikrotik_group: r.get(11)?,
+        address_list: r.get(12)?,
+        price: r.get(13)?,
+        created_at: r.get(14)?,
+    })
+}
+
+fn voucher_row(r: &Row<'_>) -> rusqlite::Result<VoucherRow> {
+    Ok(VoucherRow {
+        id: r.get(0)?,
+        code: r.get(1)?,
+        password: r.get(2)?,
+        plan_id: r.get(3)?,
+        plan_name: r.get(4)?,
+        site: r.get(5)?,
+        state: r.get(6)?,
+        first_login_at: r.get(7)?,
+        valid_until: r.get(8)?,
+        used_seconds: r.get(9)?,
+        used_bytes: r.get(10)?,
+        bound_mac: r.get(11)?,
+        batch: r.get(12)?,
+        created_at: r.get(13)?,
+    })
+}
+
+fn session_row(r: &Row<'_>) -> rusqlite::Result<SessionRow> {
+    Ok(SessionRow {
+        id: r.get(0)?,
+        nas_id: r.get(1)?,
+        nas_name: r.get(2)?,
+        acct_session_id: r.get(3)?,
+        username: r.get(4)?,
+        voucher_id: r.get(5)?,
+        mac: r.get(6)?,
+        framed_ip: r.get(7)?,
+        state: r.get(8)?,
+        authorized_at: r.get(9)?,
+        started_at: r.get(10)?,
+        updated_at: r.get(11)?,
+        stopped_at: r.get(12)?,
+        session_time: r.get(13)?,
+        input_octets: r.get(14)?,
+        output_octets: r.get(15)?,
+        terminate_cause: r.get(16)?,
+        interim_interval: r.get(17)?,
+    })
+}
+
+fn event_row(r: &Row<'_>) -> rusqlite::Result<AuthEventRow> {
+    Ok(AuthEventRow {
+        id: r.get(0)?,
+        at: r.get(1)?,
+        nas_id: r.get(2)?,
+        nas_name: r.get(3)?,
+        username: r.get(4)?,
+        mac: r.get(5)?,
+        result: r.get(6)?,
+        reason: r.get(7)?,
+    })
+}
+
+fn bump_nas_generation(c: &Connection) -> StoreResult<()> {
+    c.execute(
+        "UPDATE meta SET value = value + 1 WHERE key = 'nas_generation'",
+        [],
+    )?;
+    Ok(())
+}
+
+pub fn nas_generation(c: &mut Connection) -> StoreResult<i64> {
+    let g: Option<i64> = c
+        .prepare_cached("SELECT value FROM meta WHERE key = 'nas_generation'")?
+        .query_row([], |r| r.get(0))
+        .optional()?;
+    Ok(g.unwrap_or(0))
+}
+
+pub fn add_nas(c: &mut Connection, nas: &NewNas) -> StoreResult<Nas> {
+    if nas.name.trim().is_empty() {
+        return Err(StoreError::Invalid("NAS name is empty".into()));
+    }
+    let created_at = now();
+    let tx = c.transaction_with_behavior(TransactionBehavior::Immediate)?;
+    let id: i64 = tx
+        .query_row(
+            "INSERT INTO nas (name, address, secret, require_message_authenticator, coa_port, \
+             site, created_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7) RETURNING id",
+            params![
+                nas.name,
+                nas.address.to_string(),
+                nas.secret.expose_str(),
+                nas.require_message_authenticator,
+                i64::from(nas.coa_port),
+                nas.site,
+                created_at
+            ],
+            |r| r.get(0),
+        )
+        .map_err(|e| unique_or(e, || format!("NAS {}", nas.name)))?;
+    bump_nas_generation(&tx)?;
+    tx.commit()?;
+    Ok(Nas {
+        id,
+        name: nas.name.clone(),
+        address: nas.address,
+        secret: nas.secret.clone(),
+        require_message_authenticator: nas.require_message_authenticator,
+        coa_port: nas.coa_port,
+        site: nas.site.clone(),
+        created_at,
+        previous_secret: None,
+        previous_secret_until: None,
+    })
+}
+
+pub fn list_nas(c: &mut Connection) -> StoreResult<Vec<Nas>> {
+    let mut stmt = c.prepare_cached(&format!("SELECT {NAS_COLS} FROM nas ORDER BY name"))?;
+    let rows = stmt.query_map([], nas_row)?;
+    rows.map(|r| r?.into_model()).collect()
+}
+
+pub fn remove_nas(c: &mut Connection, name: &str) -> StoreResult<()> {
+    let tx = c.transaction_with_behavior(TransactionBehavior::Immediate)?;
+    if tx.execute("DELETE FROM nas WHERE name = ?1", [name])? == 0 {
+        return Err(StoreError::NotFound(format!("NAS {name}")));
+    }
+    bump_nas_generation(&tx)?;
+    tx.commit()?;
+    Ok(())
+}
+
+pub fn set_nas_secret(
+    c: &mut Connection,
+    name: &str,
+    secret: &Secret,
+    keep_previous_until: Option<Timestamp>,
+) -> StoreResult<()> {
+    let tx = c.transaction_with_behavior(TransactionBehavior::Immediate)?;
+    // The old secret moves to previous_secret in the same statement, so two
+    // rotations in a row keep the one routers may still be using.
+    let n = tx.execute(
+        "UPDATE nas SET previous_secret = CASE WHEN ?3 IS NULL THEN NULL ELSE secret END, \
+         previous_secret_until = ?3, secret = ?2 WHERE name = ?1",
+        params![name, secret.expose_str(), keep_previous_until],
+    )?;
+    if n == 0 {
+        return Err(StoreError::NotFound(format!("NAS {name}")));
+    }
+    bump_nas_generation(&tx)?;
+    tx.commit()?;
+    Ok(())
+}
+
+pub fn add_plan(c: &mut Connection, plan: &NewPlan) -> StoreResult<Plan> {
+    if plan.name.trim().is_empty() {
+        return Err(StoreError::Invalid("plan name is empty".into()));
+    }
+    // `NewPlan::default()` leaves shared_users at 0; the plan default is one device.
+    let shared_users = plan.shared_users.max(1);
+    let created_at = now();
+    let tx = c.transaction_with_behavior(TransactionBehavior::Immediate)?;
+    let id: i64 = tx
+        .query_row(
+            "INSERT INTO plans (name, time_quota, validity, expires_at, data_quota, rate_limit, \
+             shared_users, mac_lock, idle_timeout, interim_interval, mikrotik_group, address_list, \
+             price, created_at) \
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14) RETURNING id",
+            params![
+                plan.name,
+                opt_u64_to_i64(plan.time_quota, "time quota")?,
+                opt_u64_to_i64(plan.validity, "validity")?,
+                plan.expires_at,
+                opt_u64_to_i64(plan.data_quota, "data quota")?,
+                plan.rate_limit,
+                i64::from(shared_users),
+                plan.mac_lock,
+                plan.idle_timeout.map(i64::from),
+                plan.interim_interval.map(i64::from),
+                plan.mikrotik_group,
+                plan.address_list,
+                plan.price,
+                created_at
+            ],
+            |r| r.get(0),
+        )
+        .map_err(|e| unique_or(e, || format!("plan {}", plan.name)))?;
+    tx.commit()?;
+    Ok(Plan {
+        id,
+        name: plan.name.clone(),
+        time_quota: plan.time_quota,
+        validity: plan.validity,
+        expires_at: plan.expires_at,
+        data_quota: plan.data_quota,
+        rate_limit: plan.rate_limit.clone(),
+        shared_users,
+        mac_lock: plan.mac_lock,
+        idle_timeout: plan.idle_timeout,
+        interim_interval: plan.interim_interval,
+        mikrotik_group: plan.mikrotik_group.clone(),
+        address_list: plan.address_list.clone(),
+        price: plan.price.clone(),
+        created_at,
+    })
+}
+
+pub fn list_plans(c: &mut Connection) -> StoreResult<Vec<Plan>> {
+    let mut stmt = c.prepare_cached(&format!("SELECT {PLAN_COLS} FROM plans ORDER BY name"))?;
+    let rows = stmt.query_map([], plan_row)?;
+    rows.map(|r| r?.into_model()).collect()
+}
+
+pub fn get_plan(c: &mut Connection, name: &str) -> StoreResult<Plan> {
+    c.prepare_cached(&format!("SELECT {PLAN_COLS} FROM plans WHERE name = ?1"))?
+        .query_row([name], plan_row)
+        .optional()?
+        .ok_or_else(|| StoreError::NotFound(format!("plan {name}")))?
+        .into_model()
+}
+
+/// Insert all or none; a duplicate code fails the whole call with `Duplicate`.
+pub fn add_vouchers(c: &mut Connection, vouchers: &[NewVoucher]) -> StoreResult<Vec<Voucher>> {
+    let created_at = now();
+    let tx = c.transaction_with_behavior(TransactionBehavior::Immediate)?;
+    let mut plan_names: HashMap<i64, String> = HashMap::new();
+    let mut out = Vec::with_capacity(vouchers.len());
+    {
+        let mut plan_stmt = tx.prepare_cached("SELECT name FROM plans WHERE id = ?1")?;
+        let mut insert = tx.prepare_cached(
+            "INSERT INTO vouchers (code, password, plan_id, site, state, batch, created_at) \
+             VALUES (?1, ?2, ?3, ?4, 'active', ?5, ?6) RETURNING id",
+        )?;
+        for nv in vouchers {
+            if nv.code.is_empty() {
+                return Err(StoreError::Invalid("voucher code is empty".into()));
+            }
+            let plan_name = match plan_names.get(&nv.plan_id) {
+                Some(name) => name.clone(),
+                None => {
+                    let name: String = plan_stmt
+                        .query_row([nv.plan_id], |r| r.get(0))
+                        .optional()?
+                        .ok_or_else(|| StoreError::NotFound(format!("plan id {}", nv.plan_id)))?;
+                    plan_names.insert(nv.plan_id, name.clone());
+                    name
+                }
+            };
+            // The password defaults to the code: printed vouchers carry one string.
+            let password = nv.password.clone().unwrap_or_else(|| nv.code.clone());
+            let id: i64 = insert
+                .query_row(
+                    params![nv.code, password, nv.plan_id, nv.site, nv.batch, created_at],
+                    |r| r.get(0),
+                )
+                .map_err(|e| unique_or(e, || format!("voucher {}", nv.code)))?;
+            out.push(Voucher {
+                id,
+                code: nv.code.clone(),
+                password,
+                plan_id: nv.plan_id,
+                plan_name,
+                site: nv.site.clone(),
+                state: VoucherState::Active,
+                first_login_at: None,
+                valid_until: None,
+                used_seconds: 0,
+                used_bytes: 0,
+                bound_mac: None,
+                batch: nv.batch.clone(),
+                created_at,
+            });
+        }
+    }
+    tx.commit()?;
+    Ok(out)
+}
+
+fn voucher_by_code(c: &Connection, code: &str) -> StoreResult<Voucher> {
+    c.prepare_cached(&format!(
+        "SELECT {VOUCHER_COLS} FROM vouchers v JOIN plans p ON p.id = v.plan_id WHERE v.code = ?1"
+    ))?
+    .query_row([code], voucher_row)
+    .optional()?
+    .ok_or_else(|| StoreError::NotFound(format!("voucher {code}")))?
+    .into_model()
+}
+
+pub fn get_voucher(c: &mut Connection, code: &str) -> StoreResult<Voucher> {
+    voucher_by_code(c, code)
+}
+
+pub fn list_vouchers(
+    c: &mut Connection,
+    plan: Option<&str>,
+    batch: Option<&str>,
+) -> StoreResult<Vec<Voucher>> {
+    if let Some(plan) = plan {
+        // A misspelt plan name is an error, not an empty list.
+        get_plan(c, plan)?;
+    }
+    let mut stmt = c.prepare_cached(&format!(
+        "SELECT {VOUCHER_COLS} FROM vouchers v JOIN plans p ON p.id = v.plan_id \
+         WHERE (?1 IS NULL OR p.name = ?1) AND (?2 IS NULL OR v.batch = ?2) ORDER BY v.id"
+    ))?;
+    let rows = stmt.query_map(params![plan, batch], voucher_row)?;
+    rows.map(|r| r?.into_model()).collect()
+}
+
+pub fn revoke_voucher(c: &mut Connection, code: &str) -> StoreResult<Voucher> {
+    let tx = c.transaction_with_behavior(TransactionBehavior::Immediate)?;
+    if tx.execute(
+        "UPDATE vouchers SET state = 'revoked' WHERE code = ?1",
+        [code],
+    )? == 0
+    {
+        return Err(StoreError::NotFound(format!("voucher {code}")));
+    }
+    let v = voucher_by_code(&tx, code)?;
+    tx.commit()?;
+    Ok(v)
+}
+
+pub fn list_sessions(c: &mut Connection, open_only: bool) -> StoreResult<Vec<Session>> {
+    let filter = if open_only {
+        "WHERE s.state = 'open'"
+    } else {
+        ""
+    };
+    let mut stmt = c.prepare(&format!(
+        "SELECT {SESSION_COLS} FROM sessions s JOIN nas n ON n.id = s.nas_id {filter} ORDER BY s.id DESC"
+    ))?;
+    let rows = stmt.query_map([], session_row)?;
+    rows.map(|r| r?.into_model()).collect()
+}
+
+pub fn open_sessions_by_nas(c: &mut Connection) -> StoreResult<Vec<(String, i64)>> {
+    let mut stmt = c.prepare_cached(
+        "SELECT n.name, COUNT(s.id) FROM nas n \
+         LEFT JOIN sessions s ON s.nas_id = n.id AND s.state = 'open' \
+         GROUP BY n.id, n.name ORDER BY n.name",
+    )?;
+    let rows = stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?;
+    Ok(rows.collect::<rusqlite::Result<_>>()?)
+}
+
+pub fn auth_events(c: &mut Connection, filter: &AuthEventFilter) -> StoreResult<Vec<AuthEvent>> {
+    let mut stmt = c.prepare_cached(&format!(
+        "SELECT {AUTH_EVENT_COLS} FROM auth_events \
+         WHERE (?1 IS NULL OR username = ?1) AND (?2 IS NULL OR nas_name = ?2) \
+         AND (?3 IS NULL OR at >= ?3) ORDER BY at DESC, id DESC LIMIT ?4"
+    ))?;
+    let rows = stmt.query_map(
+        params![
+            filter.username,
+            filter.nas_name,
+            filter.since,
+            i64::from(filter.limit.unwrap_or(100))
+        ],
+        event_row,
+    )?;
+    rows.map(|r| Ok(r?.into_model())).collect()
+}
+
+pub fn prune_auth_events(c: &mut Connection, before: Timestamp) -> StoreResult<u64> {
+    let tx = c.transaction_with_behavior(TransactionBehavior::Immediate)?;
+    let n = tx.execute("DELETE FROM auth_events WHERE at < ?1", [before])?;
+    tx.commit()?;
+    Ok(n as u64)
+}

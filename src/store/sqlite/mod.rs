@@ -1,0 +1,352 @@
+//! SQLite backend: the embedded default (`sqlite://rrnet-radius.db`).
+//!
+//! One process owns the file while it serves. Everything this process does with
+//! the database runs on one dedicated thread (the *engine*) that owns the only
+//! connection: callers send it a job and await the answer. That gives:
+//! - no per-statement hand-off between threads (a whole batch is one job), and
+//!   statements prepared once and cached on the connection;
+//! - one writer, so transactions never meet "database is locked" from inside the
+//!   process, and a job that reads and then writes sees exactly what it read;
+//! - read-your-writes in order: a read sent after a write runs after it.
+//!
+//! Authorization replies before it writes: the engine decides a batch from what
+//! it reads (one indexed probe per voucher and per session key, no write), hands
+//! the decisions back, and only then writes the batch's effects and commits —
+//! the time of the writes and the commit is off the reply's path. What that can
+//! lose in a crash is written down in ARCHITECTURE.md ("Durability").
+//!
+//! Accounting is acknowledged only after its transaction commits.
+//!
+//! Other processes (the CLI next to a running server) open the same file with
+//! their own engine; SQLite's file locks and `busy_timeout` arbitrate, and since
+//! the server reads what it decides on from the file for every batch, their
+//! changes (a revoke, a new voucher, a new plan) count from the next batch.
+//!
+//! Files: `schema.rs` (migrations), `admin.rs` (NAS, plans, vouchers, listings),
+//! `authorize.rs`, `accounting.rs` (the hot paths), `checkpoint.rs` (the WAL).
+
+mod accounting;
+mod admin;
+mod authorize;
+mod checkpoint;
+mod schema;
+
+use std::path::PathBuf;
+use std::sync::mpsc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use rusqlite::{Connection, OpenFlags};
+
+use super::{AuthEvent, AuthEventFilter, AuthorizeOptions, Store, StoreError, StoreResult};
+use crate::model::{Nas, NewNas, NewPlan, NewVoucher, Plan, Secret, Session, Timestamp, Voucher};
+use crate::policy::{AccessDecision, AccessFacts, AcctRecord, VoucherSnapshot};
+
+/// A job for the engine thread. It owns the connection for as long as it runs.
+type Job = Box<dyn FnOnce(&mut Connection) + Send>;
+
+/// A [`Store`] on an SQLite file.
+pub struct SqliteStore {
+    /// Jobs for the engine thread; the thread ends when this is dropped.
+    jobs: mpsc::Sender<Job>,
+    /// Keeps the WAL bounded without stalling the engine (see `checkpoint.rs`).
+    _checkpointer: checkpoint::Checkpointer,
+}
+
+/// How the engine's connection is set up. WAL with `synchronous=NORMAL`: a
+/// committed transaction survives a crash of this process (it is in the WAL,
+/// in the OS page cache); the last transactions before a power loss or kernel
+/// crash may be lost (the WAL is synced at checkpoints), never the file's
+/// consistency. A fleet that cannot lose an accounting record to a power cut
+/// runs PostgreSQL.
+fn configure(conn: &Connection) -> rusqlite::Result<()> {
+    conn.busy_timeout(Duration::from_secs(5))?;
+    conn.pragma_update(None, "journal_mode", "WAL")?;
+    conn.pragma_update(None, "synchronous", "NORMAL")?;
+    conn.pragma_update(None, "foreign_keys", "ON")?;
+    // After a checkpoint resets the WAL, cut the file back to 64 MiB: a burst
+    // of accounting must not leave a WAL of its peak size on disk for good.
+    conn.pragma_update(None, "journal_size_limit", 64 * 1024 * 1024)?;
+    // Checkpoints run on their own thread (checkpoint.rs), never in a commit
+    // of the engine, where they would hold up the replies waiting behind it.
+    conn.pragma_update(None, "wal_autocheckpoint", 0)?;
+    conn.set_prepared_statement_cache_capacity(64);
+    Ok(())
+}
+
+/// The file named by `sqlite://PATH` or `sqlite:PATH` (query options ignored).
+fn path_of(url: &str) -> StoreResult<PathBuf> {
+    let rest = url
+        .strip_prefix("sqlite://")
+        .or_else(|| url.strip_prefix("sqlite:"))
+        .ok_or_else(|| StoreError::UnsupportedUrl("not sqlite:".into()))?;
+    let path = rest.split_once('?').map_or(rest, |(p, _)| p);
+    if path.is_empty() {
+        return Err(StoreError::Invalid("the SQLite URL names no file".into()));
+    }
+    Ok(PathBuf::from(path))
+}
+
+impl SqliteStore {
+    /// Open (creating it if missing) the database at `url` (`sqlite://PATH` or
+    /// `sqlite:PATH`; a relative path is relative to the working directory).
+    /// Does not migrate.
+    pub async fn open(url: &str) -> StoreResult<Self> {
+        let path = path_of(url)?;
+        let (jobs, rx) = mpsc::channel::<Job>();
+        let (ready_tx, ready_rx) = tokio::sync::oneshot::channel();
+        let engine_path = path.clone();
+        std::thread::Builder::new()
+            .name("sqlite-engine".into())
+            .spawn(move || {
+                let opened = Connection::open_with_flags(
+                    &engine_path,
+                    OpenFlags::SQLITE_OPEN_READ_WRITE
+                        | OpenFlags::SQLITE_OPEN_CREATE
+                        | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+                )
+                .and_then(|c| configure(&c).map(|()| c));
+                let mut conn = match opened {
+                    Ok(c) => {
+                        let _ = ready_tx.send(Ok(()));
+                        c
+                    }
+                    Err(e) => {
+                        let _ = ready_tx.send(Err(StoreError::from(e)));
+                        return;
+                    }
+                };
+                // Jobs run one after another until every sender is gone.
+                while let Ok(job) = rx.recv() {
+                    job(&mut conn);
+                }
+            })
+            .map_err(|e| StoreError::Invalid(format!("cannot start the SQLite thread: {e}")))?;
+        ready_rx
+            .await
+            .map_err(|_| StoreError::Invalid("the SQLite thread ended at start".into()))??;
+        let checkpointer = checkpoint::Checkpointer::start(&path)?;
+        Ok(SqliteStore {
+            jobs,
+            _checkpointer: checkpointer,
+        })
+    }
+
+    /// Run `f` on the engine thread and wait for its result.
+    async fn call<T, F>(&self, f: F) -> StoreResult<T>
+    where
+        T: Send + 'static,
+        F: FnOnce(&mut Connection) -> StoreResult<T> + Send + 'static,
+    {
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        self.jobs
+            .send(Box::new(move |conn| {
+                let _ = tx.send(f(conn));
+            }))
+            .map_err(|_| StoreError::Invalid("the SQLite thread has stopped".into()))?;
+        rx.await
+            .map_err(|_| StoreError::Invalid("the SQLite thread dropped a job".into()))?
+    }
+
+    /// [`Store::authorize`] with the decision function passed in (the battery
+    /// tests storage apart from the voucher rules).
+    pub async fn authorize_with_policy<F>(
+        &self,
+        facts: &AccessFacts,
+        now: Timestamp,
+        opts: AuthorizeOptions,
+        decide: F,
+    ) -> StoreResult<AccessDecision>
+    where
+        F: Fn(&AccessFacts, Option<&VoucherSnapshot>, Timestamp) -> AccessDecision
+            + Send
+            + Sync
+            + 'static,
+    {
+        let mut d = self
+            .authorize_batch_with_policy(std::slice::from_ref(facts), now, opts, decide)
+            .await?;
+        Ok(d.pop().expect("one decision per request"))
+    }
+
+    /// [`Store::authorize_batch`] with the decision function passed in.
+    pub async fn authorize_batch_with_policy<F>(
+        &self,
+        requests: &[AccessFacts],
+        now: Timestamp,
+        opts: AuthorizeOptions,
+        decide: F,
+    ) -> StoreResult<Vec<AccessDecision>>
+    where
+        F: Fn(&AccessFacts, Option<&VoucherSnapshot>, Timestamp) -> AccessDecision
+            + Send
+            + Sync
+            + 'static,
+    {
+        if requests.is_empty() {
+            return Ok(Vec::new());
+        }
+        let requests = requests.to_vec();
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        self.jobs
+            .send(Box::new(move |conn| {
+                authorize::run(conn, requests, now, opts, decide, tx);
+            }))
+            .map_err(|_| StoreError::Invalid("the SQLite thread has stopped".into()))?;
+        rx.await
+            .map_err(|_| StoreError::Invalid("the SQLite thread dropped a job".into()))?
+    }
+}
+
+impl From<rusqlite::Error> for StoreError {
+    fn from(e: rusqlite::Error) -> Self {
+        StoreError::Sqlite(e)
+    }
+}
+
+#[async_trait]
+impl Store for SqliteStore {
+    async fn migrate(&self) -> StoreResult<()> {
+        self.call(schema::migrate).await
+    }
+
+    async fn ping(&self) -> StoreResult<()> {
+        // A real table, not `SELECT 1`: the schema must be there and readable.
+        self.call(|c| admin::nas_generation(c).map(|_| ())).await
+    }
+
+    async fn add_nas(&self, nas: &NewNas) -> StoreResult<Nas> {
+        let nas = nas.clone();
+        self.call(move |c| admin::add_nas(c, &nas)).await
+    }
+
+    async fn list_nas(&self) -> StoreResult<Vec<Nas>> {
+        self.call(admin::list_nas).await
+    }
+
+    async fn remove_nas(&self, name: &str) -> StoreResult<()> {
+        let name = name.to_owned();
+        self.call(move |c| admin::remove_nas(c, &name)).await
+    }
+
+    async fn set_nas_secret(
+        &self,
+        name: &str,
+        secret: &Secret,
+        keep_previous_until: Option<Timestamp>,
+    ) -> StoreResult<()> {
+        let (name, secret) = (name.to_owned(), secret.clone());
+        self.call(move |c| admin::set_nas_secret(c, &name, &secret, keep_previous_until))
+            .await
+    }
+
+    async fn nas_generation(&self) -> StoreResult<i64> {
+        self.call(admin::nas_generation).await
+    }
+
+    async fn add_plan(&self, plan: &NewPlan) -> StoreResult<Plan> {
+        let plan = plan.clone();
+        self.call(move |c| admin::add_plan(c, &plan)).await
+    }
+
+    async fn list_plans(&self) -> StoreResult<Vec<Plan>> {
+        self.call(admin::list_plans).await
+    }
+
+    async fn get_plan(&self, name: &str) -> StoreResult<Plan> {
+        let name = name.to_owned();
+        self.call(move |c| admin::get_plan(c, &name)).await
+    }
+
+    async fn add_vouchers(&self, vouchers: &[NewVoucher]) -> StoreResult<Vec<Voucher>> {
+        let vouchers = vouchers.to_vec();
+        self.call(move |c| admin::add_vouchers(c, &vouchers)).await
+    }
+
+    async fn get_voucher(&self, code: &str) -> StoreResult<Voucher> {
+        let code = code.to_owned();
+        self.call(move |c| admin::get_voucher(c, &code)).await
+    }
+
+    async fn list_vouchers(
+        &self,
+        plan: Option<&str>,
+        batch: Option<&str>,
+    ) -> StoreResult<Vec<Voucher>> {
+        let (plan, batch) = (plan.map(str::to_owned), batch.map(str::to_owned));
+        self.call(move |c| admin::list_vouchers(c, plan.as_deref(), batch.as_deref()))
+            .await
+    }
+
+    async fn revoke_voucher(&self, code: &str) -> StoreResult<Voucher> {
+        let code = code.to_owned();
+        self.call(move |c| admin::revoke_voucher(c, &code)).await
+    }
+
+    async fn authorize_batch(
+        &self,
+        requests: &[AccessFacts],
+        now: Timestamp,
+        opts: AuthorizeOptions,
+    ) -> StoreResult<Vec<AccessDecision>> {
+        self.authorize_batch_with_policy(requests, now, opts, crate::policy::decide)
+            .await
+    }
+
+    async fn record_accounting(&self, records: &[AcctRecord]) -> StoreResult<()> {
+        if records.is_empty() {
+            return Ok(());
+        }
+        let records = records.to_vec();
+        self.call(move |c| accounting::record(c, &records)).await
+    }
+
+    async fn close_nas_sessions(
+        &self,
+        nas_id: i64,
+        keep_prefix: Option<&str>,
+        cause: &str,
+        now: Timestamp,
+    ) -> StoreResult<u64> {
+        let (keep_prefix, cause) = (keep_prefix.map(str::to_owned), cause.to_owned());
+        self.call(move |c| {
+            let tx = c.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+            let n =
+                accounting::close_live_sessions(&tx, nas_id, keep_prefix.as_deref(), &cause, now)?;
+            tx.commit()?;
+            Ok(n)
+        })
+        .await
+    }
+
+    async fn close_stale_sessions(
+        &self,
+        now: Timestamp,
+        default_interim: u64,
+        grace: u64,
+        authorized_ttl: u64,
+    ) -> StoreResult<u64> {
+        self.call(move |c| {
+            accounting::close_stale_sessions(c, now, default_interim, grace, authorized_ttl)
+        })
+        .await
+    }
+
+    async fn list_sessions(&self, open_only: bool) -> StoreResult<Vec<Session>> {
+        self.call(move |c| admin::list_sessions(c, open_only)).await
+    }
+
+    async fn open_sessions_by_nas(&self) -> StoreResult<Vec<(String, i64)>> {
+        self.call(admin::open_sessions_by_nas).await
+    }
+
+    async fn auth_events(&self, filter: &AuthEventFilter) -> StoreResult<Vec<AuthEvent>> {
+        let filter = filter.clone();
+        self.call(move |c| admin::auth_events(c, &filter)).await
+    }
+
+    async fn prune_auth_events(&self, before: Timestamp) -> StoreResult<u64> {
+        self.call(move |c| admin::prune_auth_events(c, before))
+            .await
+    }
+}

@@ -1,0 +1,80 @@
+//! Migrations for SQLite: the files in `migrations/sqlite`, embedded, applied in
+//! order, each in its own transaction, and recorded in `schema_migrations`.
+//! A database made by an earlier release (which recorded its migrations in
+//! sqlx's `_sqlx_migrations`) is recognised, so its migrations are not re-run.
+
+use rusqlite::{Connection, OptionalExtension, TransactionBehavior};
+
+use super::super::{StoreError, StoreResult};
+use crate::store::rows::now;
+
+/// `(version, description, SQL)`, in order. Keep in step with migrations/postgres.
+const MIGRATIONS: &[(i64, &str, &str)] = &[
+    (
+        1,
+        "init",
+        include_str!("../../../migrations/sqlite/0001_init.sql"),
+    ),
+    (
+        2,
+        "nas secret rotation",
+        include_str!("../../../migrations/sqlite/0002_nas_secret_rotation.sql"),
+    ),
+];
+
+pub fn migrate(conn: &mut Connection) -> StoreResult<()> {
+    conn.execute_batch(
+        "CREATE TABLE IF NOT EXISTS schema_migrations (
+             version INTEGER PRIMARY KEY,
+             description TEXT NOT NULL,
+             applied_at INTEGER NOT NULL
+         )",
+    )?;
+    adopt_sqlx_history(conn)?;
+    let applied: i64 = conn.query_row(
+        "SELECT COALESCE(MAX(version), 0) FROM schema_migrations",
+        [],
+        |r| r.get(0),
+    )?;
+    let newest = MIGRATIONS.last().map_or(0, |m| m.0);
+    if applied > newest {
+        return Err(StoreError::Invalid(format!(
+            "the database is at schema version {applied}, newer than this build knows ({newest}); \
+             use a newer rrnet-radius"
+        )));
+    }
+    for &(version, description, sql) in MIGRATIONS.iter().filter(|m| m.0 > applied) {
+        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        tx.execute_batch(sql).map_err(|e| {
+            StoreError::Invalid(format!("migration {version} ({description}): {e}"))
+        })?;
+        tx.execute(
+            "INSERT INTO schema_migrations (version, description, applied_at) VALUES (?1, ?2, ?3)",
+            rusqlite::params![version, description, now()],
+        )?;
+        tx.commit()?;
+    }
+    Ok(())
+}
+
+/// Copy the successful versions from `_sqlx_migrations`, if that table exists
+/// and `schema_migrations` is still empty.
+fn adopt_sqlx_history(conn: &Connection) -> StoreResult<()> {
+    let has_sqlx: Option<String> = conn
+        .query_row(
+            "SELECT name FROM sqlite_master WHERE type = 'table' AND name = '_sqlx_migrations'",
+            [],
+            |r| r.get(0),
+        )
+        .optional()?;
+    if has_sqlx.is_none() {
+        return Ok(());
+    }
+    conn.execute(
+        "INSERT OR IGNORE INTO schema_migrations (version, description, applied_at) \
+         SELECT version, description, ?1 FROM _sqlx_migrations WHERE success = 1 \
+         AND NOT EXISTS (SELECT 1 FROM schema_migrations)",
+        [now()],
+    )?;
+    Ok(())
+}
