@@ -218,7 +218,12 @@ pub fn wanted_vouchers<'a>(
 ) -> Vec<(Option<i64>, &'a str)> {
     let linked: HashMap<(i64, &str), bool> = sessions
         .iter()
-        .map(|s| ((s.nas_id, s.acct_session_id.as_str()), s.voucher_id.is_some()))
+        .map(|s| {
+            (
+                (s.nas_id, s.acct_session_id.as_str()),
+                s.voucher_id.is_some(),
+            )
+        })
         .collect();
     let mut wanted: Vec<(Option<i64>, &str)> = records
         .iter()

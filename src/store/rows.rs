@@ -34,7 +34,8 @@ pub const ACCT_SESSION_COLS: &str = "id, nas_id, acct_session_id, username, vouc
      input_octets, output_octets";
 
 /// Columns of `sessions` that authorization reads, in [`LiveSessionRow`] order.
-pub const LIVE_SESSION_COLS: &str = "nas_id, acct_session_id, voucher_id, mac, state, authorized_at";
+pub const LIVE_SESSION_COLS: &str =
+    "nas_id, acct_session_id, voucher_id, mac, state, authorized_at";
 
 /// Columns of `auth_events`, in [`AuthEventRow`] order.
 pub const AUTH_EVENT_COLS: &str = "id, at, nas_id, nas_name, username, mac, result, reason";
@@ -63,8 +64,7 @@ pub fn i64_to_u32(v: i64, what: &str) -> StoreResult<u32> {
 }
 
 fn session_state(s: &str) -> StoreResult<SessionState> {
-    SessionState::parse(s)
-        .ok_or_else(|| StoreError::Invalid(format!("stored session state {s:?}")))
+    SessionState::parse(s).ok_or_else(|| StoreError::Invalid(format!("stored session state {s:?}")))
 }
 
 #[derive(Debug, sqlx::FromRow)]
@@ -84,9 +84,10 @@ pub struct NasRow {
 impl NasRow {
     pub fn into_model(self) -> StoreResult<Nas> {
         let name = self.name;
-        let address = self.address.parse().map_err(|e| {
-            StoreError::Invalid(format!("NAS {name}: stored address: {e}"))
-        })?;
+        let address = self
+            .address
+            .parse()
+            .map_err(|e| StoreError::Invalid(format!("NAS {name}: stored address: {e}")))?;
         let coa_port = u16::try_from(self.coa_port).map_err(|_| {
             StoreError::Invalid(format!("NAS {name}: stored CoA port {}", self.coa_port))
         })?;
