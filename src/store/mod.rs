@@ -28,6 +28,10 @@ pub enum StoreError {
     Invalid(String),
     #[error("database URL {0:?} is not supported: use sqlite://PATH or postgres://…")]
     UnsupportedUrl(String),
+    /// The database server could not be reached, or refused the login. Names
+    /// the server (host, port, database, user), never the password.
+    #[error("cannot connect to {server}: {reason}")]
+    Connect { server: String, reason: String },
     #[error("database error: {0}")]
     Database(#[from] sqlx::Error),
     #[error("database error: {0}")]

@@ -17,6 +17,14 @@ pub const PLAN_COLS: &str = "id, name, time_quota, validity, expires_at, data_qu
      rate_limit, shared_users, mac_lock, idle_timeout, interim_interval, mikrotik_group, \
      address_list, price, created_at";
 
+/// Columns of `plans p` beside a voucher's, prefixed `p_`, in [`VoucherPlanRow`] order.
+pub const PLAN_COLS_P: &str = "p.id AS p_id, p.name AS p_name, p.time_quota AS p_time_quota, \
+     p.validity AS p_validity, p.expires_at AS p_expires_at, p.data_quota AS p_data_quota, \
+     p.rate_limit AS p_rate_limit, p.shared_users AS p_shared_users, p.mac_lock AS p_mac_lock, \
+     p.idle_timeout AS p_idle_timeout, p.interim_interval AS p_interim_interval, \
+     p.mikrotik_group AS p_mikrotik_group, p.address_list AS p_address_list, p.price AS p_price, \
+     p.created_at AS p_created_at";
+
 /// Columns of `vouchers v JOIN plans p`, in [`VoucherRow`] order.
 pub const VOUCHER_COLS: &str = "v.id, v.code, v.password, v.plan_id, p.name AS plan_name, \
      v.site, v.state, v.first_login_at, v.valid_until, v.used_seconds, v.used_bytes, \
@@ -186,6 +194,52 @@ impl VoucherRow {
             batch: self.batch,
             created_at: self.created_at,
         })
+    }
+}
+
+/// A voucher and its plan in one row (`SELECT {VOUCHER_COLS}, {PLAN_COLS_P}`),
+/// as authorization reads them: one statement, one row lock per voucher.
+#[derive(Debug, sqlx::FromRow)]
+pub struct VoucherPlanRow {
+    #[sqlx(flatten)]
+    pub voucher: VoucherRow,
+    pub p_id: i64,
+    pub p_name: String,
+    pub p_time_quota: Option<i64>,
+    pub p_validity: Option<i64>,
+    pub p_expires_at: Option<i64>,
+    pub p_data_quota: Option<i64>,
+    pub p_rate_limit: Option<String>,
+    pub p_shared_users: i64,
+    pub p_mac_lock: bool,
+    pub p_idle_timeout: Option<i64>,
+    pub p_interim_interval: Option<i64>,
+    pub p_mikrotik_group: Option<String>,
+    pub p_address_list: Option<String>,
+    pub p_price: Option<String>,
+    pub p_created_at: i64,
+}
+
+impl VoucherPlanRow {
+    pub fn into_model(self) -> StoreResult<(Voucher, Plan)> {
+        let plan = PlanRow {
+            id: self.p_id,
+            name: self.p_name,
+            time_quota: self.p_time_quota,
+            validity: self.p_validity,
+            expires_at: self.p_expires_at,
+            data_quota: self.p_data_quota,
+            rate_limit: self.p_rate_limit,
+            shared_users: self.p_shared_users,
+            mac_lock: self.p_mac_lock,
+            idle_timeout: self.p_idle_timeout,
+            interim_interval: self.p_interim_interval,
+            mikrotik_group: self.p_mikrotik_group,
+            address_list: self.p_address_list,
+            price: self.p_price,
+            created_at: self.p_created_at,
+        };
+        Ok((self.voucher.into_model()?, plan.into_model()?))
     }
 }
 

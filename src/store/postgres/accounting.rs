@@ -1,0 +1,314 @@
+//! The accounting transaction: read the session rows a batch of records names,
+//! let [`policy::account_batch`] run the records through the session state
+//! machine, write the rows and the vouchers' usage back.
+//!
+//! Accounting-On/Off closes the NAS's live sessions at its place in the batch:
+//! the records before it are stored first, those after it see the closed rows.
+//! Each run of Start / Interim-Update / Stop records between them costs:
+//!
+//! 1. the stored rows for the records' (NAS, Acct-Session-Id) keys, locked
+//!    `FOR UPDATE` in id order, so two batches sharing sessions queue rather
+//!    than deadlock and a session's counters move once per record;
+//! 2. only when some record's session is new or has no voucher yet: the
+//!    vouchers the records may belong to (by Class id, else by User-Name);
+//! 3. only when some new session has a MAC and a voucher: the synthetic
+//!    `authorized` rows (accepts without Acct-Session-Id) it may adopt;
+//! 4. one statement writing everything: new rows, every column of the stored
+//!    and adopted rows (by id), and the usage added to each voucher.
+//!
+//! A batch of Interim-Updates for known sessions is therefore BEGIN, one read,
+//! one write, COMMIT.
+//!
+//! Another instance may create one of the batch's sessions after our read, or
+//! adopt the same synthetic row: the insert then skips a row (`ON CONFLICT DO
+//! NOTHING`) or the guarded update of the adopted row matches nothing, and the
+//! batch fails with [`StoreError::Conflict`]. The caller runs it again; it then
+//! reads the other instance's row, under lock, and adds to it.
+
+use std::collections::HashSet;
+use std::sync::LazyLock;
+
+use sqlx::{PgConnection, PgPool};
+
+use super::admin;
+use crate::policy::{self, AcctEffects, AcctRecord, AcctSession, AcctState, AcctStatus};
+use crate::store::rows::{AcctSessionRow, ACCT_SESSION_COLS};
+use crate::store::{StoreError, StoreResult};
+
+/// The stored rows for the (NAS, Acct-Session-Id) pairs `$1`, `$2`, locked in id order.
+static READ_SESSIONS: LazyLock<String> = LazyLock::new(|| {
+    format!(
+        "SELECT {ACCT_SESSION_COLS} FROM sessions \
+         WHERE (nas_id, acct_session_id) IN (SELECT * FROM UNNEST($1::bigint[], $2::text[])) \
+         ORDER BY id FOR UPDATE"
+    )
+});
+
+/// `(id, code)` of the vouchers with an id in `$1` or a code in `$2`.
+const READ_VOUCHERS: &str = "\
+SELECT id, code FROM vouchers WHERE id = ANY($1::bigint[])
+UNION
+SELECT id, code FROM vouchers WHERE code = ANY($2::text[])";
+
+/// Synthetic `authorized` rows of the vouchers `$1`, newest first. Not locked:
+/// the write re-checks that each adopted row is still one.
+static READ_ADOPTABLE: LazyLock<String> = LazyLock::new(|| {
+    format!(
+        "SELECT {ACCT_SESSION_COLS} FROM sessions \
+         WHERE voucher_id = ANY($1::bigint[]) AND state = 'authorized' \
+         AND acct_session_id LIKE 'auth-%' AND mac IS NOT NULL \
+         ORDER BY authorized_at DESC, id DESC"
+    )
+});
+
+/// Every effect of a run in one statement; returns how many rows were inserted
+/// and how many updated, which must be all of them (else [`StoreError::Conflict`]).
+///
+/// PostgreSQL lets one statement change a row only once. That holds here: the
+/// policy yields one row per session, new or stored, and one usage row per
+/// voucher. Stored rows were locked by the read; an adopted row was not, so its
+/// update is guarded (still `authorized`, still a synthetic id).
+const WRITE_EFFECTS: &str = "\
+WITH inserted AS (
+    INSERT INTO sessions (nas_id, acct_session_id, username, voucher_id, mac, framed_ip, state,
+                          started_at, updated_at, stopped_at, terminate_cause, session_time,
+                          input_octets, output_octets)
+    SELECT r.nas_id, r.acct_session_id, r.username, r.voucher_id, r.mac, r.framed_ip, r.state,
+           r.started_at, r.updated_at, r.stopped_at, r.terminate_cause, r.session_time,
+           r.input_octets, r.output_octets
+    FROM UNNEST($1::bigint[], $2::text[], $3::text[], $4::bigint[], $5::text[], $6::text[],
+                $7::text[], $8::bigint[], $9::bigint[], $10::bigint[], $11::text[], $12::bigint[],
+                $13::bigint[], $14::bigint[])
+         WITH ORDINALITY AS r(nas_id, acct_session_id, username, voucher_id, mac, framed_ip, state,
+                              started_at, updated_at, stopped_at, terminate_cause, session_time,
+                              input_octets, output_octets, ord)
+    ORDER BY r.ord
+    ON CONFLICT (nas_id, acct_session_id) DO NOTHING
+    RETURNING id
+),
+updated AS (
+    UPDATE sessions s SET
+        acct_session_id = u.acct_session_id, username = u.username, voucher_id = u.voucher_id,
+        mac = u.mac, framed_ip = u.framed_ip, state = u.state, started_at = u.started_at,
+        updated_at = u.updated_at, stopped_at = u.stopped_at, terminate_cause = u.terminate_cause,
+        session_time = u.session_time, input_octets = u.input_octets,
+        output_octets = u.output_octets
+    FROM UNNEST($15::bigint[], $16::text[], $17::text[], $18::bigint[], $19::text[], $20::text[],
+                $21::text[], $22::bigint[], $23::bigint[], $24::bigint[], $25::text[],
+                $26::bigint[], $27::bigint[], $28::bigint[], $29::boolean[])
+         AS u(id, acct_session_id, username, voucher_id, mac, framed_ip, state, started_at,
+              updated_at, stopped_at, terminate_cause, session_time, input_octets, output_octets,
+              adopted)
+    WHERE s.id = u.id
+      AND (NOT u.adopted OR (s.state = 'authorized' AND s.acct_session_id LIKE 'auth-%'))
+    RETURNING s.id
+),
+used AS (
+    UPDATE vouchers v SET
+        used_seconds = v.used_seconds + u.seconds,
+        used_bytes = v.used_bytes + u.bytes
+    FROM UNNEST($30::bigint[], $31::bigint[], $32::bigint[]) AS u(id, seconds, bytes)
+    WHERE v.id = u.id
+)
+SELECT (SELECT count(*) FROM inserted), (SELECT count(*) FROM updated)";
+
+/// Store `records` in one transaction (one attempt; the caller retries).
+pub(super) async fn record_accounting(pool: &PgPool, records: &[AcctRecord]) -> StoreResult<()> {
+    let mut tx = pool.begin().await?;
+    let mut run_start = 0;
+    for (i, rec) in records.iter().enumerate() {
+        let cause = match rec.status {
+            AcctStatus::AccountingOn => "accounting-on",
+            AcctStatus::AccountingOff => "accounting-off",
+            AcctStatus::Start | AcctStatus::InterimUpdate | AcctStatus::Stop => continue,
+        };
+        account_sessions(&mut tx, &records[run_start..i]).await?;
+        admin::close_nas_sessions(&mut tx, rec.nas_id, None, cause, rec.received_at).await?;
+        run_start = i + 1;
+    }
+    account_sessions(&mut tx, &records[run_start..]).await?;
+    tx.commit().await?;
+    Ok(())
+}
+
+/// A run of Start / Interim-Update / Stop records: read, apply, write.
+async fn account_sessions(conn: &mut PgConnection, records: &[AcctRecord]) -> StoreResult<()> {
+    let state = read_state(conn, records).await?;
+    let (effects, skipped) = policy::account_batch(records, state);
+    if skipped > 0 {
+        // Nothing to key such a record on; failing the batch for it would make
+        // the NAS retransmit it forever.
+        tracing::warn!(
+            records = skipped,
+            "accounting records without Acct-Session-Id ignored"
+        );
+    }
+    write_effects(conn, &effects).await
+}
+
+/// The stored sessions (locked), the vouchers and the adoptable rows a run needs.
+async fn read_state(conn: &mut PgConnection, records: &[AcctRecord]) -> StoreResult<AcctState> {
+    let keys = policy::accounting::session_keys(records);
+    if keys.is_empty() {
+        return Ok(AcctState::default());
+    }
+    let (key_nas, key_asid): (Vec<i64>, Vec<&str>) = keys.into_iter().unzip();
+    let rows: Vec<AcctSessionRow> = sqlx::query_as(&READ_SESSIONS)
+        .bind(&key_nas)
+        .bind(&key_asid)
+        .fetch_all(&mut *conn)
+        .await?;
+    let sessions = rows
+        .into_iter()
+        .map(AcctSessionRow::into_model)
+        .collect::<StoreResult<Vec<_>>>()?;
+
+    let wanted = policy::accounting::wanted_vouchers(records, &sessions);
+    let mut vouchers = Vec::new();
+    if !wanted.is_empty() {
+        let ids: Vec<i64> = wanted.iter().filter_map(|(id, _)| *id).collect();
+        let codes: Vec<&str> = wanted
+            .iter()
+            .map(|(_, code)| *code)
+            .filter(|code| !code.is_empty())
+            .collect();
+        vouchers = sqlx::query_as(READ_VOUCHERS)
+            .bind(&ids)
+            .bind(&codes)
+            .fetch_all(&mut *conn)
+            .await?;
+    }
+
+    let adopt = policy::accounting::adoption_vouchers(records, &sessions, &vouchers);
+    let mut adoptable = Vec::new();
+    if !adopt.is_empty() {
+        let rows: Vec<AcctSessionRow> = sqlx::query_as(&READ_ADOPTABLE)
+            .bind(&adopt)
+            .fetch_all(&mut *conn)
+            .await?;
+        adoptable = rows
+            .into_iter()
+            .map(AcctSessionRow::into_model)
+            .collect::<StoreResult<Vec<_>>>()?;
+    }
+    Ok(AcctState {
+        sessions,
+        vouchers,
+        adoptable,
+    })
+}
+
+/// Session rows turned into columns: the arrays [`WRITE_EFFECTS`] unnests.
+struct SessionColumns<'a> {
+    nas_id: Vec<i64>,
+    acct_session_id: Vec<&'a str>,
+    username: Vec<&'a str>,
+    voucher_id: Vec<Option<i64>>,
+    mac: Vec<Option<&'a str>>,
+    framed_ip: Vec<Option<&'a str>>,
+    state: Vec<&'static str>,
+    started_at: Vec<Option<i64>>,
+    updated_at: Vec<i64>,
+    stopped_at: Vec<Option<i64>>,
+    terminate_cause: Vec<Option<&'a str>>,
+    session_time: Vec<i64>,
+    input_octets: Vec<i64>,
+    output_octets: Vec<i64>,
+}
+
+impl<'a> SessionColumns<'a> {
+    fn of(rows: &'a [AcctSession]) -> Self {
+        SessionColumns {
+            nas_id: rows.iter().map(|s| s.nas_id).collect(),
+            acct_session_id: rows.iter().map(|s| s.acct_session_id.as_str()).collect(),
+            username: rows.iter().map(|s| s.username.as_str()).collect(),
+            voucher_id: rows.iter().map(|s| s.voucher_id).collect(),
+            mac: rows.iter().map(|s| s.mac.as_deref()).collect(),
+            framed_ip: rows.iter().map(|s| s.framed_ip.as_deref()).collect(),
+            state: rows.iter().map(|s| s.state.as_str()).collect(),
+            started_at: rows.iter().map(|s| s.started_at).collect(),
+            updated_at: rows.iter().map(|s| s.updated_at).collect(),
+            stopped_at: rows.iter().map(|s| s.stopped_at).collect(),
+            terminate_cause: rows.iter().map(|s| s.terminate_cause.as_deref()).collect(),
+            session_time: rows.iter().map(|s| s.session_time).collect(),
+            input_octets: rows.iter().map(|s| s.input_octets).collect(),
+            output_octets: rows.iter().map(|s| s.output_octets).collect(),
+        }
+    }
+}
+
+/// New rows, stored and adopted rows, and usage, in one statement.
+async fn write_effects(conn: &mut PgConnection, effects: &AcctEffects) -> StoreResult<()> {
+    if effects.inserts.is_empty() && effects.updates.is_empty() && effects.usage.is_empty() {
+        return Ok(());
+    }
+    let new = SessionColumns::of(&effects.inserts);
+    let old = SessionColumns::of(&effects.updates);
+    let old_id = effects
+        .updates
+        .iter()
+        .map(|s| s.id)
+        .collect::<Option<Vec<i64>>>()
+        .ok_or_else(|| StoreError::Invalid("session update without a row id".into()))?;
+    let adopted_ids: HashSet<i64> = effects.adopted.iter().map(|(id, _)| *id).collect();
+    let adopted: Vec<bool> = old_id.iter().map(|id| adopted_ids.contains(id)).collect();
+    let usage_voucher: Vec<i64> = effects.usage.iter().map(|u| u.0).collect();
+    let usage_seconds: Vec<i64> = effects.usage.iter().map(|u| u.1).collect();
+    let usage_bytes: Vec<i64> = effects.usage.iter().map(|u| u.2).collect();
+
+    let written: Result<(i64, i64), sqlx::Error> = sqlx::query_as(WRITE_EFFECTS)
+        .bind(&new.nas_id)
+        .bind(&new.acct_session_id)
+        .bind(&new.username)
+        .bind(&new.voucher_id)
+        .bind(&new.mac)
+        .bind(&new.framed_ip)
+        .bind(&new.state)
+        .bind(&new.started_at)
+        .bind(&new.updated_at)
+        .bind(&new.stopped_at)
+        .bind(&new.terminate_cause)
+        .bind(&new.session_time)
+        .bind(&new.input_octets)
+        .bind(&new.output_octets)
+        // Stored and adopted rows: every column but nas_id (a session stays on its NAS).
+        .bind(&old_id)
+        .bind(&old.acct_session_id)
+        .bind(&old.username)
+        .bind(&old.voucher_id)
+        .bind(&old.mac)
+        .bind(&old.framed_ip)
+        .bind(&old.state)
+        .bind(&old.started_at)
+        .bind(&old.updated_at)
+        .bind(&old.stopped_at)
+        .bind(&old.terminate_cause)
+        .bind(&old.session_time)
+        .bind(&old.input_octets)
+        .bind(&old.output_octets)
+        .bind(&adopted)
+        .bind(&usage_voucher)
+        .bind(&usage_seconds)
+        .bind(&usage_bytes)
+        .fetch_one(conn)
+        .await;
+    let (inserted, updated) = match written {
+        Ok(counts) => counts,
+        // An adopted row renamed to an Acct-Session-Id another instance has
+        // just inserted: the same race as a skipped insert.
+        Err(sqlx::Error::Database(d))
+            if d.is_unique_violation() && d.table() == Some("sessions") =>
+        {
+            return Err(StoreError::Conflict)
+        }
+        Err(e) => return Err(e.into()),
+    };
+    let all_inserted = usize::try_from(inserted).ok() == Some(effects.inserts.len());
+    let all_updated = usize::try_from(updated).ok() == Some(effects.updates.len());
+    if !all_inserted || !all_updated {
+        // Another instance inserted one of these sessions, or adopted one of
+        // these synthetic rows, after our read. The rollback undoes the rest.
+        return Err(StoreError::Conflict);
+    }
+    Ok(())
+}

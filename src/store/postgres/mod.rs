@@ -1,0 +1,323 @@
+//! PostgreSQL backend, for fleets and for several server instances on one database.
+//!
+//! The business rules are not here: an authorization batch reads the state it is
+//! decided against, hands it to [`crate::policy::decide_batch`] and writes the
+//! effects it returns; accounting does the same with
+//! [`crate::policy::account_batch`]. What this backend adds is how that is made
+//! safe and cheap when several instances share the database:
+//!
+//! - **Row locks.** `authorize_batch` reads the batch's vouchers `FOR UPDATE OF v`,
+//!   so every authorization of one voucher, in any process, runs after the
+//!   previous one committed and sees its session row and activation: a
+//!   single-device voucher tried from two MACs at once on two instances is
+//!   accepted once and activated once. Accounting locks the session rows it
+//!   updates. Both take their locks in id order.
+//! - **Retries.** Transactions run at READ COMMITTED. A deadlock (40P01, e.g.
+//!   authorization locking voucher then session, accounting session then voucher),
+//!   a serialization failure (40001), or a [`StoreError::Conflict`] (a session row
+//!   another instance created or adopted between our read and our write) rolls the
+//!   transaction back, and the whole batch is run again, up to
+//!   [`WRITE_ATTEMPTS`] times.
+//! - **Few round trips.** Batch rows travel as typed arrays (`bigint[]`,
+//!   `text[]`) expanded by `UNNEST … WITH ORDINALITY`, so a statement's text never
+//!   depends on the batch size and is prepared once per connection. An
+//!   authorization batch is BEGIN, two reads, one write, COMMIT
+//!   ([`authorize`]); an accounting batch is BEGIN, one to three reads, one
+//!   write, COMMIT ([`accounting`]).
+//!
+//! Files: `authorize.rs` the authorization transaction; `accounting.rs` the
+//! accounting transaction; `admin.rs` everything else (NAS, plans, vouchers,
+//! session listing and closing, the auth log).
+
+mod accounting;
+mod admin;
+mod authorize;
+
+use std::time::Duration;
+
+use async_trait::async_trait;
+use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
+use sqlx::{Connection, PgConnection, PgPool};
+
+use super::{
+    AcctRecord, AuthEvent, AuthEventFilter, AuthorizeOptions, Store, StoreError, StoreResult,
+};
+use crate::model::{Nas, NewNas, NewPlan, NewVoucher, Plan, Secret, Session, Timestamp, Voucher};
+use crate::policy::{AccessDecision, AccessFacts, VoucherSnapshot};
+
+/// Connections per server instance: authorizations of different vouchers and
+/// accounting batches proceed in parallel up to this many.
+const MAX_CONNECTIONS: u32 = 16;
+
+/// How long opening the database (and later, waiting for a pooled connection)
+/// may take before it is reported as an error.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// How often a write transaction is tried when it meets a deadlock, a
+/// serialization failure or a [`StoreError::Conflict`].
+const WRITE_ATTEMPTS: u32 = 4;
+
+/// A [`Store`] on a PostgreSQL database.
+pub struct PgStore {
+    pool: PgPool,
+}
+
+impl PgStore {
+    /// Connect to `url` (`postgres://…` or `postgresql://…`). Does not migrate.
+    pub async fn open(url: &str) -> StoreResult<Self> {
+        let options: PgConnectOptions = url.parse()?;
+        Self::open_with(options).await
+    }
+
+    /// Connect with prepared options (e.g. a `search_path` set through
+    /// [`PgConnectOptions::options`]). Does not migrate.
+    ///
+    /// One connection is opened first, on its own: when the server is down or
+    /// refuses the login, its error is what is reported (a pool would only say
+    /// that it timed out). The pool then opens its connections as they are needed.
+    pub async fn open_with(options: PgConnectOptions) -> StoreResult<Self> {
+        let probe = tokio::time::timeout(CONNECT_TIMEOUT, PgConnection::connect_with(&options));
+        let reason = match probe.await {
+            Ok(Ok(conn)) => {
+                // A failed goodbye is no reason to fail the open.
+                let _ = conn.close().await;
+                None
+            }
+            Ok(Err(e)) => Some(e.to_string()),
+            Err(_) => Some(format!("no answer within {} s", CONNECT_TIMEOUT.as_secs())),
+        };
+        if let Some(reason) = reason {
+            return Err(StoreError::Connect {
+                server: server_name(&options),
+                reason,
+            });
+        }
+        let pool = PgPoolOptions::new()
+            .max_connections(MAX_CONNECTIONS)
+            .acquire_timeout(CONNECT_TIMEOUT)
+            .connect_lazy_with(options);
+        Ok(PgStore { pool })
+    }
+
+    /// [`Store::authorize`] with the decision function passed in: a batch of one.
+    pub async fn authorize_with_policy<F>(
+        &self,
+        facts: &AccessFacts,
+        now: Timestamp,
+        opts: AuthorizeOptions,
+        decide: F,
+    ) -> StoreResult<AccessDecision>
+    where
+        F: Fn(&AccessFacts, Option<&VoucherSnapshot>, Timestamp) -> AccessDecision + Send + Sync,
+    {
+        let mut decisions = self
+            .authorize_batch_with_policy(std::slice::from_ref(facts), now, opts, decide)
+            .await?;
+        Ok(decisions.pop().expect("one decision per request"))
+    }
+
+    /// [`Store::authorize_batch`] with the decision function passed in. The
+    /// trait methods pass [`crate::policy::decide`]; taking it as a parameter
+    /// lets the storage effects (snapshot, activation, MAC binding, session
+    /// rows, auth events, row locking) be tested apart from the voucher rules.
+    pub async fn authorize_batch_with_policy<F>(
+        &self,
+        requests: &[AccessFacts],
+        now: Timestamp,
+        opts: AuthorizeOptions,
+        decide: F,
+    ) -> StoreResult<Vec<AccessDecision>>
+    where
+        F: Fn(&AccessFacts, Option<&VoucherSnapshot>, Timestamp) -> AccessDecision + Send + Sync,
+    {
+        if requests.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut attempt = 1;
+        loop {
+            match authorize::authorize_batch(&self.pool, requests, now, opts, &decide).await {
+                Err(e) if attempt < WRITE_ATTEMPTS && is_retryable(&e) => {
+                    tracing::debug!(attempt, error = %e, "authorization batch retried");
+                    attempt += 1;
+                }
+                result => return result,
+            }
+        }
+    }
+}
+
+/// The server a connection goes to, for messages: host, port, database and
+/// user; never the password.
+fn server_name(options: &PgConnectOptions) -> String {
+    let mut name = format!(
+        "PostgreSQL at {}:{}",
+        options.get_host(),
+        options.get_port()
+    );
+    if let Some(database) = options.get_database() {
+        name.push_str(&format!(", database {database:?}"));
+    }
+    name.push_str(&format!(", user {:?}", options.get_username()));
+    name
+}
+
+/// PostgreSQL aborts one side of a deadlock (40P01) or a serialization conflict
+/// (40001); such a transaction did nothing and can simply be run again, as can
+/// one that found a row another instance wrote meanwhile ([`StoreError::Conflict`]).
+fn is_retryable(e: &StoreError) -> bool {
+    match e {
+        StoreError::Database(sqlx::Error::Database(d)) => {
+            matches!(d.code().as_deref(), Some("40001") | Some("40P01"))
+        }
+        StoreError::Conflict => true,
+        _ => false,
+    }
+}
+
+#[async_trait]
+impl Store for PgStore {
+    async fn migrate(&self) -> StoreResult<()> {
+        sqlx::migrate!("migrations/postgres")
+            .run(&self.pool)
+            .await
+            .map_err(StoreError::from)
+    }
+
+    async fn ping(&self) -> StoreResult<()> {
+        // A real table, not `SELECT 1`: the schema must be there and readable.
+        sqlx::query("SELECT value FROM meta WHERE key = 'nas_generation'")
+            .fetch_optional(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    async fn add_nas(&self, nas: &NewNas) -> StoreResult<Nas> {
+        admin::add_nas(&self.pool, nas).await
+    }
+
+    async fn list_nas(&self) -> StoreResult<Vec<Nas>> {
+        admin::list_nas(&self.pool).await
+    }
+
+    async fn remove_nas(&self, name: &str) -> StoreResult<()> {
+        admin::remove_nas(&self.pool, name).await
+    }
+
+    async fn set_nas_secret(
+        &self,
+        name: &str,
+        secret: &Secret,
+        keep_previous_until: Option<Timestamp>,
+    ) -> StoreResult<()> {
+        admin::set_nas_secret(&self.pool, name, secret, keep_previous_until).await
+    }
+
+    async fn nas_generation(&self) -> StoreResult<i64> {
+        admin::nas_generation(&self.pool).await
+    }
+
+    async fn add_plan(&self, plan: &NewPlan) -> StoreResult<Plan> {
+        admin::add_plan(&self.pool, plan).await
+    }
+
+    async fn list_plans(&self) -> StoreResult<Vec<Plan>> {
+        admin::list_plans(&self.pool).await
+    }
+
+    async fn get_plan(&self, name: &str) -> StoreResult<Plan> {
+        admin::get_plan(&self.pool, name).await
+    }
+
+    async fn add_vouchers(&self, vouchers: &[NewVoucher]) -> StoreResult<Vec<Voucher>> {
+        admin::add_vouchers(&self.pool, vouchers).await
+    }
+
+    async fn get_voucher(&self, code: &str) -> StoreResult<Voucher> {
+        admin::get_voucher(&self.pool, code).await
+    }
+
+    async fn list_vouchers(
+        &self,
+        plan: Option<&str>,
+        batch: Option<&str>,
+    ) -> StoreResult<Vec<Voucher>> {
+        admin::list_vouchers(&self.pool, plan, batch).await
+    }
+
+    async fn revoke_voucher(&self, code: &str) -> StoreResult<Voucher> {
+        admin::revoke_voucher(&self.pool, code).await
+    }
+
+    async fn authorize(
+        &self,
+        facts: &AccessFacts,
+        now: Timestamp,
+        opts: AuthorizeOptions,
+    ) -> StoreResult<AccessDecision> {
+        self.authorize_with_policy(facts, now, opts, crate::policy::decide)
+            .await
+    }
+
+    async fn authorize_batch(
+        &self,
+        requests: &[AccessFacts],
+        now: Timestamp,
+        opts: AuthorizeOptions,
+    ) -> StoreResult<Vec<AccessDecision>> {
+        self.authorize_batch_with_policy(requests, now, opts, crate::policy::decide)
+            .await
+    }
+
+    async fn record_accounting(&self, records: &[AcctRecord]) -> StoreResult<()> {
+        if records.is_empty() {
+            return Ok(());
+        }
+        let mut attempt = 1;
+        loop {
+            match accounting::record_accounting(&self.pool, records).await {
+                Err(e) if attempt < WRITE_ATTEMPTS && is_retryable(&e) => {
+                    tracing::debug!(attempt, error = %e, "accounting batch retried");
+                    attempt += 1;
+                }
+                result => return result,
+            }
+        }
+    }
+
+    async fn close_nas_sessions(
+        &self,
+        nas_id: i64,
+        keep_prefix: Option<&str>,
+        cause: &str,
+        now: Timestamp,
+    ) -> StoreResult<u64> {
+        let mut conn = self.pool.acquire().await?;
+        admin::close_nas_sessions(&mut conn, nas_id, keep_prefix, cause, now).await
+    }
+
+    async fn close_stale_sessions(
+        &self,
+        now: Timestamp,
+        default_interim: u64,
+        grace: u64,
+        authorized_ttl: u64,
+    ) -> StoreResult<u64> {
+        admin::close_stale_sessions(&self.pool, now, default_interim, grace, authorized_ttl).await
+    }
+
+    async fn list_sessions(&self, open_only: bool) -> StoreResult<Vec<Session>> {
+        admin::list_sessions(&self.pool, open_only).await
+    }
+
+    async fn open_sessions_by_nas(&self) -> StoreResult<Vec<(String, i64)>> {
+        admin::open_sessions_by_nas(&self.pool).await
+    }
+
+    async fn auth_events(&self, filter: &AuthEventFilter) -> StoreResult<Vec<AuthEvent>> {
+        admin::auth_events(&self.pool, filter).await
+    }
+
+    async fn prune_auth_events(&self, before: Timestamp) -> StoreResult<u64> {
+        admin::prune_auth_events(&self.pool, before).await
+    }
+}
