@@ -4,7 +4,6 @@
 
 mod postgres;
 pub mod rows;
-mod shared;
 mod sqlite;
 
 use std::sync::Arc;
