@@ -72,7 +72,7 @@ impl Default for ServerConfig {
     fn default() -> Self {
         ServerConfig {
             max_in_flight: 1024,
-            auth_workers: 1,
+            auth_workers: 4,
             auth_batch_max: 64,
             dedup_lifetime: Duration::from_secs(5),
             dedup_capacity: 65536,

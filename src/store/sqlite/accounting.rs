@@ -1,17 +1,45 @@
-//! Accounting on the engine thread: one transaction per batch; the records are
-//! applied by `policy::account_batch` to the rows read here, and the result is
-//! written back before the transaction commits (and before any reply).
+//! Accounting on the engine thread: the records are applied by
+//! `policy::account_batch` to the rows read here, the result is written into
+//! the group transaction, and the caller hears back only after that commits.
 
-use rusqlite::{params, Connection, Transaction, TransactionBehavior};
+use rusqlite::{params, Connection, TransactionBehavior};
+use tokio::sync::oneshot;
+
+use super::engine::{GroupJob, GroupOutcome, VoucherCache};
 
 use crate::model::Timestamp;
 use crate::policy::accounting::{adoption_vouchers, session_keys, wanted_vouchers};
 use crate::policy::{account_batch, AcctRecord, AcctSession, AcctState, AcctStatus};
 use crate::store::rows::{AcctSessionRow, ACCT_SESSION_COLS};
-use crate::store::StoreResult;
+use crate::store::{StoreError, StoreResult};
 
-pub(super) fn record(conn: &mut Connection, records: &[AcctRecord]) -> StoreResult<()> {
-    let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+/// An accounting batch for the engine's group transaction, acknowledged once
+/// the group commits.
+pub(super) struct AccountingJob {
+    pub records: Vec<AcctRecord>,
+    pub reply: oneshot::Sender<StoreResult<()>>,
+}
+
+impl GroupJob for AccountingJob {
+    fn fail(self: Box<Self>, error: StoreError) {
+        let _ = self.reply.send(Err(error));
+    }
+
+    fn run(self: Box<Self>, conn: &Connection, cache: &mut VoucherCache) -> GroupOutcome {
+        let AccountingJob { records, reply } = *self;
+        match record(conn, cache, &records) {
+            Ok(()) => GroupOutcome::AfterCommit(Box::new(move |committed| {
+                let _ = reply.send(committed.map_err(StoreError::Invalid));
+            })),
+            Err(e) => {
+                let _ = reply.send(Err(e));
+                GroupOutcome::Failed
+            }
+        }
+    }
+}
+
+fn record(conn: &Connection, cache: &mut VoucherCache, records: &[AcctRecord]) -> StoreResult<()> {
     // Accounting-On/Off closes the NAS's live sessions at its place in the
     // order: the records before it are stored first, those after it see the
     // closed rows.
@@ -22,13 +50,11 @@ pub(super) fn record(conn: &mut Connection, records: &[AcctRecord]) -> StoreResu
             AcctStatus::AccountingOff => "accounting-off",
             AcctStatus::Start | AcctStatus::InterimUpdate | AcctStatus::Stop => continue,
         };
-        account_run(&tx, &records[run_start..i])?;
-        close_live_sessions(&tx, rec.nas_id, None, cause, rec.received_at)?;
+        account_run(conn, cache, &records[run_start..i])?;
+        close_live_sessions(conn, rec.nas_id, None, cause, rec.received_at)?;
         run_start = i + 1;
     }
-    account_run(&tx, &records[run_start..])?;
-    tx.commit()?;
-    Ok(())
+    account_run(conn, cache, &records[run_start..])
 }
 
 fn acct_session(row: &rusqlite::Row<'_>) -> StoreResult<AcctSession> {
@@ -53,7 +79,11 @@ fn acct_session(row: &rusqlite::Row<'_>) -> StoreResult<AcctSession> {
 }
 
 /// A run of Start / Interim-Update / Stop records.
-fn account_run(tx: &Transaction<'_>, records: &[AcctRecord]) -> StoreResult<()> {
+fn account_run(
+    tx: &Connection,
+    cache: &mut VoucherCache,
+    records: &[AcctRecord],
+) -> StoreResult<()> {
     if records.is_empty() {
         return Ok(());
     }
@@ -174,6 +204,7 @@ fn account_run(tx: &Transaction<'_>, records: &[AcctRecord]) -> StoreResult<()> 
              WHERE id = ?1",
         )?;
         for (id, seconds, bytes) in &effects.usage {
+            cache.forget(*id);
             stmt.execute(params![id, seconds, bytes])?;
         }
     }
@@ -185,7 +216,7 @@ fn account_run(tx: &Transaction<'_>, records: &[AcctRecord]) -> StoreResult<()> 
 /// may carry server-made ids and expire on their own); with `None`, every live
 /// one, open or authorized (Accounting-On/Off).
 pub(super) fn close_live_sessions(
-    tx: &Transaction<'_>,
+    tx: &Connection,
     nas_id: i64,
     keep_prefix: Option<&str>,
     cause: &str,

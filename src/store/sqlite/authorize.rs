@@ -1,12 +1,14 @@
 //! Authorization on the engine thread: read what the batch needs (no write),
 //! decide with `policy::decide_batch`, hand the decisions back, then write the
-//! effects and the auth events and commit.
+//! effects and the auth events into the group transaction (committed within
+//! `engine::MAX_GROUP_AGE`).
 
 use std::collections::HashSet;
 
-use rusqlite::{params, Connection, Transaction, TransactionBehavior};
+use rusqlite::{params, Connection};
 use tokio::sync::oneshot;
 
+use super::engine::{GroupJob, GroupOutcome, VoucherCache};
 use crate::model::{Plan, Timestamp, Voucher};
 use crate::policy::{
     decide_batch, AccessDecision, AccessFacts, AuthEffects, AuthState, LiveSession, VoucherSnapshot,
@@ -22,49 +24,67 @@ const VOUCHER_BY_CODE: &str = "SELECT v.id, v.code, v.password, v.plan_id, p.nam
      p.mikrotik_group, p.address_list, p.price, p.created_at \
      FROM vouchers v JOIN plans p ON p.id = v.plan_id WHERE v.code = ?1";
 
-pub(super) fn run<F>(
-    conn: &mut Connection,
-    requests: Vec<AccessFacts>,
-    now: Timestamp,
-    opts: AuthorizeOptions,
-    decide: F,
-    reply: oneshot::Sender<StoreResult<Vec<AccessDecision>>>,
-) where
-    F: Fn(&AccessFacts, Option<&VoucherSnapshot>, Timestamp) -> AccessDecision,
+/// An authorization batch for the engine's group transaction.
+pub(super) struct AuthorizeJob<F> {
+    pub requests: Vec<AccessFacts>,
+    pub now: Timestamp,
+    pub opts: AuthorizeOptions,
+    pub decide: F,
+    pub reply: oneshot::Sender<StoreResult<Vec<AccessDecision>>>,
+}
+
+impl<F> GroupJob for AuthorizeJob<F>
+where
+    F: Fn(&AccessFacts, Option<&VoucherSnapshot>, Timestamp) -> AccessDecision + Send,
 {
-    // The write lock is taken before the reads, so that another process (the
-    // CLI) cannot change what the batch was decided on before its effects land.
-    let tx = match conn.transaction_with_behavior(TransactionBehavior::Immediate) {
-        Ok(tx) => tx,
-        Err(e) => {
-            let _ = reply.send(Err(e.into()));
-            return;
+    fn fail(self: Box<Self>, error: StoreError) {
+        let _ = self.reply.send(Err(error));
+    }
+
+    fn run(self: Box<Self>, conn: &Connection, cache: &mut VoucherCache) -> GroupOutcome {
+        let AuthorizeJob {
+            requests,
+            now,
+            opts,
+            decide,
+            reply,
+        } = *self;
+        // The group transaction holds the write lock from before these reads,
+        // so another process (the CLI) cannot change what the batch was decided
+        // on before its effects land.
+        let state = match read_state(conn, cache, &requests, now, opts.authorized_ttl) {
+            Ok(s) => s,
+            Err(e) => {
+                let _ = reply.send(Err(e));
+                return GroupOutcome::Failed;
+            }
+        };
+        let (decisions, effects) = decide_batch(&requests, state, now, opts.authorized_ttl, decide);
+        let events: Vec<(&'static str, Option<&'static str>)> = decisions
+            .iter()
+            .map(|d| {
+                let (result, reason) = decision_result(d);
+                (result, reason.map(|r| r.label()))
+            })
+            .collect();
+        // The answer goes out now; the writes below and the commit are not on its path.
+        let _ = reply.send(Ok(decisions));
+        for (id, _) in &effects.activations {
+            cache.forget(*id);
         }
-    };
-    let state = match read_state(&tx, &requests, now, opts.authorized_ttl) {
-        Ok(s) => s,
-        Err(e) => {
-            let _ = reply.send(Err(e));
-            return;
+        for (id, _) in &effects.bindings {
+            cache.forget(*id);
         }
-    };
-    let (decisions, effects) = decide_batch(&requests, state, now, opts.authorized_ttl, decide);
-    let events: Vec<(&'static str, Option<&'static str>)> = decisions
-        .iter()
-        .map(|d| {
-            let (result, reason) = decision_result(d);
-            (result, reason.map(|r| r.label()))
-        })
-        .collect();
-    // The answer goes out now; the writes below are not on its path.
-    let _ = reply.send(Ok(decisions));
-    let written = write_effects(&tx, &effects, now)
-        .and_then(|()| write_events(&tx, &requests, &events, now))
-        .and_then(|()| tx.commit().map_err(StoreError::from));
-    if let Err(e) = written {
-        // The replies have gone out; the NAS's accounting will still create
-        // the session. Counted by the caller's storage metrics through the log.
-        tracing::error!(error = %e, requests = requests.len(), "storing the effects of an authorization batch failed");
+        match write_effects(conn, &effects, now)
+            .and_then(|()| write_events(conn, &requests, &events, now))
+        {
+            // Nothing waits for the commit (a failed one is logged by the engine).
+            Ok(()) => GroupOutcome::Done,
+            Err(e) => {
+                tracing::error!(error = %e, requests = requests.len(), "an authorization batch was answered but storing its effects failed");
+                GroupOutcome::Failed
+            }
+        }
     }
 }
 
@@ -72,7 +92,8 @@ pub(super) fn run<F>(
 /// plans, the live sessions of those vouchers, and the rows the accepts may
 /// upsert (whatever their voucher or state).
 fn read_state(
-    tx: &Transaction<'_>,
+    conn: &Connection,
+    cache: &mut VoucherCache,
     requests: &[AccessFacts],
     now: Timestamp,
     authorized_ttl: u64,
@@ -80,15 +101,27 @@ fn read_state(
     let live_after = now.saturating_sub(i64::try_from(authorized_ttl).unwrap_or(i64::MAX));
     let mut state = AuthState::default();
     let mut codes = HashSet::new();
+    cache.check(conn)?;
     {
-        let mut stmt = tx.prepare_cached(VOUCHER_BY_CODE)?;
+        let mut stmt = conn.prepare_cached(VOUCHER_BY_CODE)?;
         for f in requests {
             if !codes.insert(f.username.as_str()) {
                 continue;
             }
-            let mut rows = stmt.query([&f.username])?;
-            if let Some(row) = rows.next()? {
-                state.vouchers.push(voucher_and_plan(row)?);
+            let found = match cache.get(&f.username) {
+                Some(found) => found.clone(),
+                None => {
+                    let mut rows = stmt.query([&f.username])?;
+                    let found = match rows.next()? {
+                        Some(row) => Some(voucher_and_plan(row)?),
+                        None => None,
+                    };
+                    cache.insert(&f.username, found.clone());
+                    found
+                }
+            };
+            if let Some(vp) = found {
+                state.vouchers.push(vp);
             }
         }
     }
@@ -98,7 +131,7 @@ fn read_state(
             "SELECT {LIVE_SESSION_COLS} FROM sessions WHERE voucher_id = ?1 AND mac IS NOT NULL \
              AND (state = 'open' OR (state = 'authorized' AND authorized_at > ?2))"
         );
-        let mut stmt = tx.prepare_cached(&sql)?;
+        let mut stmt = conn.prepare_cached(&sql)?;
         for (v, _) in &state.vouchers {
             let mut rows = stmt.query(params![v.id, live_after])?;
             while let Some(row) = rows.next()? {
@@ -113,7 +146,7 @@ fn read_state(
         let sql = format!(
             "SELECT {LIVE_SESSION_COLS} FROM sessions WHERE nas_id = ?1 AND acct_session_id = ?2"
         );
-        let mut stmt = tx.prepare_cached(&sql)?;
+        let mut stmt = conn.prepare_cached(&sql)?;
         for f in requests {
             let Some(asid) = f.acct_session_id.as_deref().filter(|a| !a.is_empty()) else {
                 continue;
@@ -183,14 +216,14 @@ fn live_session(row: &rusqlite::Row<'_>) -> StoreResult<LiveSession> {
     .into_model()
 }
 
-fn write_effects(tx: &Transaction<'_>, effects: &AuthEffects, now: Timestamp) -> StoreResult<()> {
+fn write_effects(conn: &Connection, effects: &AuthEffects, now: Timestamp) -> StoreResult<()> {
     if effects.is_empty() {
         return Ok(());
     }
     // Guarded like the in-memory check, so a voucher is activated (and bound)
     // once even if another process raced for it.
     if !effects.activations.is_empty() {
-        let mut stmt = tx.prepare_cached(
+        let mut stmt = conn.prepare_cached(
             "UPDATE vouchers SET first_login_at = ?2, valid_until = ?3 \
              WHERE id = ?1 AND first_login_at IS NULL",
         )?;
@@ -199,7 +232,7 @@ fn write_effects(tx: &Transaction<'_>, effects: &AuthEffects, now: Timestamp) ->
         }
     }
     if !effects.bindings.is_empty() {
-        let mut stmt = tx.prepare_cached(
+        let mut stmt = conn.prepare_cached(
             "UPDATE vouchers SET bound_mac = ?2 WHERE id = ?1 AND bound_mac IS NULL",
         )?;
         for (id, mac) in &effects.bindings {
@@ -208,7 +241,7 @@ fn write_effects(tx: &Transaction<'_>, effects: &AuthEffects, now: Timestamp) ->
     }
     // A row that accounting already opened (or closed) keeps its state and
     // counters; only the voucher link and device are refreshed.
-    let mut stmt = tx.prepare_cached(
+    let mut stmt = conn.prepare_cached(
         "INSERT INTO sessions (nas_id, acct_session_id, username, voucher_id, mac, framed_ip, \
          state, authorized_at, updated_at, interim_interval) \
          VALUES (?1, ?2, ?3, ?4, ?5, ?6, 'authorized', ?7, ?7, ?8) \
@@ -234,12 +267,12 @@ fn write_effects(tx: &Transaction<'_>, effects: &AuthEffects, now: Timestamp) ->
 }
 
 fn write_events(
-    tx: &Transaction<'_>,
+    conn: &Connection,
     requests: &[AccessFacts],
     events: &[(&'static str, Option<&'static str>)],
     now: Timestamp,
 ) -> StoreResult<()> {
-    let mut stmt = tx.prepare_cached(
+    let mut stmt = conn.prepare_cached(
         "INSERT INTO auth_events (at, nas_id, nas_name, username, mac, result, reason) \
          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
     )?;
