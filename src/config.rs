@@ -46,6 +46,9 @@ pub struct ServerSection {
     pub auth_workers: Option<usize>,
     pub auth_batch_max: Option<usize>,
     pub dedup_lifetime: Option<String>,
+    /// Most requests remembered by each duplicate cache (authentication and
+    /// accounting each have one); when full the oldest entry makes room.
+    pub dedup_capacity: Option<usize>,
     pub acct_queue: Option<usize>,
     pub acct_batch_max: Option<usize>,
     pub acct_writers: Option<usize>,
@@ -84,6 +87,9 @@ impl FileConfig {
         }
         if let Some(v) = dur(&s.dedup_lifetime, "dedup_lifetime")? {
             c.dedup_lifetime = Duration::from_secs(v);
+        }
+        if let Some(v) = s.dedup_capacity {
+            c.dedup_capacity = v.max(1);
         }
         if let Some(v) = s.acct_queue {
             c.acct_queue = v.max(1);
@@ -140,5 +146,20 @@ mod tests {
         assert_eq!(c.acct_writers, 4);
         let f: FileConfig = toml::from_str("[server]\nstale_grace = \"soon\"").unwrap();
         assert!(f.server_config().is_err());
+    }
+
+    #[test]
+    fn dedup_capacity() {
+        let default = FileConfig::default().server_config().unwrap();
+        assert_eq!(
+            default.dedup_capacity,
+            ServerConfig::default().dedup_capacity
+        );
+        let f: FileConfig = toml::from_str("[server]\ndedup_capacity = 1000").unwrap();
+        assert_eq!(f.server_config().unwrap().dedup_capacity, 1000);
+        // Like the other counts, 0 is raised to the smallest working value.
+        let f: FileConfig = toml::from_str("[server]\ndedup_capacity = 0").unwrap();
+        assert_eq!(f.server_config().unwrap().dedup_capacity, 1);
+        assert!(toml::from_str::<FileConfig>("[server]\ndedup_capacity = -1").is_err());
     }
 }
