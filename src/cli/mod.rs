@@ -287,6 +287,11 @@ pub enum VoucherCommand {
         batch: Option<String>,
     },
     /// Show one voucher: plan, usage, what is left, its sessions.
+    ///
+    /// "valid until" (`valid_until` in JSON) is the date the voucher stops working:
+    /// the end of its validity window, which starts at the first login, or the
+    /// plan's `--expires`, whichever comes first. Before the first login it is the
+    /// plan's expiry, or empty when the plan has none.
     Show {
         code: String,
         #[arg(long, value_enum, default_value_t)]
