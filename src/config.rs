@@ -29,8 +29,8 @@ pub struct FileConfig {
     pub http_listen: Option<SocketAddr>,
     /// Set to an empty string to disable the metrics listener.
     pub metrics_listen: Option<String>,
-    /// "text" or "json".
-    pub log_format: Option<String>,
+    /// "text" or "json"; `--log-format` / RRNET_LOG_FORMAT override it.
+    pub log_format: Option<crate::cli::LogFormat>,
     /// Extra FreeRADIUS-format dictionary files loaded at start.
     #[serde(default)]
     pub dictionaries: Vec<PathBuf>,
@@ -132,6 +132,8 @@ mod tests {
         assert!(e.to_string().contains("databse"), "{e}");
         let e = toml::from_str::<FileConfig>("[server]\nmax_in_flite = 3").unwrap_err();
         assert!(e.to_string().contains("max_in_flite"), "{e}");
+        let e = toml::from_str::<FileConfig>("log_format = \"xml\"").unwrap_err();
+        assert!(e.to_string().contains("json"), "{e}");
     }
 
     #[test]
