@@ -150,6 +150,73 @@ mod tests {
         assert!(f.server_config().is_err());
     }
 
+    /// The README's example file names every key, and its `[server]` values are
+    /// the defaults.
+    #[test]
+    fn readme_example_has_every_key_and_the_defaults() {
+        let readme = include_str!("../README.md");
+        let start = readme
+            .find("```toml\n# rrnet-radius.toml")
+            .expect("example")
+            + 7;
+        let len = readme[start..].find("```").unwrap();
+        let f: FileConfig = toml::from_str(&readme[start..start + len]).unwrap();
+        // Destructured so that a new key does not compile until it is listed here.
+        let FileConfig {
+            database,
+            auth_listen,
+            acct_listen,
+            http_listen,
+            metrics_listen,
+            log_format,
+            dictionaries: _,
+            server,
+        } = &f;
+        assert!(database.is_some() && auth_listen.is_some() && acct_listen.is_some());
+        assert!(http_listen.is_some() && metrics_listen.is_some() && log_format.is_some());
+        assert!(readme[start..start + len].contains("\ndictionaries = "));
+        let ServerSection {
+            max_in_flight,
+            auth_workers,
+            auth_batch_max,
+            dedup_lifetime,
+            dedup_capacity,
+            acct_queue,
+            acct_batch_max,
+            acct_writers,
+            default_interim,
+            stale_grace,
+            authorized_ttl,
+            auth_log_retention,
+            housekeeping_interval,
+            nas_reload_interval,
+        } = server;
+        let counts = [
+            max_in_flight,
+            auth_workers,
+            auth_batch_max,
+            dedup_capacity,
+            acct_queue,
+            acct_batch_max,
+            acct_writers,
+        ];
+        let durations = [
+            dedup_lifetime,
+            default_interim,
+            stale_grace,
+            authorized_ttl,
+            auth_log_retention,
+            housekeeping_interval,
+            nas_reload_interval,
+        ];
+        assert!(counts.iter().all(|v| v.is_some()), "{server:?}");
+        assert!(durations.iter().all(|v| v.is_some()), "{server:?}");
+        assert_eq!(
+            format!("{:?}", f.server_config().unwrap()),
+            format!("{:?}", ServerConfig::default())
+        );
+    }
+
     #[test]
     fn dedup_capacity() {
         let default = FileConfig::default().server_config().unwrap();
