@@ -29,8 +29,8 @@ pub struct FileConfig {
     pub http_listen: Option<SocketAddr>,
     /// Set to an empty string to disable the metrics listener.
     pub metrics_listen: Option<String>,
-    /// "text" or "json".
-    pub log_format: Option<String>,
+    /// "text" or "json"; `--log-format` / RRNET_LOG_FORMAT override it.
+    pub log_format: Option<crate::cli::LogFormat>,
     /// Extra FreeRADIUS-format dictionary files loaded at start.
     #[serde(default)]
     pub dictionaries: Vec<PathBuf>,
@@ -46,6 +46,9 @@ pub struct ServerSection {
     pub auth_workers: Option<usize>,
     pub auth_batch_max: Option<usize>,
     pub dedup_lifetime: Option<String>,
+    /// Most requests remembered by each duplicate cache (authentication and
+    /// accounting each have one); when full the oldest entry makes room.
+    pub dedup_capacity: Option<usize>,
     pub acct_queue: Option<usize>,
     pub acct_batch_max: Option<usize>,
     pub acct_writers: Option<usize>,
@@ -84,6 +87,9 @@ impl FileConfig {
         }
         if let Some(v) = dur(&s.dedup_lifetime, "dedup_lifetime")? {
             c.dedup_lifetime = Duration::from_secs(v);
+        }
+        if let Some(v) = s.dedup_capacity {
+            c.dedup_capacity = v.max(1);
         }
         if let Some(v) = s.acct_queue {
             c.acct_queue = v.max(1);
@@ -126,6 +132,8 @@ mod tests {
         assert!(e.to_string().contains("databse"), "{e}");
         let e = toml::from_str::<FileConfig>("[server]\nmax_in_flite = 3").unwrap_err();
         assert!(e.to_string().contains("max_in_flite"), "{e}");
+        let e = toml::from_str::<FileConfig>("log_format = \"xml\"").unwrap_err();
+        assert!(e.to_string().contains("json"), "{e}");
     }
 
     #[test]
@@ -140,5 +148,87 @@ mod tests {
         assert_eq!(c.acct_writers, 4);
         let f: FileConfig = toml::from_str("[server]\nstale_grace = \"soon\"").unwrap();
         assert!(f.server_config().is_err());
+    }
+
+    /// The README's example file names every key, and its `[server]` values are
+    /// the defaults.
+    #[test]
+    fn readme_example_has_every_key_and_the_defaults() {
+        let readme = include_str!("../README.md");
+        let start = readme
+            .find("```toml\n# rrnet-radius.toml")
+            .expect("example")
+            + 7;
+        let len = readme[start..].find("```").unwrap();
+        let f: FileConfig = toml::from_str(&readme[start..start + len]).unwrap();
+        // Destructured so that a new key does not compile until it is listed here.
+        let FileConfig {
+            database,
+            auth_listen,
+            acct_listen,
+            http_listen,
+            metrics_listen,
+            log_format,
+            dictionaries: _,
+            server,
+        } = &f;
+        assert!(database.is_some() && auth_listen.is_some() && acct_listen.is_some());
+        assert!(http_listen.is_some() && metrics_listen.is_some() && log_format.is_some());
+        assert!(readme[start..start + len].contains("\ndictionaries = "));
+        let ServerSection {
+            max_in_flight,
+            auth_workers,
+            auth_batch_max,
+            dedup_lifetime,
+            dedup_capacity,
+            acct_queue,
+            acct_batch_max,
+            acct_writers,
+            default_interim,
+            stale_grace,
+            authorized_ttl,
+            auth_log_retention,
+            housekeeping_interval,
+            nas_reload_interval,
+        } = server;
+        let counts = [
+            max_in_flight,
+            auth_workers,
+            auth_batch_max,
+            dedup_capacity,
+            acct_queue,
+            acct_batch_max,
+            acct_writers,
+        ];
+        let durations = [
+            dedup_lifetime,
+            default_interim,
+            stale_grace,
+            authorized_ttl,
+            auth_log_retention,
+            housekeeping_interval,
+            nas_reload_interval,
+        ];
+        assert!(counts.iter().all(|v| v.is_some()), "{server:?}");
+        assert!(durations.iter().all(|v| v.is_some()), "{server:?}");
+        assert_eq!(
+            format!("{:?}", f.server_config().unwrap()),
+            format!("{:?}", ServerConfig::default())
+        );
+    }
+
+    #[test]
+    fn dedup_capacity() {
+        let default = FileConfig::default().server_config().unwrap();
+        assert_eq!(
+            default.dedup_capacity,
+            ServerConfig::default().dedup_capacity
+        );
+        let f: FileConfig = toml::from_str("[server]\ndedup_capacity = 1000").unwrap();
+        assert_eq!(f.server_config().unwrap().dedup_capacity, 1000);
+        // Like the other counts, 0 is raised to the smallest working value.
+        let f: FileConfig = toml::from_str("[server]\ndedup_capacity = 0").unwrap();
+        assert_eq!(f.server_config().unwrap().dedup_capacity, 1);
+        assert!(toml::from_str::<FileConfig>("[server]\ndedup_capacity = -1").is_err());
     }
 }

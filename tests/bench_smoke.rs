@@ -1,15 +1,15 @@
 //! `bench/compare --smoke` end to end: every row starts, takes a couple of
 //! seconds of load from rrnet-loadgen, stops, and the markdown table prints
 //! with no errors, rejects or bad replies. Speed is not asserted here; the
-//! point is that the benchmark keeps working. Skipped loudly without
-//! FreeRADIUS or python3 unless RRNET_REQUIRE_TOOLS=1.
+//! point is that the benchmark keeps working. Skipped (see `common::skip`)
+//! without FreeRADIUS or python3 unless RRNET_REQUIRE_TOOLS=1.
 
 mod common;
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use common::have_tool;
+use common::{have_tool, skip, Lacks};
 
 const ROW_TITLES: [&str; 7] = [
     "trivial signing responder (rrnet-ceiling), the ceiling",
@@ -60,7 +60,7 @@ fn compare_smoke_prints_the_table() {
             let required = std::env::var("RRNET_REQUIRE_TOOLS").as_deref() == Ok("1")
                 || std::env::var("RRNET_REQUIRE_POSTGRES").as_deref() == Ok("1");
             assert!(pg && !required, "row skipped: {line}\n{all}");
-            eprintln!("SKIPPED row: {line}");
+            skip(Lacks::Postgres, &format!("bench/compare row: {line}"));
         }
     }
     assert!(!stdout.contains("Problems:"), "{all}");

@@ -217,3 +217,67 @@ fn packet_decode_json() {
     let pw = attrs.iter().find(|a| a["name"] == "User-Password").unwrap();
     assert_eq!(pw["value"], "arctangent");
 }
+
+/// Before the first login, a voucher of a plan with `--expires` is valid until the
+/// plan's expiry, in the text and in the JSON of `voucher show` and `voucher list`;
+/// with only `--validity`, the window has not started and there is no date yet.
+#[test]
+fn valid_until_before_the_first_login_is_the_plans_expiry() {
+    let db = TestDb::sqlite();
+    db.cli(&[
+        "plan",
+        "add",
+        "--name",
+        "season",
+        "--validity",
+        "1d",
+        "--expires",
+        "2099-06-30T12:00:00Z",
+    ]);
+    db.cli(&[
+        "plan",
+        "add",
+        "--name",
+        "over",
+        "--expires",
+        "2001-01-01T00:00:00Z",
+    ]);
+    db.cli(&["plan", "add", "--name", "day", "--validity", "1d"]);
+    db.cli(&["voucher", "add", "S1", "--plan", "season"]);
+    db.cli(&["voucher", "add", "O1", "--plan", "over"]);
+    db.cli(&["voucher", "add", "D1", "--plan", "day"]);
+
+    let text = db.cli(&["voucher", "show", "S1"]);
+    assert!(
+        text.contains("valid until:   2099-06-30T12:00:00Z"),
+        "{text}"
+    );
+    let v = db.voucher_json("S1");
+    assert_eq!(v["first_login_at"], serde_json::Value::Null, "{v}");
+    assert_eq!(v["valid_until"], "2099-06-30T12:00:00Z", "{v}");
+    assert_eq!(v["expired"], false, "{v}");
+
+    let v = db.voucher_json("O1");
+    assert_eq!(v["valid_until"], "2001-01-01T00:00:00Z", "{v}");
+    assert_eq!(v["expired"], true, "{v}");
+
+    let text = db.cli(&["voucher", "show", "D1"]);
+    assert!(text.contains("valid until:   -"), "{text}");
+    let v = db.voucher_json("D1");
+    assert_eq!(v["valid_until"], serde_json::Value::Null, "{v}");
+    assert_eq!(v["expired"], false, "{v}");
+
+    // `voucher list` reports the same fields as `voucher show`.
+    let list = parse_json(&db.cli(&["voucher", "list", "--format", "json"]));
+    let by_code = |code: &str| {
+        list.as_array()
+            .unwrap()
+            .iter()
+            .find(|v| v["code"] == code)
+            .unwrap_or_else(|| panic!("{code} not listed: {list}"))
+            .clone()
+    };
+    assert_eq!(by_code("S1")["valid_until"], "2099-06-30T12:00:00Z");
+    assert_eq!(by_code("O1")["expired"], true);
+    assert_eq!(by_code("D1")["valid_until"], serde_json::Value::Null);
+}

@@ -1,6 +1,8 @@
 //! The dictionary loader against its embedded files, real files on disk, and
 //! FreeRADIUS's own dictionaries as an independent statement of the facts.
 
+mod common;
+
 use std::fs;
 use std::path::Path;
 
@@ -246,11 +248,11 @@ fn format_value_through_the_builtin_set() {
 #[test]
 fn agrees_with_freeradius_dictionaries() {
     let dir = Path::new("/usr/share/freeradius");
-    if !dir.join("dictionary.rfc2865").exists() {
-        eprintln!(
-            "NOTE: /usr/share/freeradius/dictionary.rfc2865 not found \
-             (Debian package freeradius-common); SKIPPING the FreeRADIUS cross-check"
-        );
+    if !common::have_prerequisite(
+        dir.join("dictionary.rfc2865").exists(),
+        "FreeRADIUS dictionaries",
+        "/usr/share/freeradius/dictionary.rfc2865 not found (Debian package freeradius-common)",
+    ) {
         return;
     }
     let mut theirs = Dictionary::empty();
@@ -268,7 +270,10 @@ fn agrees_with_freeradius_dictionaries() {
                 .load_file(&path)
                 .unwrap_or_else(|e| panic!("loading FreeRADIUS {file}: {e}"));
         } else {
-            eprintln!("NOTE: {} absent, not cross-checked", path.display());
+            common::skip(
+                common::Lacks::Tool,
+                &format!("{} not found, not cross-checked", path.display()),
+            );
         }
     }
 

@@ -49,10 +49,14 @@ impl DedicatedDb {
             Ok::<_, sqlx::Error>(())
         });
         if let Err(e) = created {
-            if std::env::var("RRNET_REQUIRE_POSTGRES").as_deref() == Ok("1") {
-                panic!("PostgreSQL required (RRNET_REQUIRE_POSTGRES=1) but no database could be created: {e}");
-            }
-            eprintln!("SKIPPED: cannot create a PostgreSQL database for the outage test ({e}); set RRNET_TEST_POSTGRES_URL to a superuser URL");
+            skip(
+                Lacks::Postgres,
+                &format!(
+                    "cannot create a PostgreSQL database at {} for the outage test ({e}); \
+                     set RRNET_TEST_POSTGRES_URL to a superuser URL",
+                    without_credentials(&admin_url)
+                ),
+            );
             return None;
         }
         // Same server and credentials, other database: swap the path, keep the query.

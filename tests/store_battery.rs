@@ -2,14 +2,17 @@
 //! and PostgreSQL (a fresh schema per test in the database named by
 //! `RRNET_TEST_POSTGRES_URL`, default `postgres://postgres@127.0.0.1:5432/test`).
 //!
-//! When PostgreSQL cannot be reached its tests print `SKIPPED: …` and pass, unless
-//! `RRNET_REQUIRE_POSTGRES=1`, which makes them fail (CI sets it).
+//! When PostgreSQL cannot be reached its tests are skipped (recorded for the
+//! summary of `./test.sh`, see `common::skip`), unless `RRNET_REQUIRE_POSTGRES=1`,
+//! which makes them fail (CI sets it).
 //!
 //! Most cases drive `authorize` through `authorize_with_policy` with small stand-in
 //! decision functions, so that they test what storage does (snapshot, activation
 //! guard, MAC binding, session rows, auth events, row locking) and not the voucher
 //! rules. The cases in the section "needs the real policy" go through
 //! `Store::authorize`, i.e. `policy::decide`, and assume the rules of DESIGN §5.
+
+mod common;
 
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -206,10 +209,12 @@ async fn pg_fixture() -> Option<Fixture<PgStore>> {
                 Ok(Err(e)) => e.to_string(),
                 _ => "connect timed out".to_string(),
             };
-            if std::env::var("RRNET_REQUIRE_POSTGRES").as_deref() == Ok("1") {
-                panic!("PostgreSQL not reachable at {shown} and RRNET_REQUIRE_POSTGRES=1: {why}");
-            }
-            eprintln!("SKIPPED: PostgreSQL not reachable at {shown} ({why}); set RRNET_TEST_POSTGRES_URL, or RRNET_REQUIRE_POSTGRES=1 to fail instead");
+            common::skip(
+                common::Lacks::Postgres,
+                &format!(
+                    "PostgreSQL not reachable at {shown} ({why}); start it or set RRNET_TEST_POSTGRES_URL"
+                ),
+            );
             return None;
         }
     };

@@ -1,5 +1,6 @@
 //! NAS, plan, voucher and session commands.
 
+use std::collections::HashMap;
 use std::sync::Arc;
 
 use anyhow::{anyhow, bail, Context};
@@ -10,7 +11,7 @@ use super::output::{csv_field, opt, print_table, ts};
 use super::{
     Format, ListFormat, NasCommand, PlanAddArgs, PlanCommand, SessionCommand, VoucherCommand,
 };
-use crate::model::{Cidr, NewNas, NewPlan, NewVoucher, Plan, Secret, Voucher};
+use crate::model::{Cidr, NewNas, NewPlan, NewVoucher, Plan, Secret, Timestamp, Voucher};
 use crate::store::Store;
 use crate::units::{format_duration, format_size, parse_duration, parse_size};
 
@@ -275,7 +276,21 @@ fn check_code(code: &str) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// When the voucher stops working by date: the end of its validity window (set at
+/// first login, capped by the plan's expiry then) or the plan's absolute expiry,
+/// whichever comes first. `None` while neither applies, e.g. before the first
+/// login of a plan with `--validity` but no `--expires`.
+fn valid_until(v: &Voucher, plan: Option<&Plan>) -> Option<Timestamp> {
+    [v.valid_until, plan.and_then(|p| p.expires_at)]
+        .into_iter()
+        .flatten()
+        .min()
+}
+
+/// A voucher as `voucher show` / `voucher list --format json` print it.
+/// `valid_until` is [`valid_until`], the same date the text output shows.
 fn voucher_json(v: &Voucher, plan: Option<&Plan>, now: i64) -> serde_json::Value {
+    let end = valid_until(v, plan);
     let mut j = json!({
         "code": v.code,
         "plan": v.plan_name,
@@ -283,7 +298,7 @@ fn voucher_json(v: &Voucher, plan: Option<&Plan>, now: i64) -> serde_json::Value
         "state": v.state.as_str(),
         "batch": v.batch,
         "first_login_at": v.first_login_at.map(|t| ts(Some(t))),
-        "valid_until": v.valid_until.map(|t| ts(Some(t))),
+        "valid_until": end.map(|t| ts(Some(t))),
         "used_seconds": v.used_seconds,
         "used_bytes": v.used_bytes,
         "bound_mac": v.bound_mac,
@@ -292,7 +307,6 @@ fn voucher_json(v: &Voucher, plan: Option<&Plan>, now: i64) -> serde_json::Value
     if let Some(p) = plan {
         j["time_left_seconds"] = json!(p.time_quota.map(|q| q.saturating_sub(v.used_seconds)));
         j["data_left_bytes"] = json!(p.data_quota.map(|q| q.saturating_sub(v.used_bytes)));
-        let end = [v.valid_until, p.expires_at].into_iter().flatten().min();
         j["expired"] = json!(end.is_some_and(|e| now >= e));
     }
     j
@@ -460,7 +474,7 @@ pub async fn voucher(store: Arc<dyn Store>, cmd: &VoucherCommand) -> anyhow::Res
                     println!("site:          {}", opt(&v.site));
                     println!("batch:         {}", opt(&v.batch));
                     println!("first login:   {}", ts(v.first_login_at));
-                    println!("valid until:   {}", ts(v.valid_until.or(plan.expires_at)));
+                    println!("valid until:   {}", ts(valid_until(&v, Some(&plan))));
                     println!(
                         "time used:     {}{}",
                         format_duration(v.used_seconds),
@@ -514,10 +528,19 @@ pub async fn voucher(store: Arc<dyn Store>, cmd: &VoucherCommand) -> anyhow::Res
                 .await?;
             let now = crate::server::unix_now();
             match format {
-                ListFormat::Json => print_json(&json!(list
-                    .iter()
-                    .map(|v| voucher_json(v, None, now))
-                    .collect::<Vec<_>>())),
+                ListFormat::Json => {
+                    // The same fields as `voucher show`, which need the plan.
+                    let plans: HashMap<String, Plan> = store
+                        .list_plans()
+                        .await?
+                        .into_iter()
+                        .map(|p| (p.name.clone(), p))
+                        .collect();
+                    print_json(&json!(list
+                        .iter()
+                        .map(|v| voucher_json(v, plans.get(&v.plan_name), now))
+                        .collect::<Vec<_>>()))
+                }
                 ListFormat::Csv => {
                     println!("code,plan,state,batch,first_login_at,used_seconds,used_bytes");
                     for v in &list {

@@ -32,7 +32,9 @@ pub struct Cli {
     pub command: Command,
 }
 
-#[derive(Clone, Copy, Debug, ValueEnum, PartialEq, Eq)]
+/// Also `log_format = "text" | "json"` in the config file of `serve`.
+#[derive(Clone, Copy, Debug, ValueEnum, PartialEq, Eq, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
 pub enum LogFormat {
     Text,
     Json,
@@ -287,6 +289,11 @@ pub enum VoucherCommand {
         batch: Option<String>,
     },
     /// Show one voucher: plan, usage, what is left, its sessions.
+    ///
+    /// "valid until" (`valid_until` in JSON) is the date the voucher stops working:
+    /// the end of its validity window, which starts at the first login, or the
+    /// plan's `--expires`, whichever comes first. Before the first login it is the
+    /// plan's expiry, or empty when the plan has none.
     Show {
         code: String,
         #[arg(long, value_enum, default_value_t)]
@@ -322,7 +329,7 @@ pub enum SessionCommand {
 /// Parse the command line, run it, and turn errors into a message and exit code 1.
 pub fn run() -> ExitCode {
     let cli = Cli::parse();
-    init_logging(cli.log_format.unwrap_or(LogFormat::Text));
+    init_logging(log_format(&cli));
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -340,6 +347,20 @@ pub fn run() -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+/// `--log-format` / RRNET_LOG_FORMAT, else `log_format` in the config file of
+/// `serve`, else text. Logging starts before `serve` reads its file for the rest,
+/// so the file is read here too; a file that cannot be read or parsed is left for
+/// `serve` to report.
+fn log_format(cli: &Cli) -> LogFormat {
+    let from_file = || match &cli.command {
+        Command::Serve(ServeArgs {
+            config: Some(path), ..
+        }) => crate::config::FileConfig::load(path).ok()?.log_format,
+        _ => None,
+    };
+    cli.log_format.or_else(from_file).unwrap_or(LogFormat::Text)
 }
 
 fn init_logging(format: LogFormat) {
@@ -460,6 +481,34 @@ mod tests {
     fn cli_is_consistent() {
         use clap::CommandFactory;
         Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn log_format_from_flag_then_config_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let json = dir.path().join("json.toml");
+        std::fs::write(&json, "log_format = \"json\"\n").unwrap();
+        let json = json.to_str().unwrap();
+        let empty = dir.path().join("empty.toml");
+        std::fs::write(&empty, "").unwrap();
+        let empty = empty.to_str().unwrap();
+        let resolved = |args: &[&str]| {
+            let cli = Cli::try_parse_from([&["rrnet-radius"], args].concat()).unwrap();
+            log_format(&cli)
+        };
+        assert_eq!(resolved(&["serve", "--config", json]), LogFormat::Json);
+        assert_eq!(
+            resolved(&["--log-format", "text", "serve", "--config", json]),
+            LogFormat::Text
+        );
+        assert_eq!(resolved(&["serve", "--config", empty]), LogFormat::Text);
+        assert_eq!(resolved(&["serve"]), LogFormat::Text);
+        // Unreadable: text, and `serve` reports the file.
+        assert_eq!(
+            resolved(&["serve", "--config", "/nonexistent/rrnet.toml"]),
+            LogFormat::Text
+        );
+        assert_eq!(resolved(&["plan", "list"]), LogFormat::Text);
     }
 
     #[test]

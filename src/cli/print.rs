@@ -36,7 +36,7 @@ pub struct PrintArgs {
     pub batch: String,
     #[arg(long, value_enum, default_value_t)]
     pub format: PrintFormat,
-    /// The hotspot's address as customers' phones reach it, e.g. http://hotspot.lan
+    /// The hotspot's address as customers' phones reach it, e.g. `http://hotspot.lan`
     /// (the hotspot profile's dns-name). Adds a QR code of
     /// URL/login?username=CODE&password=PASSWORD to every card; needs `http-pap`
     /// in the hotspot profile's login-by.

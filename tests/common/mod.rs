@@ -33,8 +33,9 @@ impl TestDb {
         }
     }
 
-    /// A fresh schema on the test PostgreSQL, or `None` (with a loud note) when it
-    /// is unreachable. With RRNET_REQUIRE_POSTGRES=1 an unreachable server fails the test.
+    /// A fresh schema on the test PostgreSQL, or `None` when it is unreachable: the
+    /// test is then recorded as skipped (see [`skip`]) and should return. With
+    /// RRNET_REQUIRE_POSTGRES=1 an unreachable server fails the test.
     pub fn postgres() -> Option<TestDb> {
         let base = std::env::var("RRNET_TEST_POSTGRES_URL")
             .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".into());
@@ -52,11 +53,12 @@ impl TestDb {
             Ok::<_, sqlx::Error>(())
         });
         if let Err(e) = created {
-            if std::env::var("RRNET_REQUIRE_POSTGRES").as_deref() == Ok("1") {
-                panic!("PostgreSQL required (RRNET_REQUIRE_POSTGRES=1) but unreachable: {e}");
-            }
-            eprintln!(
-                "SKIPPED: PostgreSQL not reachable ({e}); set RRNET_TEST_POSTGRES_URL or start it"
+            skip(
+                Lacks::Postgres,
+                &format!(
+                    "PostgreSQL not reachable at {} ({e}); start it or set RRNET_TEST_POSTGRES_URL",
+                    without_credentials(&base)
+                ),
             );
             return None;
         }
@@ -558,8 +560,8 @@ pub fn tests_dir() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests")
 }
 
-/// Is an external tool available? With RRNET_REQUIRE_TOOLS=1 a missing tool
-/// fails the test; otherwise the test prints a loud SKIPPED line and returns.
+/// Is an external tool available? When it is not, the test is recorded as
+/// skipped (see [`skip`]) and should return; with RRNET_REQUIRE_TOOLS=1 it fails.
 pub fn have_tool(cmd: &str, probe: &[&str]) -> bool {
     let ok = Command::new(cmd)
         .args(probe)
@@ -569,25 +571,137 @@ pub fn have_tool(cmd: &str, probe: &[&str]) -> bool {
         .map(|s| s.success())
         .unwrap_or(false);
     if !ok {
-        if std::env::var("RRNET_REQUIRE_TOOLS").as_deref() == Ok("1") {
-            panic!("{cmd} is required (RRNET_REQUIRE_TOOLS=1) but not available");
-        }
-        eprintln!("SKIPPED: {cmd} is not installed");
+        skip(Lacks::Tool, &format!("{cmd} is not installed"));
     }
     ok
 }
 
 /// [`have_tool`] for a prerequisite that is not a plain command, such as a Python
-/// module or a minimum version: when `available` is false the test prints a loud
-/// SKIPPED line (with `why`) and should return, or fails under RRNET_REQUIRE_TOOLS=1.
+/// module or a minimum version: when `available` is false the test is recorded as
+/// skipped (with `why`) and should return, or fails under RRNET_REQUIRE_TOOLS=1.
 pub fn have_prerequisite(available: bool, what: &str, why: &str) -> bool {
     if !available {
-        if std::env::var("RRNET_REQUIRE_TOOLS").as_deref() == Ok("1") {
-            panic!("{what} is required (RRNET_REQUIRE_TOOLS=1): {why}");
-        }
-        eprintln!("SKIPPED: {what}: {why}");
+        skip(Lacks::Tool, &format!("{what}: {why}"));
     }
     available
+}
+
+// ---- Skipped tests ----
+//
+// A test that cannot run here (no PostgreSQL, a tool missing) passes, so the test
+// runners count it as passed, and cargo-nextest does not show the output of tests
+// that pass. So every skip goes through [`skip`], which writes one record file to
+// a directory that `./test.sh` empties before the run and summarises after it.
+
+/// What a skipped test lacks. Each kind has a variable that forbids the skip:
+/// with it set to 1, [`skip`] fails the test instead.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Lacks {
+    /// The test PostgreSQL server; RRNET_REQUIRE_POSTGRES=1 forbids the skip.
+    Postgres,
+    /// An external tool, Python module or packaged file; RRNET_REQUIRE_TOOLS=1
+    /// forbids the skip.
+    Tool,
+}
+
+impl Lacks {
+    /// The first field of a skip record, read by `./test.sh`.
+    pub fn label(self) -> &'static str {
+        match self {
+            Lacks::Postgres => "postgres",
+            Lacks::Tool => "tool",
+        }
+    }
+
+    pub fn require_var(self) -> &'static str {
+        match self {
+            Lacks::Postgres => "RRNET_REQUIRE_POSTGRES",
+            Lacks::Tool => "RRNET_REQUIRE_TOOLS",
+        }
+    }
+}
+
+/// Where skip records go: `RRNET_TEST_SKIP_DIR` (set by `./test.sh`), else
+/// `test-skips` in the target directory.
+pub fn skip_dir() -> PathBuf {
+    match std::env::var_os("RRNET_TEST_SKIP_DIR") {
+        Some(d) if !d.is_empty() => PathBuf::from(d),
+        _ => std::path::Path::new(env!("CARGO_TARGET_TMPDIR"))
+            .parent()
+            .expect("CARGO_TARGET_TMPDIR is inside the target directory")
+            .join("test-skips"),
+    }
+}
+
+/// The running test as `BINARY TEST`, e.g. `udp_server postgres::accept_pap`
+/// (`cargo nextest run --test BINARY TEST` runs it again). The test harness names
+/// each test's thread after the test; async tests run their body on that thread.
+pub fn current_test() -> String {
+    let exe = std::env::current_exe().ok();
+    let stem = exe
+        .as_deref()
+        .and_then(|p| p.file_stem())
+        .and_then(|s| s.to_str())
+        .unwrap_or("?");
+    // Test binaries are named `BINARY-HASH`.
+    let binary = match stem.rsplit_once('-') {
+        Some((b, hash)) if hash.chars().all(|c| c.is_ascii_hexdigit()) => b,
+        _ => stem,
+    };
+    let thread = std::thread::current();
+    let test = match thread.name() {
+        Some(name) if name != "main" => name,
+        _ => "(unknown test)",
+    };
+    format!("{binary} {test}")
+}
+
+/// Skip the running test because something it needs is missing. The caller
+/// returns right after (or leaves out the part that needs it).
+///
+/// With the [`Lacks::require_var`] variable set to 1 this panics, failing the
+/// test. Otherwise it prints `SKIPPED: …` on the process's stderr (shown by
+/// `cargo test`, hidden by `cargo nextest` for passing tests) and writes a record
+/// `KIND<TAB>BINARY TEST<TAB>REASON` to a new file in [`skip_dir`], which
+/// `./test.sh` lists at the end of the run.
+pub fn skip(lacks: Lacks, reason: &str) {
+    let var = lacks.require_var();
+    if std::env::var(var).as_deref() == Ok("1") {
+        panic!("{reason}; {var}=1 forbids skipping this test");
+    }
+    let test = current_test();
+    // Straight to the process's stderr: the harness captures `eprintln!`.
+    use std::io::Write as _;
+    let _ = writeln!(
+        std::io::stderr(),
+        "SKIPPED: {test}: {reason} (set {var}=1 to make this fail)"
+    );
+    let one_line = |s: &str| s.replace(['\t', '\n', '\r'], " ");
+    let record = format!(
+        "{}\t{}\t{}\n",
+        lacks.label(),
+        one_line(&test),
+        one_line(reason)
+    );
+    let dir = skip_dir();
+    static SEQ: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+    let file = dir.join(format!(
+        "{}-{}-{}.skip",
+        test.replace(|c: char| !c.is_ascii_alphanumeric(), "_"),
+        std::process::id(),
+        SEQ.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+    ));
+    if let Err(e) = std::fs::create_dir_all(&dir).and_then(|()| std::fs::write(&file, record)) {
+        panic!("cannot record the skip in {}: {e}", file.display());
+    }
+}
+
+/// A database URL without its credentials, for messages.
+pub fn without_credentials(url: &str) -> String {
+    match (url.split_once("://"), url.rsplit_once('@')) {
+        (Some((scheme, _)), Some((_, host))) => format!("{scheme}://…@{host}"),
+        _ => url.to_string(),
+    }
 }
 
 // ---- Helpers for the UDP server, fleet and crash tests ----
