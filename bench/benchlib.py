@@ -223,7 +223,12 @@ class Rrnet:
 
 
 def loadgen(bins, port, mode, duration, warmup, window=64, rate=None, users=None,
-            codes_file=None, label="", timeout_ms=1000):
+            codes_file=None, label="", timeout_ms=1000, acct_port=None, fresh=None,
+            fresh_start=None, mix=None):
+    """One rrnet-loadgen run; its JSON report. For mode "mixed", `port` is the
+    authentication port and `acct_port` the accounting one; `fresh` never-used
+    vouchers from number `fresh_start` on serve the first logins, and `mix`
+    ({"first", "repeat", "interim"}) sets the shares."""
     argv = [
         str(bins / "rrnet-loadgen"),
         "--target", f"127.0.0.1:{port}",
@@ -239,6 +244,14 @@ def loadgen(bins, port, mode, duration, warmup, window=64, rate=None, users=None
     ]
     if rate:
         argv += ["--rate", str(int(rate))]
+    if acct_port:
+        argv += ["--acct-target", f"127.0.0.1:{acct_port}"]
+    if fresh is not None:
+        argv += ["--fresh", str(fresh)]
+    if fresh_start is not None:
+        argv += ["--fresh-start", str(fresh_start)]
+    for k, v in (mix or {}).items():
+        argv += [f"--mix-{k}", str(v)]
     if codes_file:
         argv += ["--codes-file", str(codes_file)]
     else:
