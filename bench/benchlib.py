@@ -256,8 +256,9 @@ def loadgen(bins, port, mode, duration, warmup, window=64, rate=None, users=None
         argv += ["--codes-file", str(codes_file)]
     else:
         argv += ["--users", str(users)]
+    # Mixed mode may warm up for up to 60 s more (until every user has logged in).
     r = subprocess.run(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                       timeout=duration + warmup + 60)
+                       timeout=duration + warmup + (120 if mode == "mixed" else 60))
     if r.returncode != 0:
         raise RuntimeError(f"rrnet-loadgen {mode} failed: {r.stderr.strip()}")
     return json.loads(r.stdout.strip().splitlines()[-1])

@@ -14,7 +14,7 @@
 use std::collections::HashMap;
 use std::net::{SocketAddr, UdpSocket};
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
 use clap::{Parser, ValueEnum};
@@ -35,8 +35,10 @@ enum Mode {
     /// Per --mix-first + --mix-repeat logins: as many Starts and Stops and
     /// --mix-interim Interims (default per 100 requests: 2 first logins, 3 repeat
     /// logins, 5 Starts, 85 Interims, 5 Stops). A user has one request
-    /// outstanding at a time; a timed-out request is sent again. Needs
-    /// --acct-target.
+    /// outstanding at a time; a timed-out request is sent again. The warm-up
+    /// lasts until every user has logged in and started a session (at most 60 s
+    /// more), so the measured part has the shares of a running hotspot rather
+    /// than a burst of logins. Needs --acct-target.
     Mixed,
 }
 
@@ -97,7 +99,7 @@ struct Args {
     /// Seconds to run.
     #[arg(long, default_value_t = 10.0)]
     duration: f64,
-    /// Seconds of warm-up before measuring.
+    /// Seconds of warm-up before measuring (mixed mode: at least; see --mode).
     #[arg(long, default_value_t = 1.0)]
     warmup: f64,
     /// Reply timeout in milliseconds.
@@ -345,6 +347,43 @@ impl Builder {
     }
 }
 
+/// When measuring starts and stops, shared by the sockets. It starts after the
+/// warm-up, and in mixed mode not before every user has logged in and had its
+/// first Start answered (or `PRIME_LIMIT` after the warm-up, whichever is first).
+struct Clock {
+    begin: Instant,
+    warmup: Duration,
+    duration: Duration,
+    /// Mixed mode: users that have not had their first Start answered yet.
+    unprimed: AtomicUsize,
+    primed_at: OnceLock<Instant>,
+    /// Measuring started with users not yet primed (after `PRIME_LIMIT`).
+    gave_up: AtomicBool,
+}
+
+const PRIME_LIMIT: Duration = Duration::from_secs(60);
+
+impl Clock {
+    /// The start of the measured part, once it is known.
+    fn measure_from(&self) -> Option<Instant> {
+        let warm = self.begin + self.warmup;
+        let t = match self.primed_at.get() {
+            Some(t) => *t,
+            None => {
+                let now = Instant::now();
+                if self.unprimed.load(Ordering::Relaxed) > 0 {
+                    if now < warm + PRIME_LIMIT {
+                        return None;
+                    }
+                    self.gave_up.store(true, Ordering::Relaxed);
+                }
+                *self.primed_at.get_or_init(|| now)
+            }
+        };
+        Some(t.max(warm))
+    }
+}
+
 /// Never-used vouchers, shared by the sockets of a mixed run.
 struct FreshPool {
     prefix: String,
@@ -394,6 +433,8 @@ struct User {
     mac: String,
     step: Step,
     busy: bool,
+    /// Its first Start was answered.
+    primed: bool,
     session: String,
     class: Option<Vec<u8>>,
     /// Interim-Updates sent and answered in this session.
@@ -408,6 +449,7 @@ struct User {
 struct Mixer {
     users: Vec<User>,
     cursor: usize,
+    clock: Arc<Clock>,
     fresh: Arc<FreshPool>,
     ids: Arc<SessionIds>,
     secret: Vec<u8>,
@@ -425,6 +467,7 @@ impl Mixer {
     fn new(
         codes: &[String],
         range: std::ops::Range<usize>,
+        clock: Arc<Clock>,
         fresh: Arc<FreshPool>,
         ids: Arc<SessionIds>,
         args: &Args,
@@ -439,6 +482,7 @@ impl Mixer {
                 mac: mac_for(i),
                 step: Step::RepeatLogin,
                 busy: false,
+                primed: false,
                 session: ids.next(),
                 class: None,
                 seq: 0,
@@ -449,6 +493,7 @@ impl Mixer {
         Mixer {
             users,
             cursor: 0,
+            clock,
             fresh,
             ids,
             secret: args.secret.as_bytes().to_vec(),
@@ -531,6 +576,10 @@ impl Mixer {
             }
             Step::Start | Step::Interim => {
                 let u = &mut self.users[k];
+                if step == Step::Start && !u.primed {
+                    u.primed = true;
+                    self.clock.unprimed.fetch_sub(1, Ordering::Relaxed);
+                }
                 if step == Step::Interim {
                     u.seq += 1;
                     u.interims_left = u.interims_left.saturating_sub(1);
@@ -605,8 +654,7 @@ fn run_socket(
     mut source: Source,
     window: usize,
     rate: Option<f64>,
-    measure_from: Instant,
-    stop_at: Instant,
+    clock: &Clock,
     stop: &AtomicBool,
 ) -> Report {
     let sock = UdpSocket::bind("127.0.0.1:0").expect("bind a loopback socket");
@@ -632,12 +680,14 @@ fn run_socket(
     let window = window.clamp(1, 255);
     loop {
         let now = Instant::now();
-        let running = now < stop_at && !stop.load(Ordering::Relaxed);
+        let measure_from = clock.measure_from();
+        let over = measure_from.is_some_and(|t| now >= t + clock.duration);
+        if over {
+            stop.store(true, Ordering::Relaxed);
+        }
+        let running = !over && !stop.load(Ordering::Relaxed);
         if !running && outstanding.is_empty() {
             break;
-        }
-        if running && now >= stop_at {
-            stop.store(true, Ordering::Relaxed);
         }
         // Send what is due.
         if running {
@@ -681,7 +731,7 @@ fn run_socket(
                         Outstanding {
                             sent,
                             auth: req.auth,
-                            measured: sent >= measure_from,
+                            measured: measure_from.is_some_and(|t| sent >= t),
                             acct: req.acct,
                             step: req.step,
                         },
@@ -837,16 +887,28 @@ fn main() {
     let ids = Arc::new(SessionIds::new());
     let window_per = args.window.div_ceil(sockets).max(1);
     let rate_per = args.rate.map(|r| r as f64 / sockets as f64);
-    let begin = Instant::now();
-    let measure_from = begin + Duration::from_secs_f64(args.warmup);
-    let stop_at = measure_from + Duration::from_secs_f64(args.duration);
+    let clock = Arc::new(Clock {
+        begin: Instant::now(),
+        warmup: Duration::from_secs_f64(args.warmup),
+        duration: Duration::from_secs_f64(args.duration),
+        unprimed: AtomicUsize::new(if mixed { codes.len() } else { 0 }),
+        primed_at: OnceLock::new(),
+        gave_up: AtomicBool::new(false),
+    });
     let stop = Arc::new(AtomicBool::new(false));
     let all = Arc::new(Mutex::new(Vec::new()));
     std::thread::scope(|s| {
         for k in 0..sockets {
             let range = k * codes.len() / sockets..(k + 1) * codes.len() / sockets;
             let source = if mixed {
-                Source::Mixed(Mixer::new(&codes, range, fresh.clone(), ids.clone(), &args))
+                Source::Mixed(Mixer::new(
+                    &codes,
+                    range,
+                    clock.clone(),
+                    fresh.clone(),
+                    ids.clone(),
+                    &args,
+                ))
             } else {
                 Source::Fixed(Builder {
                     mode: args.mode,
@@ -859,17 +921,10 @@ fn main() {
             };
             let stop = stop.clone();
             let all = all.clone();
+            let clock = clock.clone();
             let args = &args;
             s.spawn(move || {
-                let rep = run_socket(
-                    args,
-                    source,
-                    window_per,
-                    rate_per,
-                    measure_from,
-                    stop_at,
-                    &stop,
-                );
+                let rep = run_socket(args, source, window_per, rate_per, &clock, &stop);
                 all.lock().unwrap().push(rep);
             });
         }
@@ -888,6 +943,11 @@ fn main() {
         exhausted += rep.fresh_exhausted;
     }
     let secs = args.duration;
+    // The warm-up as it was: in mixed mode it waits for every user's first Start.
+    let warmup_s = clock
+        .measure_from()
+        .map_or(f64::NAN, |t| (t - clock.begin).as_secs_f64());
+    let primed = !clock.gave_up.load(Ordering::Relaxed);
     let (mut total, auth, acct) = if mixed {
         let mut total = Stats::default();
         let (a, c) = (summary(&mut auth, secs), summary(&mut acct, secs));
@@ -945,6 +1005,8 @@ fn main() {
                         .into(),
                 );
                 o.insert("shares_pct".into(), shares.into());
+                o.insert("warmup_s".into(), warmup_s.into());
+                o.insert("primed".into(), primed.into());
                 o.insert(
                     "mix".into(),
                     serde_json::json!({
@@ -1016,6 +1078,14 @@ fn main() {
                     fresh.used(),
                     fresh.count,
                     exhausted
+                );
+                println!(
+                    "  warm-up {warmup_s:.1} s{}",
+                    if primed {
+                        ", until every user had logged in and started a session"
+                    } else {
+                        "; measuring began before every user had started a session"
+                    }
                 );
             }
         }
