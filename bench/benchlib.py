@@ -223,7 +223,12 @@ class Rrnet:
 
 
 def loadgen(bins, port, mode, duration, warmup, window=64, rate=None, users=None,
-            codes_file=None, label="", timeout_ms=1000):
+            codes_file=None, label="", timeout_ms=1000, acct_port=None, fresh=None,
+            fresh_start=None, mix=None):
+    """One rrnet-loadgen run; its JSON report. For mode "mixed", `port` is the
+    authentication port and `acct_port` the accounting one; `fresh` never-used
+    vouchers from number `fresh_start` on serve the first logins, and `mix`
+    ({"first", "repeat", "interim"}) sets the shares."""
     argv = [
         str(bins / "rrnet-loadgen"),
         "--target", f"127.0.0.1:{port}",
@@ -239,12 +244,21 @@ def loadgen(bins, port, mode, duration, warmup, window=64, rate=None, users=None
     ]
     if rate:
         argv += ["--rate", str(int(rate))]
+    if acct_port:
+        argv += ["--acct-target", f"127.0.0.1:{acct_port}"]
+    if fresh is not None:
+        argv += ["--fresh", str(fresh)]
+    if fresh_start is not None:
+        argv += ["--fresh-start", str(fresh_start)]
+    for k, v in (mix or {}).items():
+        argv += [f"--mix-{k}", str(v)]
     if codes_file:
         argv += ["--codes-file", str(codes_file)]
     else:
         argv += ["--users", str(users)]
+    # Mixed mode may warm up for up to 60 s more (until every user has logged in).
     r = subprocess.run(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                       timeout=duration + warmup + 60)
+                       timeout=duration + warmup + (120 if mode == "mixed" else 60))
     if r.returncode != 0:
         raise RuntimeError(f"rrnet-loadgen {mode} failed: {r.stderr.strip()}")
     return json.loads(r.stdout.strip().splitlines()[-1])

@@ -1,6 +1,8 @@
 //! `bench/compare --smoke` end to end: every row starts, takes a couple of
-//! seconds of load from rrnet-loadgen, stops, and the markdown table prints
-//! with no errors, rejects or bad replies. Speed is not asserted here; the
+//! seconds of load from rrnet-loadgen (closed loop, open loop at half of it,
+//! and the mixed hotspot profile on a second, fresh server), stops, and the
+//! closed-loop, open-loop and mixed tables and the goal checks print with no
+//! errors, rejects or bad replies. Speed is not asserted here; the
 //! point is that the benchmark keeps working. Skipped (see `common::skip`)
 //! without FreeRADIUS or python3 unless RRNET_REQUIRE_TOOLS=1.
 
@@ -47,11 +49,20 @@ fn compare_smoke_prints_the_table() {
     assert!(out.status.success(), "bench/compare --smoke failed\n{all}");
 
     assert!(stdout.contains("| target | auth req/s |"), "{all}");
+    assert!(stdout.contains("| target | auth asked /s |"), "{all}");
+    assert!(stdout.contains("| target | req/s | p50 ms |"), "{all}");
     for title in ROW_TITLES {
-        let line = stdout
+        let lines: Vec<&str> = stdout
             .lines()
-            .find(|l| l.starts_with(&format!("| {title} |")))
+            .filter(|l| l.starts_with(&format!("| {title} |")))
+            .collect();
+        let line = *lines
+            .first()
             .unwrap_or_else(|| panic!("no row {title:?}\n{all}"));
+        if !line.contains("skipped:") {
+            // Closed loop, open loop and mixed: one line each.
+            assert_eq!(lines.len(), 3, "{title}: {lines:?}\n{all}");
+        }
         assert!(!line.contains("ERROR"), "{line}\n{all}");
         if line.contains("skipped:") {
             // Only the PostgreSQL rows may be missing, and only when the
@@ -65,7 +76,28 @@ fn compare_smoke_prints_the_table() {
     }
     assert!(!stdout.contains("Problems:"), "{all}");
     assert!(stdout.contains("Ratios"), "{all}");
-    assert!(stdout.contains("at half its measured maximum"), "{all}");
+    assert!(
+        stdout.contains("Open loop at half of each row's own"),
+        "{all}"
+    );
+    assert!(stdout.contains("Mixed hotspot profile"), "{all}");
+    assert!(stdout.contains("Goals:"), "{all}");
+    for goal in [
+        "2.5× rlm_sql+SQLite",
+        "≥ FreeRADIUS files",
+        "10× rlm_sql+SQLite",
+        "p99 < 1 ms",
+        "peak RSS",
+    ] {
+        let line = stdout
+            .lines()
+            .find(|l| l.starts_with("- ") && l.contains(goal))
+            .unwrap_or_else(|| panic!("no goal {goal:?}\n{all}"));
+        assert!(
+            line.ends_with("(met)") || line.ends_with("(NOT met)"),
+            "{line}\n{all}"
+        );
+    }
 
     // The JSON has every row, each either measured or skipped with a reason.
     let report: serde_json::Value =
@@ -76,11 +108,20 @@ fn compare_smoke_prints_the_table() {
         if row.get("skipped").is_some() {
             continue;
         }
-        for kind in ["auth", "acct"] {
+        for kind in ["auth", "acct", "auth_half", "acct_half", "mixed"] {
             let r = &row[kind];
             assert!(r["replies"].as_u64().unwrap() > 0, "{name} {kind}: {r}");
             assert_eq!(r["bad_replies"], 0, "{name} {kind}: {r}");
             assert_eq!(r["rejects"], 0, "{name} {kind}: {r}");
         }
+        let mixed = &row["mixed"];
+        for kind in ["auth", "acct"] {
+            assert!(
+                mixed[kind]["replies"].as_u64().unwrap() > 0,
+                "{name} mixed {kind}: {mixed}"
+            );
+        }
+        assert_eq!(mixed["fresh"]["exhausted"], 0, "{name}: {mixed}");
     }
+    assert!(!report["goals"].as_array().unwrap().is_empty(), "{report}");
 }
