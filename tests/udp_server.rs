@@ -324,6 +324,10 @@ fn rejects_carry_the_reason(db: &TestDb) {
         c.login(server.auth, "NOPE", Cred::Pap("NOPE"), Some(MAC1)),
         "Unknown voucher code",
     );
+    // A voucher added by another process while the server runs counts from the
+    // next login, though the server had just found no such code.
+    voucher(db, "NOPE", "1h");
+    expect_accept(c.login(server.auth, "NOPE", Cred::Pap("NOPE"), Some(MAC1)));
 
     // Revoking a voucher in use takes effect on its next login.
     expect_accept(c.login(server.auth, "R1", Cred::Pap("R1"), Some(MAC1)));

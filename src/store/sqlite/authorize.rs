@@ -127,9 +127,15 @@ fn read_state(
     }
     let mut seen: HashSet<(i64, String)> = HashSet::new();
     {
+        // At most two rows per device: a device is live if any of its rows is,
+        // and the second row keeps it live should an accept of this batch move
+        // the first to another voucher. A router that logs a device in again
+        // and again leaves many rows; reading them all would cost per login.
         let sql = format!(
-            "SELECT {LIVE_SESSION_COLS} FROM sessions WHERE voucher_id = ?1 AND mac IS NOT NULL \
-             AND (state = 'open' OR (state = 'authorized' AND authorized_at > ?2))"
+            "SELECT {LIVE_SESSION_COLS} FROM (SELECT {LIVE_SESSION_COLS}, row_number() OVER \
+             (PARTITION BY mac ORDER BY state, authorized_at DESC) AS n FROM sessions \
+             WHERE voucher_id = ?1 AND mac IS NOT NULL \
+             AND (state = 'open' OR (state = 'authorized' AND authorized_at > ?2))) WHERE n <= 2"
         );
         let mut stmt = conn.prepare_cached(&sql)?;
         for (v, _) in &state.vouchers {

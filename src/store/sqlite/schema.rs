@@ -20,6 +20,11 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         "nas secret rotation",
         include_str!("../../../migrations/sqlite/0002_nas_secret_rotation.sql"),
     ),
+    (
+        3,
+        "sessions live devices",
+        include_str!("../../../migrations/sqlite/0003_sessions_live_devices.sql"),
+    ),
 ];
 
 pub fn migrate(conn: &mut Connection) -> StoreResult<()> {
