@@ -2,9 +2,11 @@
 //! never usernames, MACs or client addresses.
 
 use prometheus::{
-    Encoder, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGaugeVec, Opts, Registry,
-    TextEncoder,
+    Encoder, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge,
+    IntGaugeVec, Opts, Registry, TextEncoder,
 };
+
+use crate::policy::{AcctStatus, RejectReason};
 
 /// Latency buckets fine enough to see 100 µs (a cached SQLite authorize takes
 /// a few hundred µs) and wide enough to see the 1 s RouterOS `timeout=` being
@@ -29,6 +31,72 @@ pub const STORAGE_OPS: &[&str] = &[
     "load_nas",
 ];
 
+/// One NAS's counters, resolved once when the NAS table is loaded, so a packet
+/// costs no label lookup (a hash of the label values and a lock per metric).
+pub struct NasCounters {
+    /// `nas_last_seen{nas}`.
+    pub last_seen: IntGauge,
+    /// `requests{access_request, nas, accept}` and `{…, reject}`.
+    pub accepts: IntCounter,
+    pub rejects: IntCounter,
+    /// `rejects{nas, reason}`, in the order of [`RejectReason::ALL`].
+    pub reject_reasons: Vec<IntCounter>,
+    /// `requests{accounting_request, nas, status}`, by [`acct_index`].
+    pub accounting: Vec<IntCounter>,
+    /// `requests{status_server, nas, answered}`.
+    pub status_answered: IntCounter,
+    /// `duplicates_answered{nas}`.
+    pub duplicates: IntCounter,
+}
+
+/// The Acct-Status-Type values counted, in [`NasCounters::accounting`] order.
+pub const ACCT_STATUSES: [AcctStatus; 5] = [
+    AcctStatus::Start,
+    AcctStatus::Stop,
+    AcctStatus::InterimUpdate,
+    AcctStatus::AccountingOn,
+    AcctStatus::AccountingOff,
+];
+
+/// Position of `status` in [`ACCT_STATUSES`].
+pub fn acct_index(status: AcctStatus) -> usize {
+    ACCT_STATUSES
+        .iter()
+        .position(|s| *s == status)
+        .expect("every status is listed")
+}
+
+impl std::fmt::Debug for NasCounters {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("NasCounters")
+    }
+}
+
+impl NasCounters {
+    /// The counter for one reject reason.
+    pub fn reject_reason(&self, reason: RejectReason) -> &IntCounter {
+        let i = RejectReason::ALL
+            .iter()
+            .position(|r| *r == reason)
+            .expect("every reason is listed");
+        &self.reject_reasons[i]
+    }
+
+    /// Counters attached to no registry, for a NAS table built without metrics.
+    pub fn detached() -> NasCounters {
+        let counter = || IntCounter::new("detached", "not exported").expect("valid name");
+        NasCounters {
+            last_seen: IntGauge::new("detached", "not exported").expect("valid name"),
+            accepts: counter(),
+            rejects: counter(),
+            reject_reasons: RejectReason::ALL.iter().map(|_| counter()).collect(),
+            accounting: ACCT_STATUSES.iter().map(|_| counter()).collect(),
+            status_answered: counter(),
+            duplicates: counter(),
+        }
+    }
+}
+
 #[derive(Clone)]
 pub struct Metrics {
     pub registry: Registry,
@@ -42,6 +110,12 @@ pub struct Metrics {
     pub duplicates_answered: IntCounterVec,
     /// Time from receiving a request to sending its reply.
     pub request_duration: HistogramVec,
+    /// `request_duration{type=access_request}`, resolved once.
+    pub access_duration: Histogram,
+    /// `request_duration{type=accounting_request}`, resolved once.
+    pub accounting_duration: Histogram,
+    /// `request_duration{type=status_server}`, resolved once.
+    pub status_duration: Histogram,
     /// Time spent in storage calls, by operation.
     pub storage_duration: HistogramVec,
     /// Accounting records per group commit.
@@ -61,7 +135,8 @@ pub struct Metrics {
     /// `drops{reason="storage_error"}`, this counts the calls (housekeeping too).
     pub storage_errors: IntCounterVec,
     /// Unix time of the last datagram from each NAS, authentic or not, so an alert
-    /// can tell a router that went silent from one with no users.
+    /// can tell a router that went silent from one with no users; 0 for a NAS
+    /// that has sent nothing since the server started.
     pub nas_last_seen: IntGaugeVec,
 }
 
@@ -230,6 +305,9 @@ impl Metrics {
             rejects,
             drops,
             duplicates_answered,
+            access_duration: request_duration.with_label_values(&["access_request"]),
+            accounting_duration: request_duration.with_label_values(&["accounting_request"]),
+            status_duration: request_duration.with_label_values(&["status_server"]),
             request_duration,
             storage_duration,
             accounting_batch_size,
@@ -261,6 +339,34 @@ impl Metrics {
     }
 
     /// Time one storage call: observe its latency under `op` and count a failure.
+    /// The counters of NAS `nas`, created at zero if new.
+    pub fn nas_counters(&self, nas: &str) -> NasCounters {
+        NasCounters {
+            last_seen: self.nas_last_seen.with_label_values(&[nas]),
+            accepts: self
+                .requests
+                .with_label_values(&["access_request", nas, "accept"]),
+            rejects: self
+                .requests
+                .with_label_values(&["access_request", nas, "reject"]),
+            reject_reasons: RejectReason::ALL
+                .iter()
+                .map(|r| self.rejects.with_label_values(&[nas, r.label()]))
+                .collect(),
+            accounting: ACCT_STATUSES
+                .iter()
+                .map(|s| {
+                    self.requests
+                        .with_label_values(&["accounting_request", nas, s.label()])
+                })
+                .collect(),
+            status_answered: self
+                .requests
+                .with_label_values(&["status_server", nas, "answered"]),
+            duplicates: self.duplicates_answered.with_label_values(&[nas]),
+        }
+    }
+
     pub fn storage_call<T, E>(&self, op: &str, started: std::time::Instant, result: &Result<T, E>) {
         self.storage_duration
             .with_label_values(&[op])

@@ -33,6 +33,8 @@ pub struct ReplyTo {
     pub source: SocketAddr,
     pub key: DedupKey,
     pub nas: Arc<Nas>,
+    /// The NAS's metrics, resolved when the table was loaded.
+    pub counters: Arc<crate::metrics::NasCounters>,
     /// The NAS secret prepared for signing the reply.
     pub mac_key: crate::proto::MacKey,
     /// Which secret the request was made with; the reply uses the same.
@@ -112,14 +114,14 @@ async fn worker(shared: Arc<Shared>, socket: Arc<UdpSocket>, mut rx: mpsc::Recei
                     record_access_outcome(
                         &shared,
                         &job.nas,
+                        &job.counters,
                         &facts.username,
                         facts.mac.as_deref(),
                         decision,
                     );
                     shared
                         .metrics
-                        .request_duration
-                        .with_label_values(&["access_request"])
+                        .access_duration
                         .observe(job.received.elapsed().as_secs_f64());
                 }
             }

@@ -17,6 +17,7 @@ use tokio::task::JoinHandle;
 use super::drop_reason::DropReason;
 use super::request::{accounting_reply, boot_prefix};
 use super::{unix_now, Shared};
+use crate::metrics::acct_index;
 use crate::model::Nas;
 use crate::proto::{DedupKey, Packet};
 use crate::store::{AcctRecord, AcctStatus};
@@ -34,6 +35,8 @@ pub struct ReplyTo {
     pub source: SocketAddr,
     pub key: DedupKey,
     pub nas: Arc<Nas>,
+    /// The NAS's metrics, resolved when the table was loaded.
+    pub counters: Arc<crate::metrics::NasCounters>,
     /// Which secret the request was made with; the reply uses the same.
     pub signer: super::Signer,
     pub received: Instant,
@@ -116,19 +119,10 @@ async fn writer(
                     // the reply is answered from the cache rather than dropped.
                     shared.answered(true, job.key, &reply);
                     let _ = socket.send_to(&reply, job.source).await;
+                    job.counters.accounting[acct_index(record.status)].inc();
                     shared
                         .metrics
-                        .requests
-                        .with_label_values(&[
-                            "accounting_request",
-                            &job.nas.name,
-                            record.status.label(),
-                        ])
-                        .inc();
-                    shared
-                        .metrics
-                        .request_duration
-                        .with_label_values(&["accounting_request"])
+                        .accounting_duration
                         .observe(job.received.elapsed().as_secs_f64());
                 }
             }

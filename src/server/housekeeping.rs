@@ -35,7 +35,9 @@ async fn reload_nas(shared: &Shared) {
         Ok(g) if g == current => {}
         Ok(_) => {
             let t = Instant::now();
-            let loaded = load_nas_table(shared.store.as_ref()).await;
+            let loaded = load_nas_table(shared.store.as_ref())
+                .await
+                .map(|t| t.count_with(&shared.metrics));
             shared.metrics.storage_call("load_nas", t, &loaded);
             match loaded {
                 Ok(table) => {

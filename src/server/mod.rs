@@ -26,7 +26,7 @@ use crate::proto::MacKey;
 pub use drop_reason::DropReason;
 pub use nas_table::{NasEntry, NasTable};
 
-use crate::metrics::{Metrics, UNKNOWN_NAS};
+use crate::metrics::{Metrics, NasCounters, UNKNOWN_NAS};
 use crate::model::Nas;
 use crate::policy::AccessDecision;
 use crate::proto::{verify_request_authenticator, Code, DedupKey, DuplicateCache, Packet, Seen};
@@ -189,7 +189,7 @@ pub async fn serve(
     config: ServerConfig,
     shutdown: impl Future<Output = ()> + Send,
 ) -> anyhow::Result<()> {
-    let table = load_nas_table(store.as_ref()).await?;
+    let table = load_nas_table(store.as_ref()).await?.count_with(&metrics);
     init_nas_metrics(&metrics, &table);
     metrics
         .drops
@@ -310,11 +310,7 @@ async fn handle_datagram(
         );
         return;
     };
-    shared
-        .metrics
-        .nas_last_seen
-        .with_label_values(&[&nas.name])
-        .set(unix_now());
+    nas.counters.last_seen.set(unix_now());
     let packet = match Packet::decode(datagram) {
         Ok(p) => p,
         Err(e) => {
@@ -362,11 +358,7 @@ async fn handle_datagram(
     match seen {
         None => {}
         Some(Ok(reply)) => {
-            shared
-                .metrics
-                .duplicates_answered
-                .with_label_values(&[&nas.name])
-                .inc();
+            nas.counters.duplicates.inc();
             let _ = socket.send_to(&reply, source).await;
             return;
         }
@@ -389,15 +381,10 @@ async fn handle_datagram(
             // find it answered, not still in progress (RFC 5080 §2.2.2).
             shared.answered(accounting, key, &reply);
             let _ = socket.send_to(&reply, source).await;
+            nas.counters.status_answered.inc();
             shared
                 .metrics
-                .requests
-                .with_label_values(&["status_server", &nas.name, "answered"])
-                .inc();
-            shared
-                .metrics
-                .request_duration
-                .with_label_values(&["status_server"])
+                .status_duration
                 .observe(received.elapsed().as_secs_f64());
         }
         Code::AccessRequest => {
@@ -420,6 +407,7 @@ async fn handle_datagram(
                     source,
                     key,
                     nas: nas.nas.clone(),
+                    counters: nas.counters.clone(),
                     mac_key: mac_key.clone(),
                     signer,
                     received,
@@ -455,6 +443,7 @@ async fn handle_datagram(
                     source,
                     key,
                     nas: nas.nas.clone(),
+                    counters: nas.counters.clone(),
                     signer,
                     received,
                 },
@@ -589,33 +578,22 @@ fn authenticate(
 pub(crate) fn record_access_outcome(
     shared: &Shared,
     nas: &Nas,
+    counters: &NasCounters,
     username: &str,
     mac: Option<&str>,
     decision: &AccessDecision,
 ) {
     match decision {
         AccessDecision::Accept(grant) => {
-            shared
-                .metrics
-                .requests
-                .with_label_values(&["access_request", &nas.name, "accept"])
-                .inc();
+            counters.accepts.inc();
             if grant.activation.is_some() {
                 shared.metrics.vouchers_activated.inc();
             }
             tracing::debug!(nas = %nas.name, user = username, mac, "accept");
         }
         AccessDecision::Reject(reason) => {
-            shared
-                .metrics
-                .requests
-                .with_label_values(&["access_request", &nas.name, "reject"])
-                .inc();
-            shared
-                .metrics
-                .rejects
-                .with_label_values(&[&nas.name, reason.label()])
-                .inc();
+            counters.rejects.inc();
+            counters.reject_reason(*reason).inc();
             tracing::info!(nas = %nas.name, user = username, mac, reason = reason.label(), "reject");
         }
     }

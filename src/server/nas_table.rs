@@ -10,6 +10,7 @@ use std::collections::HashMap;
 use std::net::IpAddr;
 use std::sync::Arc;
 
+use crate::metrics::{Metrics, NasCounters};
 use crate::model::{canonical_ip, Nas, Secret};
 use crate::proto::MacKey;
 
@@ -17,6 +18,8 @@ use crate::proto::MacKey;
 #[derive(Debug)]
 pub struct NasEntry {
     pub nas: Arc<Nas>,
+    /// This NAS's metrics, resolved once (see [`NasTable::count_with`]).
+    pub counters: Arc<NasCounters>,
     pub mac_key: MacKey,
     /// The secret before a rotation, while it is still accepted.
     pub previous: Option<PreviousSecret>,
@@ -43,6 +46,7 @@ impl NasEntry {
         };
         NasEntry {
             nas: Arc::new(nas),
+            counters: Arc::new(NasCounters::detached()),
             mac_key,
             previous,
         }
@@ -87,6 +91,14 @@ impl NasTable {
             networks,
             generation,
         }
+    }
+
+    /// Attach each entry to its series in `metrics` (created at zero if new).
+    pub fn count_with(mut self, metrics: &Metrics) -> Self {
+        for entry in self.hosts.values_mut().chain(self.networks.iter_mut()) {
+            entry.counters = Arc::new(metrics.nas_counters(&entry.nas.name));
+        }
+        self
     }
 
     /// The most specific NAS whose address or network contains `ip`.
