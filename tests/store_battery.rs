@@ -2534,8 +2534,9 @@ mod cases {
         }
     }
 
-    /// Batched rows travel as JSON: the largest stored counter (a NAS report
-    /// above 2^63 is clamped to i64::MAX) and NULLs survive on both backends.
+    /// Batched rows (typed arrays on PostgreSQL, bound parameters on SQLite) keep
+    /// the largest stored counter (a NAS report above 2^63 is clamped to
+    /// i64::MAX) and NULLs on both backends.
     pub async fn accounting_batch_counters_near_2_63<S: Backend>(fx: &Fixture<S>) {
         let s = &fx.store;
         let (nas, plan) = setup(s).await;

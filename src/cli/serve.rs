@@ -115,6 +115,8 @@ pub async fn run(cli: &Cli, args: &ServeArgs) -> anyhow::Result<()> {
         });
     }
 
+    // One NAS table for the UDP server and the shim; the server keeps it current.
+    let nas = crate::server::load_nas_directory(store.as_ref(), &metrics).await?;
     // One signal stops both the UDP server and the shim.
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let shim = match rest_secret {
@@ -129,6 +131,7 @@ pub async fn run(cli: &Cli, args: &ServeArgs) -> anyhow::Result<()> {
                     store.clone(),
                     metrics.clone(),
                     secret,
+                    nas.clone(),
                     &server_config,
                     async move {
                         let _ = stop.wait_for(|s| *s).await;
@@ -145,7 +148,8 @@ pub async fn run(cli: &Cli, args: &ServeArgs) -> anyhow::Result<()> {
         shutdown_signal().await;
         let _ = stop_tx.send(true);
     };
-    let served = crate::server::serve(auth, acct, store, metrics, server_config, shutdown).await;
+    let served =
+        crate::server::serve(auth, acct, store, metrics, nas, server_config, shutdown).await;
     if let Some(shim) = shim {
         // Requests in flight get the same bounded wait as the UDP ones.
         let _ = tokio::time::timeout(std::time::Duration::from_secs(5), shim).await;

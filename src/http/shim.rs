@@ -26,7 +26,7 @@ mod reply;
 
 use std::future::Future;
 use std::net::SocketAddr;
-use std::sync::{Arc, RwLock};
+use std::sync::Arc;
 use std::time::Instant;
 
 use axum::body::Body;
@@ -47,7 +47,7 @@ use crate::config::MIN_REST_SECRET_LEN;
 use crate::metrics::Metrics;
 use crate::model::Nas;
 use crate::policy::AccessDecision;
-use crate::server::{load_nas_table, unix_now, NasTable, ServerConfig};
+use crate::server::{unix_now, NasDirectory, NasTable, ServerConfig};
 use crate::store::{AuthorizeOptions, Store};
 
 pub const AUTH_PATH: &str = "/api/v1/radius/auth";
@@ -111,7 +111,7 @@ pub struct ShimState {
     pub secret: RestSecret,
     /// Swapped whole on reload; readers clone the Arc and drop the lock at once
     /// (std RwLock: never held across an await).
-    pub nas: Arc<RwLock<Arc<NasTable>>>,
+    pub nas: NasDirectory,
     pub authorize: AuthorizeOptions,
     /// Requests worked on at once; beyond this the shim answers 503 at once
     /// rather than queueing behind storage (FreeRADIUS times out after 3 s anyway).
@@ -321,79 +321,36 @@ async fn acct(State(s): State<ShimState>, req: Request<Body>) -> Response {
     }
 }
 
-/// Reload the NAS table when its generation changes, until `stop` resolves.
-async fn reload_nas(
-    store: Arc<dyn Store>,
-    nas: Arc<RwLock<Arc<NasTable>>>,
-    every: std::time::Duration,
-    stop: impl Future<Output = ()>,
-) {
-    let mut tick = tokio::time::interval(every);
-    tokio::pin!(stop);
-    loop {
-        tokio::select! {
-            biased;
-            _ = &mut stop => break,
-            _ = tick.tick() => {}
-        }
-        let current = nas.read().expect("NAS table lock poisoned").generation;
-        match store.nas_generation().await {
-            Ok(g) if g == current => {}
-            Ok(_) => match load_nas_table(store.as_ref()).await {
-                Ok(table) => {
-                    tracing::debug!(nas = table.len(), "REST shim: NAS table reloaded");
-                    *nas.write().expect("NAS table lock poisoned") = Arc::new(table);
-                }
-                Err(e) => tracing::warn!(error = %e, "REST shim: NAS table reload failed"),
-            },
-            Err(e) => tracing::warn!(error = %e, "REST shim: NAS generation check failed"),
-        }
-    }
-}
-
 /// Serve the shim on `listener` until `shutdown` resolves, then finish the
 /// requests in flight. Logs "REST shim listening" with the bound address.
+/// `nas` is the process's NAS table, shared with the UDP server, which keeps it
+/// current: the shim identifies routers exactly as the server does.
 pub async fn spawn(
     listener: TcpListener,
     store: Arc<dyn Store>,
     metrics: Metrics,
     secret: RestSecret,
+    nas: NasDirectory,
     config: &ServerConfig,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<JoinHandle<()>> {
     let addr: SocketAddr = listener.local_addr()?;
-    let nas = Arc::new(RwLock::new(Arc::new(load_nas_table(store.as_ref()).await?)));
     let state = ShimState {
-        store: store.clone(),
+        store,
         metrics,
         secret,
-        nas: nas.clone(),
+        nas,
         authorize: config.authorize,
         in_flight: Arc::new(Semaphore::new(config.max_in_flight)),
     };
-    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
-    let reload = tokio::spawn(reload_nas(
-        store,
-        nas,
-        config.nas_reload_interval,
-        wait_for(stop_rx.clone()),
-    ));
     tracing::info!(%addr, "REST shim listening on {AUTH_PATH} and {ACCT_PATH}");
     let app = router(state);
     Ok(tokio::spawn(async move {
-        let serve = axum::serve(listener, app).with_graceful_shutdown(async move {
-            shutdown.await;
-            let _ = stop_tx.send(true);
-        });
+        let serve = axum::serve(listener, app).with_graceful_shutdown(shutdown);
         if let Err(e) = serve.await {
             tracing::error!(error = %e, "REST shim stopped");
         }
-        let _ = reload.await;
     }))
-}
-
-async fn wait_for(mut rx: tokio::sync::watch::Receiver<bool>) {
-    let _ = rx.wait_for(|stop| *stop).await;
 }
 
 #[cfg(test)]

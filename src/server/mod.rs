@@ -103,7 +103,7 @@ pub(crate) struct Shared {
     metrics: Metrics,
     config: ServerConfig,
     /// Swapped whole on reload; readers clone the Arc and drop the lock at once.
-    nas: RwLock<Arc<NasTable>>,
+    nas: NasDirectory,
     /// Duplicate caches, one per port. std Mutex: never held across an await.
     auth_dedup: Mutex<DuplicateCache>,
     acct_dedup: Mutex<DuplicateCache>,
@@ -156,6 +156,22 @@ impl Shared {
     }
 }
 
+/// The NAS table every listener of the process reads (UDP and the REST shim),
+/// swapped whole on reload. std RwLock: never held across an await; readers
+/// clone the inner Arc and drop the lock at once. One owner loads it
+/// ([`load_nas_directory`]) and one task reloads it (the server's housekeeping).
+pub type NasDirectory = Arc<RwLock<Arc<NasTable>>>;
+
+/// Load the NAS table, with each NAS's metrics attached and created at zero.
+pub async fn load_nas_directory(
+    store: &dyn Store,
+    metrics: &Metrics,
+) -> crate::store::StoreResult<NasDirectory> {
+    let table = load_nas_table(store).await?.count_with(metrics);
+    init_nas_metrics(metrics, &table);
+    Ok(Arc::new(RwLock::new(Arc::new(table))))
+}
+
 /// Load the NAS table from storage.
 pub async fn load_nas_table(store: &dyn Store) -> crate::store::StoreResult<NasTable> {
     let generation = store.nas_generation().await?;
@@ -180,17 +196,18 @@ fn init_nas_metrics(metrics: &Metrics, table: &NasTable) {
 }
 
 /// Run the server until `shutdown` resolves, then stop receiving, finish the work
-/// in flight (bounded wait) and flush queued accounting.
+/// in flight (bounded wait) and flush queued accounting. `nas` is the process's
+/// NAS table ([`load_nas_directory`]); the server keeps it current.
 pub async fn serve(
     auth: UdpSocket,
     acct: UdpSocket,
     store: Arc<dyn Store>,
     metrics: Metrics,
+    nas: NasDirectory,
     config: ServerConfig,
     shutdown: impl Future<Output = ()> + Send,
 ) -> anyhow::Result<()> {
-    let table = load_nas_table(store.as_ref()).await?.count_with(&metrics);
-    init_nas_metrics(&metrics, &table);
+    let table = nas.read().expect("NAS table lock poisoned").clone();
     metrics
         .drops
         .with_label_values(&[UNKNOWN_NAS, DropReason::UnknownNas.label()]);
@@ -200,7 +217,7 @@ pub async fn serve(
     let shared = Arc::new(Shared {
         store,
         metrics,
-        nas: RwLock::new(Arc::new(table)),
+        nas,
         auth_dedup: Mutex::new(DuplicateCache::new(
             config.dedup_lifetime,
             config.dedup_capacity,
