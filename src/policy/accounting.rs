@@ -17,7 +17,6 @@
 
 use std::collections::HashMap;
 
-use super::batch::SYNTHETIC_PREFIX;
 use crate::model::{SessionState, Timestamp};
 
 /// Acct-Status-Type values the server handles (RFC 2866 §5.1).
@@ -252,33 +251,43 @@ pub fn adoption_vouchers(
         .iter()
         .map(|s| (s.nas_id, s.acct_session_id.as_str()))
         .collect();
+    let index = VoucherIndex::new(vouchers);
     let mut ids: Vec<i64> = records
         .iter()
         .filter(|r| r.mac.is_some() && !r.acct_session_id.is_empty())
         .filter(|r| !stored.contains(&(r.nas_id, r.acct_session_id.as_str())))
-        .filter_map(|r| voucher_of(r, vouchers))
+        .filter_map(|r| index.of(r))
         .collect();
     ids.sort_unstable();
     ids.dedup();
     ids
 }
 
-/// The voucher a record belongs to: by its Class (when that voucher still
-/// exists), else by User-Name.
-fn voucher_of(rec: &AcctRecord, vouchers: &[(i64, String)]) -> Option<i64> {
-    if let Some(id) = rec
-        .class_voucher_id
-        .filter(|id| vouchers.iter().any(|(v, _)| v == id))
-    {
-        return Some(id);
+/// The vouchers a batch may belong to, by id and by code.
+struct VoucherIndex<'a> {
+    ids: std::collections::HashSet<i64>,
+    by_code: HashMap<&'a str, i64>,
+}
+
+impl<'a> VoucherIndex<'a> {
+    fn new(vouchers: &'a [(i64, String)]) -> Self {
+        VoucherIndex {
+            ids: vouchers.iter().map(|(id, _)| *id).collect(),
+            by_code: vouchers.iter().map(|(id, c)| (c.as_str(), *id)).collect(),
+        }
     }
-    if rec.username.is_empty() {
-        return None;
+
+    /// The voucher a record belongs to: by its Class (when that voucher still
+    /// exists), else by User-Name.
+    fn of(&self, rec: &AcctRecord) -> Option<i64> {
+        if let Some(id) = rec.class_voucher_id.filter(|id| self.ids.contains(id)) {
+            return Some(id);
+        }
+        if rec.username.is_empty() {
+            return None;
+        }
+        self.by_code.get(rec.username.as_str()).copied()
     }
-    vouchers
-        .iter()
-        .find(|(_, code)| *code == rec.username)
-        .map(|(id, _)| *id)
 }
 
 /// Apply a run of Start / Interim-Update / Stop records (no Accounting-On/Off
@@ -286,22 +295,8 @@ fn voucher_of(rec: &AcctRecord, vouchers: &[(i64, String)]) -> Option<i64> {
 /// skipped (nothing to key them on; storing them would fail the batch and the
 /// NAS would retransmit forever) and counted in the second value.
 pub fn account_batch(records: &[AcctRecord], state: AcctState) -> (AcctEffects, usize) {
-    let voucher_ids: std::collections::HashSet<i64> =
-        state.vouchers.iter().map(|(id, _)| *id).collect();
-    let voucher_by_code: HashMap<&str, i64> = state
-        .vouchers
-        .iter()
-        .map(|(id, code)| (code.as_str(), *id))
-        .collect();
-    let voucher_for = |rec: &AcctRecord| -> Option<i64> {
-        if let Some(id) = rec.class_voucher_id.filter(|id| voucher_ids.contains(id)) {
-            return Some(id);
-        }
-        if rec.username.is_empty() {
-            return None;
-        }
-        voucher_by_code.get(rec.username.as_str()).copied()
-    };
+    let index = VoucherIndex::new(&state.vouchers);
+    let voucher_for = |rec: &AcctRecord| index.of(rec);
 
     let mut sessions: Vec<AcctSession> = state.sessions;
     let mut at: HashMap<(i64, String), usize> = sessions
@@ -379,9 +374,4 @@ pub fn account_batch(records: &[AcctRecord], state: AcctState) -> (AcctEffects, 
         },
         skipped,
     )
-}
-
-/// Whether a stored Acct-Session-Id is one the server made up at an accept.
-pub fn is_synthetic(acct_session_id: &str) -> bool {
-    acct_session_id.starts_with(SYNTHETIC_PREFIX)
 }
