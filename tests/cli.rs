@@ -281,3 +281,26 @@ fn valid_until_before_the_first_login_is_the_plans_expiry() {
     assert_eq!(by_code("O1")["expired"], true);
     assert_eq!(by_code("D1")["valid_until"], serde_json::Value::Null);
 }
+
+/// One server decides on an SQLite file: a second `serve` on the same database
+/// stops at start with the reason, and the first keeps answering.
+#[test]
+fn second_server_on_one_sqlite_file_is_refused() {
+    let db = TestDb::sqlite();
+    db.setup_basic();
+    let first = common::Server::start(&db);
+    fails_with(
+        &db,
+        &[
+            "serve",
+            "--auth-listen",
+            "127.0.0.1:0",
+            "--acct-listen",
+            "127.0.0.1:0",
+        ],
+        "one server per SQLite file",
+    );
+    // The CLI next to the running server still works.
+    db.cli(&["voucher", "list"]);
+    assert!(first.stop().success());
+}

@@ -57,6 +57,9 @@ impl<F> Decide for F where
 /// database, and authorize with a stand-in decision.
 #[async_trait]
 trait Backend: Store + Sized {
+    /// Only one instance may authorize on a database (SQLite: the one that
+    /// decides from memory); a second is refused.
+    const ONE_DECIDER: bool;
     async fn open_url(url: &str) -> StoreResult<Self>;
     async fn authorize_with<D: Decide>(
         &self,
@@ -76,6 +79,7 @@ trait Backend: Store + Sized {
 
 #[async_trait]
 impl Backend for SqliteStore {
+    const ONE_DECIDER: bool = true;
     async fn open_url(url: &str) -> StoreResult<Self> {
         SqliteStore::open(url).await
     }
@@ -103,6 +107,7 @@ impl Backend for SqliteStore {
 
 #[async_trait]
 impl Backend for PgStore {
+    const ONE_DECIDER: bool = false;
     async fn open_url(url: &str) -> StoreResult<Self> {
         PgStore::open(url).await
     }
@@ -1722,13 +1727,20 @@ mod cases {
             tasks.push(tokio::spawn(authorize(store, f, t0 + i as i64)));
         }
         let mut accepts = Vec::new();
+        let mut refused = [0usize; 2];
         for (i, t) in tasks.into_iter().enumerate() {
-            match t.await.unwrap().unwrap() {
-                AccessDecision::Accept(_) => accepts.push(i),
-                AccessDecision::Reject(r) => assert_eq!(r, RejectReason::SharedUsersLimit),
+            match t.await.unwrap() {
+                Ok(AccessDecision::Accept(_)) => accepts.push(i),
+                Ok(AccessDecision::Reject(r)) => assert_eq!(r, RejectReason::SharedUsersLimit),
+                Err(e) if S::ONE_DECIDER => {
+                    assert!(e.to_string().contains("one server per SQLite file"), "{e}");
+                    refused[i % 2] += 1;
+                }
+                Err(e) => panic!("{e}"),
             }
         }
-        let events = settled_events(&fx.store, 50).await;
+        let decided = check_refused::<S>(refused, 50);
+        let events = settled_events(&fx.store, decided).await;
         assert_eq!(accepts.len(), 1, "exactly one device gets in: {accepts:?}");
         let winner = accepts[0];
         let v = fx.store.get_voucher("RACE").await.unwrap();
@@ -1740,8 +1752,22 @@ mod cases {
         let sessions = fx.store.list_sessions(false).await.unwrap();
         assert_eq!(sessions.len(), 1);
         assert_eq!(sessions[0].mac.as_deref(), Some(mac(winner).as_str()));
-        assert_eq!(events.len(), 50);
+        assert_eq!(events.len(), decided);
         assert_eq!(events.iter().filter(|e| e.result == "accept").count(), 1);
+    }
+
+    /// With one decider per database, every request of the instance that did
+    /// not get there first is refused; returns how many were decided.
+    fn check_refused<S: Backend>(refused: [usize; 2], total: usize) -> usize {
+        if S::ONE_DECIDER {
+            assert!(
+                refused.contains(&0) && refused.contains(&(total / 2)),
+                "one instance decides, the other is refused: {refused:?}"
+            );
+        } else {
+            assert_eq!(refused, [0, 0]);
+        }
+        total - refused.iter().sum::<usize>()
     }
 
     // -----------------------------------------------------------------------
@@ -2008,8 +2034,18 @@ mod cases {
         }
         let mut race_accepts = 0;
         let mut other_accepts = 0;
-        for t in tasks {
-            for d in t.await.unwrap().unwrap() {
+        let mut refused = [0usize; 2];
+        for (b, t) in tasks.into_iter().enumerate() {
+            let decisions = match t.await.unwrap() {
+                Ok(d) => d,
+                Err(e) if S::ONE_DECIDER => {
+                    assert!(e.to_string().contains("one server per SQLite file"), "{e}");
+                    refused[b % 2] += 6;
+                    continue;
+                }
+                Err(e) => panic!("{e}"),
+            };
+            for d in decisions {
                 if let AccessDecision::Accept(g) = d {
                     if g.voucher_id == race_id {
                         race_accepts += 1;
@@ -2021,8 +2057,9 @@ mod cases {
         }
         assert_eq!(race_accepts, 1, "exactly one device gets in");
         assert_eq!(other_accepts, 1);
-        let events = settled_events(&fx.store, 60).await;
-        assert_eq!(events.len(), 60);
+        let decided = check_refused::<S>(refused, 60);
+        let events = settled_events(&fx.store, decided).await;
+        assert_eq!(events.len(), decided);
         assert_eq!(events.iter().filter(|e| e.result == "accept").count(), 2);
         assert_eq!(fx.store.list_sessions(false).await.unwrap().len(), 2);
     }

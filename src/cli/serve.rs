@@ -86,6 +86,10 @@ pub async fn run(cli: &Cli, args: &ServeArgs) -> anyhow::Result<()> {
     }
 
     let store = open_store(&url).await?;
+    store
+        .claim_decider()
+        .await
+        .map_err(|e| anyhow::anyhow!("cannot serve on database {}: {e}", redact_url(&url)))?;
     tracing::info!(database = %redact_url(&url), "storage ready");
 
     let auth = UdpSocket::bind(auth_addr)

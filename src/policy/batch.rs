@@ -138,6 +138,23 @@ pub fn decide_batch<F>(
 where
     F: Fn(&AccessFacts, Option<&VoucherSnapshot>, Timestamp) -> AccessDecision,
 {
+    let (decisions, effects, _) = decide_batch_state(requests, state, now, authorized_ttl, decide);
+    (decisions, effects)
+}
+
+/// [`decide_batch`], also returning the state as the batch left it: the
+/// vouchers with their activations and bindings, and the sessions with the
+/// accepts' rows (what a store that keeps the state in memory carries on from).
+pub fn decide_batch_state<F>(
+    requests: &[AccessFacts],
+    state: AuthState,
+    now: Timestamp,
+    authorized_ttl: u64,
+    decide: F,
+) -> (Vec<AccessDecision>, AuthEffects, AuthState)
+where
+    F: Fn(&AccessFacts, Option<&VoucherSnapshot>, Timestamp) -> AccessDecision,
+{
     let live_after = now.saturating_sub(i64::try_from(authorized_ttl).unwrap_or(i64::MAX));
     let mut snapshots: Vec<VoucherSnapshot> = state
         .vouchers
@@ -265,5 +282,9 @@ where
         }
         decisions.push(decision);
     }
-    (decisions, effects)
+    let after = AuthState {
+        vouchers: snapshots.into_iter().map(|s| (s.voucher, s.plan)).collect(),
+        sessions,
+    };
+    (decisions, effects, after)
 }

@@ -22,7 +22,9 @@ mod decide;
 mod tests;
 
 pub use accounting::{account_batch, AcctEffects, AcctRecord, AcctSession, AcctState, AcctStatus};
-pub use batch::{decide_batch, AuthEffects, AuthState, LiveSession, SessionGrant};
+pub use batch::{
+    decide_batch, decide_batch_state, AuthEffects, AuthState, LiveSession, SessionGrant,
+};
 pub use credential::{chap_response, credential_matches};
 pub use decide::decide;
 

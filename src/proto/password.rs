@@ -51,7 +51,7 @@ pub fn unhide_password(
     secret: &[u8],
     authenticator: &[u8; 16],
 ) -> Result<Password, InvalidAttribute> {
-    if hidden.is_empty() || hidden.len() % 16 != 0 {
+    if hidden.is_empty() || !hidden.len().is_multiple_of(16) {
         return Err(InvalidAttribute {
             attr: attr::USER_PASSWORD,
             why: "length is not a non-zero multiple of 16",

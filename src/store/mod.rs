@@ -90,6 +90,12 @@ pub trait Store: Send + Sync + 'static {
     async fn migrate(&self) -> StoreResult<()>;
     /// Cheap reachability check for `/readyz`.
     async fn ping(&self) -> StoreResult<()>;
+    /// Make this store the one that authorizes, where a backend allows only
+    /// one (SQLite: one server per database file). `serve` calls it at start,
+    /// so that a second server on the same file stops with the reason.
+    async fn claim_decider(&self) -> StoreResult<()> {
+        Ok(())
+    }
 
     // ---- NAS ----
     async fn add_nas(&self, nas: &NewNas) -> StoreResult<Nas>;

@@ -5,7 +5,10 @@
 use rusqlite::{params, Connection, TransactionBehavior};
 use tokio::sync::oneshot;
 
-use super::engine::{GroupJob, GroupOutcome, VoucherCache};
+use std::sync::Mutex;
+
+use super::engine::{GroupJob, GroupOutcome};
+use super::memory::{self, AuthMemory};
 
 use crate::model::Timestamp;
 use crate::policy::accounting::{adoption_vouchers, session_keys, wanted_vouchers};
@@ -25,9 +28,25 @@ impl GroupJob for AccountingJob {
         let _ = self.reply.send(Err(error));
     }
 
-    fn run(self: Box<Self>, conn: &Connection, cache: &mut VoucherCache) -> GroupOutcome {
+    fn run(self: Box<Self>, conn: &Connection, memory: &Mutex<AuthMemory>) -> GroupOutcome {
         let AccountingJob { records, reply } = *self;
-        match record(conn, cache, &records) {
+        let mut touched = Vec::new();
+        let result = record(conn, &mut touched, &records);
+        // What authorization holds about these vouchers may have changed
+        // (sessions opened, closed or moved, usage); on failure the rows are
+        // rolled back, and reading them again is right either way.
+        let mut mem = memory::lock(memory);
+        if touched.iter().any(|t| matches!(t, Touched::All)) {
+            mem.invalidate_all();
+        } else {
+            for t in &touched {
+                if let Touched::Voucher(id) = t {
+                    mem.invalidate(*id);
+                }
+            }
+        }
+        drop(mem);
+        match result {
             Ok(()) => GroupOutcome::AfterCommit(Box::new(move |committed| {
                 let _ = reply.send(committed.map_err(StoreError::Invalid));
             })),
@@ -39,7 +58,18 @@ impl GroupJob for AccountingJob {
     }
 }
 
-fn record(conn: &Connection, cache: &mut VoucherCache, records: &[AcctRecord]) -> StoreResult<()> {
+/// What an accounting batch changed that authorization keeps in memory.
+enum Touched {
+    Voucher(i64),
+    /// Sessions of a whole NAS.
+    All,
+}
+
+fn record(
+    conn: &Connection,
+    touched: &mut Vec<Touched>,
+    records: &[AcctRecord],
+) -> StoreResult<()> {
     // Accounting-On/Off closes the NAS's live sessions at its place in the
     // order: the records before it are stored first, those after it see the
     // closed rows.
@@ -50,11 +80,12 @@ fn record(conn: &Connection, cache: &mut VoucherCache, records: &[AcctRecord]) -
             AcctStatus::AccountingOff => "accounting-off",
             AcctStatus::Start | AcctStatus::InterimUpdate | AcctStatus::Stop => continue,
         };
-        account_run(conn, cache, &records[run_start..i])?;
+        account_run(conn, touched, &records[run_start..i])?;
+        touched.push(Touched::All);
         close_live_sessions(conn, rec.nas_id, None, cause, rec.received_at)?;
         run_start = i + 1;
     }
-    account_run(conn, cache, &records[run_start..])
+    account_run(conn, touched, &records[run_start..])
 }
 
 fn acct_session(row: &rusqlite::Row<'_>) -> StoreResult<AcctSession> {
@@ -81,7 +112,7 @@ fn acct_session(row: &rusqlite::Row<'_>) -> StoreResult<AcctSession> {
 /// A run of Start / Interim-Update / Stop records.
 fn account_run(
     tx: &Connection,
-    cache: &mut VoucherCache,
+    touched: &mut Vec<Touched>,
     records: &[AcctRecord],
 ) -> StoreResult<()> {
     if records.is_empty() {
@@ -142,7 +173,15 @@ fn account_run(
         }
     }
 
+    // Every voucher whose sessions or usage this batch may change: the rows'
+    // vouchers before and after, the adopted rows', and the usage.
+    for s in state.sessions.iter().chain(&state.adoptable) {
+        touched.extend(s.voucher_id.map(Touched::Voucher));
+    }
     let (effects, skipped) = account_batch(records, state);
+    for s in effects.inserts.iter().chain(&effects.updates) {
+        touched.extend(s.voucher_id.map(Touched::Voucher));
+    }
     if skipped > 0 {
         tracing::warn!(
             skipped,
@@ -204,7 +243,7 @@ fn account_run(
              WHERE id = ?1",
         )?;
         for (id, seconds, bytes) in &effects.usage {
-            cache.forget(*id);
+            touched.push(Touched::Voucher(*id));
             stmt.execute(params![id, seconds, bytes])?;
         }
     }

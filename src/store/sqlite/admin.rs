@@ -125,6 +125,26 @@ fn bump_nas_generation(c: &Connection) -> StoreResult<()> {
     Ok(())
 }
 
+/// Vouchers, plans or sessions were changed by an admin command: a server
+/// deciding from memory (possibly in another process) reads them again.
+fn bump_admin_generation(c: &Connection) -> StoreResult<()> {
+    c.prepare_cached(
+        "INSERT INTO meta (key, value) VALUES ('admin_generation', 1) \
+         ON CONFLICT (key) DO UPDATE SET value = value + 1",
+    )?
+    .execute([])?;
+    Ok(())
+}
+
+/// The count of admin changes to vouchers, plans and sessions so far.
+pub fn admin_generation(c: &Connection) -> StoreResult<i64> {
+    let g: Option<i64> = c
+        .prepare_cached("SELECT value FROM meta WHERE key = 'admin_generation'")?
+        .query_row([], |r| r.get(0))
+        .optional()?;
+    Ok(g.unwrap_or(0))
+}
+
 pub fn nas_generation(c: &mut Connection) -> StoreResult<i64> {
     let g: Option<i64> = c
         .prepare_cached("SELECT value FROM meta WHERE key = 'nas_generation'")?
@@ -183,6 +203,7 @@ pub fn remove_nas(c: &mut Connection, name: &str) -> StoreResult<()> {
         return Err(StoreError::NotFound(format!("NAS {name}")));
     }
     bump_nas_generation(&tx)?;
+    bump_admin_generation(&tx)?;
     tx.commit()?;
     Ok(())
 }
@@ -242,6 +263,7 @@ pub fn add_plan(c: &mut Connection, plan: &NewPlan) -> StoreResult<Plan> {
             |r| r.get(0),
         )
         .map_err(|e| unique_or(e, || format!("plan {}", plan.name)))?;
+    bump_admin_generation(&tx)?;
     tx.commit()?;
     Ok(Plan {
         id,
@@ -329,6 +351,7 @@ pub fn add_vouchers(c: &mut Connection, vouchers: &[NewVoucher]) -> StoreResult<
             });
         }
     }
+    bump_admin_generation(&tx)?;
     tx.commit()?;
     Ok(out)
 }
@@ -374,6 +397,7 @@ pub fn revoke_voucher(c: &mut Connection, code: &str) -> StoreResult<Voucher> {
         return Err(StoreError::NotFound(format!("voucher {code}")));
     }
     let v = voucher_by_code(&tx, code)?;
+    bump_admin_generation(&tx)?;
     tx.commit()?;
     Ok(v)
 }

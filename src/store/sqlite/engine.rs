@@ -14,14 +14,14 @@
 //! rolls back alone. Every other job (admin, listings, housekeeping) runs
 //! alone, after the group is committed, in its own transaction.
 
-use std::collections::HashMap;
 use std::sync::mpsc::{Receiver, RecvTimeoutError, TryRecvError};
+use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use rusqlite::Connection;
 
 use super::checkpoint::WalGate;
-use crate::model::{Plan, Voucher};
+use super::memory::{self, AuthMemory, Memory};
 use crate::store::StoreError;
 
 /// The longest a group transaction stays open: the most authorization
@@ -29,6 +29,9 @@ use crate::store::StoreError;
 pub const MAX_GROUP_AGE: Duration = Duration::from_millis(20);
 /// A group with nothing new for this long is committed.
 pub const IDLE_COMMIT: Duration = Duration::from_millis(5);
+/// How often the engine looks for commits of other processes (the CLI), busy
+/// or idle: a change made there counts within this (plus a few milliseconds).
+pub const CHECK_EVERY: Duration = Duration::from_millis(500);
 
 /// Run once the group that holds a job's writes has committed (`Ok`) or
 /// failed to (`Err`, and the job's writes are gone).
@@ -46,14 +49,18 @@ pub enum GroupOutcome {
 
 /// A job that runs inside the group transaction.
 pub trait GroupJob: Send {
-    fn run(self: Box<Self>, conn: &Connection, cache: &mut VoucherCache) -> GroupOutcome;
+    fn run(self: Box<Self>, conn: &Connection, memory: &Mutex<AuthMemory>) -> GroupOutcome;
     /// The group transaction could not be started: answer the caller.
     fn fail(self: Box<Self>, error: StoreError);
 }
 
 pub enum Job {
-    /// Runs alone, after the group transaction (if any) is committed.
-    Solo(Box<dyn FnOnce(&mut Connection) + Send>),
+    /// Runs alone, after the group transaction (if any) is committed. With
+    /// `writes`, what authorization holds in memory is read again after it.
+    Solo {
+        run: Box<dyn FnOnce(&mut Connection) + Send>,
+        writes: bool,
+    },
     Group(Box<dyn GroupJob>),
 }
 
@@ -62,74 +69,22 @@ struct Group {
     waiting: Vec<AfterCommit>,
 }
 
-/// Vouchers with their plans as last read, by code (`None`: no such code), so
-/// that a login does not read its voucher again while nothing changed it.
-///
-/// It is emptied whenever it could be wrong: when another connection (the
-/// CLI in another process) has committed since it was filled (SQLite's
-/// `data_version`), before any job outside the group (admin changes in this
-/// process), when a job or a commit is rolled back; and the entries of
-/// vouchers that this process's own writes change (activation, MAC binding,
-/// usage) are dropped by those writes.
-#[derive(Default)]
-pub struct VoucherCache {
-    by_code: HashMap<String, Option<(Voucher, Plan)>>,
-    code_of: HashMap<i64, String>,
-    data_version: Option<i64>,
-}
-
-/// More entries than this and the cache starts over.
-const CACHE_MAX: usize = 100_000;
-
-impl VoucherCache {
-    /// Empty the cache if another connection has committed since it was filled.
-    pub fn check(&mut self, conn: &Connection) -> rusqlite::Result<()> {
-        let version: i64 = conn
-            .prepare_cached("PRAGMA data_version")?
-            .query_row([], |r| r.get(0))?;
-        if self.data_version != Some(version) {
-            self.clear();
-            self.data_version = Some(version);
-        }
-        Ok(())
-    }
-
-    pub fn get(&self, code: &str) -> Option<&Option<(Voucher, Plan)>> {
-        self.by_code.get(code)
-    }
-
-    pub fn insert(&mut self, code: &str, found: Option<(Voucher, Plan)>) {
-        if self.by_code.len() >= CACHE_MAX {
-            self.clear();
-        }
-        if let Some((v, _)) = &found {
-            self.code_of.insert(v.id, code.to_owned());
-        }
-        self.by_code.insert(code.to_owned(), found);
-    }
-
-    /// Drop a voucher this process has just written.
-    pub fn forget(&mut self, voucher_id: i64) {
-        if let Some(code) = self.code_of.remove(&voucher_id) {
-            self.by_code.remove(&code);
-        }
-    }
-
-    pub fn clear(&mut self) {
-        self.by_code.clear();
-        self.code_of.clear();
-    }
-}
-
 /// The engine loop: runs until every sender is dropped, then commits what is open.
-pub fn run(mut conn: Connection, rx: Receiver<Job>, gate: &WalGate) {
+pub fn run(mut conn: Connection, rx: Receiver<Job>, gate: &WalGate, memory: &Memory) {
     let mut group: Option<Group> = None;
-    let mut cache = VoucherCache::default();
+    let mut checked = Instant::now();
     loop {
+        if checked.elapsed() >= CHECK_EVERY {
+            checked = Instant::now();
+            if let Err(e) = memory::lock(memory).check(&conn) {
+                tracing::error!(error = %e, "reading the database's data version failed");
+            }
+        }
         let job = match &group {
-            None => match rx.recv() {
+            None => match rx.recv_timeout(CHECK_EVERY) {
                 Ok(job) => job,
-                Err(_) => break,
+                Err(RecvTimeoutError::Timeout) => continue,
+                Err(RecvTimeoutError::Disconnected) => break,
             },
             Some(g) => {
                 let age = g.began.elapsed();
@@ -147,7 +102,7 @@ pub fn run(mut conn: Connection, rx: Receiver<Job>, gate: &WalGate) {
                 match next {
                     Ok(job) => job,
                     Err(RecvTimeoutError::Timeout) => {
-                        commit(&conn, group.take(), &mut cache);
+                        commit(&conn, group.take(), memory);
                         gate.pause_point();
                         continue;
                     }
@@ -156,10 +111,12 @@ pub fn run(mut conn: Connection, rx: Receiver<Job>, gate: &WalGate) {
             }
         };
         match job {
-            Job::Solo(f) => {
-                commit(&conn, group.take(), &mut cache);
-                cache.clear();
-                f(&mut conn);
+            Job::Solo { run, writes } => {
+                commit(&conn, group.take(), memory);
+                run(&mut conn);
+                if writes {
+                    memory::lock(memory).invalidate_all();
+                }
             }
             Job::Group(job) => {
                 if group.is_none() {
@@ -180,10 +137,9 @@ pub fn run(mut conn: Connection, rx: Receiver<Job>, gate: &WalGate) {
                     job.fail(e.into());
                     continue;
                 }
-                let outcome = job.run(&conn, &mut cache);
+                let outcome = job.run(&conn, memory);
                 let mut ended = Ok(());
                 if matches!(outcome, GroupOutcome::Failed) {
-                    cache.clear();
                     ended = exec(&conn, "ROLLBACK TO job");
                 }
                 if let Err(e) = ended.and_then(|()| exec(&conn, "RELEASE job")) {
@@ -195,13 +151,13 @@ pub fn run(mut conn: Connection, rx: Receiver<Job>, gate: &WalGate) {
             }
         }
     }
-    commit(&conn, group.take(), &mut cache);
+    commit(&conn, group.take(), memory);
 }
 
-fn commit(conn: &Connection, group: Option<Group>, cache: &mut VoucherCache) {
+fn commit(conn: &Connection, group: Option<Group>, memory: &Mutex<AuthMemory>) {
     let Some(group) = group else { return };
     let result = exec(conn, "COMMIT").map_err(|e| {
-        cache.clear();
+        memory::lock(memory).invalidate_all();
         tracing::error!(error = %e, "committing a group of writes failed; rolled back");
         let _ = conn.execute_batch("ROLLBACK");
         e.to_string()

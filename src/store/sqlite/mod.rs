@@ -9,38 +9,48 @@
 //!   process, and a job that reads and then writes sees exactly what it read;
 //! - read-your-writes in order: a read sent after a write runs after it.
 //!
-//! Authorization replies before it writes: the engine decides a batch from what
-//! it reads (one indexed probe per voucher and per session key, no write), hands
-//! the decisions back, and only then writes the batch's effects and commits —
-//! the time of the writes and the commit is off the reply's path. What that can
-//! lose in a crash is written down in ARCHITECTURE.md ("Durability").
+//! Authorization decides from memory: vouchers, plans and their live sessions
+//! are kept by `memory.rs` once read, a batch whose codes are all there is
+//! decided on the caller's thread with no wait for the engine, and its effects
+//! and auth events are handed to the engine to write in decision order. A
+//! batch that names a code memory lacks goes to the engine, which reads it,
+//! decides, answers and then writes. Either way the writes and the commit are
+//! off the reply's path. What that can lose in a crash is written down in
+//! ARCHITECTURE.md ("Durability").
 //!
 //! Accounting is acknowledged only after its transaction commits.
 //!
-//! Other processes (the CLI next to a running server) open the same file with
-//! their own engine; SQLite's file locks and `busy_timeout` arbitrate, and since
-//! the server reads what it decides on from the file for every batch, their
-//! changes (a revoke, a new voucher, a new plan) count from the next batch.
+//! One store authorizes on a file (a lock next to it, `PATH.lock`): `serve`
+//! takes it at start, and a second server on the same file stops with the
+//! reason. Other processes (the CLI next to a running server) open the same
+//! file with their own engine; SQLite's file locks and `busy_timeout`
+//! arbitrate. Their changes to vouchers and plans bump `admin_generation`,
+//! which the server reads before each batch it decides from memory, so a
+//! revoke, a new voucher or a new plan counts from the next batch.
 //!
 //! Files: `schema.rs` (migrations), `admin.rs` (NAS, plans, vouchers, listings),
-//! `authorize.rs`, `accounting.rs` (the hot paths), `checkpoint.rs` (the WAL).
+//! `memory.rs` (what authorization decides on), `authorize.rs`, `accounting.rs`
+//! (the hot paths), `engine.rs` (the thread and its group transaction),
+//! `checkpoint.rs` (the WAL).
 
 mod accounting;
 mod admin;
 mod authorize;
 mod checkpoint;
 mod engine;
+mod memory;
 mod schema;
 
-use std::path::PathBuf;
-use std::sync::mpsc;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{mpsc, Arc, Mutex};
 
 use async_trait::async_trait;
 use rusqlite::{Connection, OpenFlags};
 
 use super::{AuthEvent, AuthEventFilter, AuthorizeOptions, Store, StoreError, StoreResult};
 use crate::model::{Nas, NewNas, NewPlan, NewVoucher, Plan, Secret, Session, Timestamp, Voucher};
-use crate::policy::{AccessDecision, AccessFacts, AcctRecord, VoucherSnapshot};
+use crate::policy::{decide_batch_state, AccessDecision, AccessFacts, AcctRecord, VoucherSnapshot};
 
 use engine::Job;
 
@@ -48,6 +58,10 @@ use engine::Job;
 pub struct SqliteStore {
     /// Jobs for the engine thread; the thread ends when this is dropped.
     jobs: mpsc::Sender<Job>,
+    /// What authorization decides on (see `memory.rs`).
+    memory: memory::Memory,
+    /// The lock that makes this store the one that authorizes on the file.
+    decider: DeciderLock,
     /// Keeps the WAL bounded without stalling the engine (see `checkpoint.rs`).
     _checkpointer: checkpoint::Checkpointer,
 }
@@ -92,6 +106,63 @@ fn path_of(url: &str) -> StoreResult<PathBuf> {
     Ok(PathBuf::from(path))
 }
 
+/// One store authorizes on a database file at a time: it decides from memory
+/// (`memory.rs`), which only it changes, so a second one deciding on the same
+/// file could accept what the first has just given away. Held with `flock` on
+/// `PATH.lock` from the first authorization until the store is dropped (or
+/// the process ends); admin commands (the CLI) never take it.
+struct DeciderLock {
+    path: PathBuf,
+    held: AtomicBool,
+    file: Mutex<Option<std::fs::File>>,
+}
+
+impl DeciderLock {
+    fn new(db: &Path) -> DeciderLock {
+        let mut path = db.as_os_str().to_owned();
+        path.push(".lock");
+        DeciderLock {
+            path: PathBuf::from(path),
+            held: AtomicBool::new(false),
+            file: Mutex::new(None),
+        }
+    }
+
+    fn claim(&self) -> StoreResult<()> {
+        if self.held.load(Ordering::Acquire) {
+            return Ok(());
+        }
+        let mut file = self.file.lock().unwrap_or_else(|p| p.into_inner());
+        if file.is_some() {
+            return Ok(());
+        }
+        let f = std::fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&self.path)
+            .map_err(|e| {
+                StoreError::Invalid(format!("cannot open {}: {e}", self.path.display()))
+            })?;
+        match f.try_lock() {
+            Ok(()) => {
+                *file = Some(f);
+                self.held.store(true, Ordering::Release);
+                Ok(())
+            }
+            Err(std::fs::TryLockError::WouldBlock) => Err(StoreError::Invalid(format!(
+                "another rrnet-radius server authorizes on this SQLite database ({} is locked); \
+                 one server per SQLite file — run several on PostgreSQL",
+                self.path.display()
+            ))),
+            Err(std::fs::TryLockError::Error(e)) => Err(StoreError::Invalid(format!(
+                "cannot lock {}: {e}",
+                self.path.display()
+            ))),
+        }
+    }
+}
+
 impl SqliteStore {
     /// Open (creating it if missing) the database at `url` (`sqlite://PATH` or
     /// `sqlite:PATH`; a relative path is relative to the working directory).
@@ -103,6 +174,8 @@ impl SqliteStore {
         let engine_path = path.clone();
         let gate = checkpoint::WalGate::new();
         let engine_gate = gate.clone();
+        let memory: memory::Memory = Arc::new(Mutex::new(memory::AuthMemory::default()));
+        let engine_memory = memory.clone();
         std::thread::Builder::new()
             .name("sqlite-engine".into())
             .spawn(move || {
@@ -124,30 +197,60 @@ impl SqliteStore {
                     }
                 };
                 // Jobs run one after another until every sender is gone.
-                engine::run(conn, rx, &engine_gate);
+                engine::run(conn, rx, &engine_gate, &engine_memory);
             })
             .map_err(|e| StoreError::Invalid(format!("cannot start the SQLite thread: {e}")))?;
         ready_rx
             .await
             .map_err(|_| StoreError::Invalid("the SQLite thread ended at start".into()))??;
         let checkpointer = checkpoint::Checkpointer::start(&path, gate)?;
+        let watch = Connection::open_with_flags(
+            &path,
+            OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+        )?;
+        // No busy handler: this runs on the caller's thread, and a busy file
+        // sends the batch to the engine instead of waiting here.
+        memory::lock(&memory).watch(watch);
         Ok(SqliteStore {
             jobs,
+            memory,
+            decider: DeciderLock::new(&path),
             _checkpointer: checkpointer,
         })
     }
 
-    /// Run `f` on the engine thread and wait for its result.
+    /// Run `f` on the engine thread and wait for its result; `f` only reads.
     async fn call<T, F>(&self, f: F) -> StoreResult<T>
+    where
+        T: Send + 'static,
+        F: FnOnce(&mut Connection) -> StoreResult<T> + Send + 'static,
+    {
+        self.solo(f, false).await
+    }
+
+    /// [`Self::call`] for `f` that changes vouchers, plans or sessions: what
+    /// authorization holds in memory is read again after it.
+    async fn call_write<T, F>(&self, f: F) -> StoreResult<T>
+    where
+        T: Send + 'static,
+        F: FnOnce(&mut Connection) -> StoreResult<T> + Send + 'static,
+    {
+        self.solo(f, true).await
+    }
+
+    async fn solo<T, F>(&self, f: F, writes: bool) -> StoreResult<T>
     where
         T: Send + 'static,
         F: FnOnce(&mut Connection) -> StoreResult<T> + Send + 'static,
     {
         let (tx, rx) = tokio::sync::oneshot::channel();
         self.jobs
-            .send(Job::Solo(Box::new(move |conn| {
-                let _ = tx.send(f(conn));
-            })))
+            .send(Job::Solo {
+                run: Box::new(move |conn| {
+                    let _ = tx.send(f(conn));
+                }),
+                writes,
+            })
             .map_err(|_| StoreError::Invalid("the SQLite thread has stopped".into()))?;
         rx.await
             .map_err(|_| StoreError::Invalid("the SQLite thread dropped a job".into()))?
@@ -191,6 +294,10 @@ impl SqliteStore {
         if requests.is_empty() {
             return Ok(Vec::new());
         }
+        self.decider.claim()?;
+        if let Some(decisions) = self.decide_in_memory(requests, now, opts, &decide)? {
+            return Ok(decisions);
+        }
         let requests = requests.to_vec();
         let (tx, rx) = tokio::sync::oneshot::channel();
         self.jobs
@@ -200,10 +307,45 @@ impl SqliteStore {
                 opts,
                 decide,
                 reply: tx,
+                jobs: self.jobs.clone(),
             })))
             .map_err(|_| StoreError::Invalid("the SQLite thread has stopped".into()))?;
         rx.await
             .map_err(|_| StoreError::Invalid("the SQLite thread dropped a job".into()))?
+    }
+
+    /// Decide a batch whose vouchers are all in memory, without waiting for
+    /// the engine; its effects are queued for the engine before the lock is
+    /// let go, so they are written in decision order. `None`: the batch needs
+    /// the engine.
+    fn decide_in_memory<F>(
+        &self,
+        requests: &[AccessFacts],
+        now: Timestamp,
+        opts: AuthorizeOptions,
+        decide: &F,
+    ) -> StoreResult<Option<Vec<AccessDecision>>>
+    where
+        F: Fn(&AccessFacts, Option<&VoucherSnapshot>, Timestamp) -> AccessDecision,
+    {
+        let mut mem = memory::lock(&self.memory);
+        let Some(state) = mem.state_for(requests) else {
+            return Ok(None);
+        };
+        let (decisions, effects, after) =
+            decide_batch_state(requests, state, now, opts.authorized_ttl, decide);
+        let (seq, touched) = mem.remember(after, &effects, now, opts.authorized_ttl);
+        let job = memory::EffectsJob {
+            seq,
+            events: memory::events(requests, &decisions),
+            effects,
+            touched,
+            now,
+        };
+        self.jobs
+            .send(Job::Group(Box::new(job)))
+            .map_err(|_| StoreError::Invalid("the SQLite thread has stopped".into()))?;
+        Ok(Some(decisions))
     }
 }
 
@@ -216,7 +358,11 @@ impl From<rusqlite::Error> for StoreError {
 #[async_trait]
 impl Store for SqliteStore {
     async fn migrate(&self) -> StoreResult<()> {
-        self.call(schema::migrate).await
+        self.call_write(schema::migrate).await
+    }
+
+    async fn claim_decider(&self) -> StoreResult<()> {
+        self.decider.claim()
     }
 
     async fn ping(&self) -> StoreResult<()> {
@@ -235,7 +381,7 @@ impl Store for SqliteStore {
 
     async fn remove_nas(&self, name: &str) -> StoreResult<()> {
         let name = name.to_owned();
-        self.call(move |c| admin::remove_nas(c, &name)).await
+        self.call_write(move |c| admin::remove_nas(c, &name)).await
     }
 
     async fn set_nas_secret(
@@ -255,7 +401,7 @@ impl Store for SqliteStore {
 
     async fn add_plan(&self, plan: &NewPlan) -> StoreResult<Plan> {
         let plan = plan.clone();
-        self.call(move |c| admin::add_plan(c, &plan)).await
+        self.call_write(move |c| admin::add_plan(c, &plan)).await
     }
 
     async fn list_plans(&self) -> StoreResult<Vec<Plan>> {
@@ -269,7 +415,8 @@ impl Store for SqliteStore {
 
     async fn add_vouchers(&self, vouchers: &[NewVoucher]) -> StoreResult<Vec<Voucher>> {
         let vouchers = vouchers.to_vec();
-        self.call(move |c| admin::add_vouchers(c, &vouchers)).await
+        self.call_write(move |c| admin::add_vouchers(c, &vouchers))
+            .await
     }
 
     async fn get_voucher(&self, code: &str) -> StoreResult<Voucher> {
@@ -289,7 +436,8 @@ impl Store for SqliteStore {
 
     async fn revoke_voucher(&self, code: &str) -> StoreResult<Voucher> {
         let code = code.to_owned();
-        self.call(move |c| admin::revoke_voucher(c, &code)).await
+        self.call_write(move |c| admin::revoke_voucher(c, &code))
+            .await
     }
 
     async fn authorize_batch(
@@ -325,7 +473,7 @@ impl Store for SqliteStore {
         now: Timestamp,
     ) -> StoreResult<u64> {
         let (keep_prefix, cause) = (keep_prefix.map(str::to_owned), cause.to_owned());
-        self.call(move |c| {
+        self.call_write(move |c| {
             let tx = c.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
             let n =
                 accounting::close_live_sessions(&tx, nas_id, keep_prefix.as_deref(), &cause, now)?;
@@ -342,7 +490,7 @@ impl Store for SqliteStore {
         grace: u64,
         authorized_ttl: u64,
     ) -> StoreResult<u64> {
-        self.call(move |c| {
+        self.call_write(move |c| {
             accounting::close_stale_sessions(c, now, default_interim, grace, authorized_ttl)
         })
         .await
