@@ -3,7 +3,8 @@
 //! Hot-path jobs (authorization, accounting) run inside one *group
 //! transaction* that stays open across jobs and is committed
 //! - as soon as nothing is queued while an accounting record waits for it
-//!   (accounting is acknowledged only after the commit that holds it),
+//!   (accounting is acknowledged only after the commit that holds it), or
+//!   [`ACCT_WAIT`] after that record joined if jobs keep coming,
 //! - after [`IDLE_COMMIT`] without a new job,
 //! - or when it is [`MAX_GROUP_AGE`] old.
 //!
@@ -29,6 +30,10 @@ use crate::store::StoreError;
 pub const MAX_GROUP_AGE: Duration = Duration::from_millis(20);
 /// A group with nothing new for this long is committed.
 pub const IDLE_COMMIT: Duration = Duration::from_millis(5);
+/// While an accounting record waits for the commit, jobs already queued join
+/// the group for at most this long; then it is committed even if more wait
+/// (authorization effects keep the queue busy under load).
+pub const ACCT_WAIT: Duration = Duration::from_millis(1);
 /// How often the engine looks for commits of other processes (the CLI), busy
 /// or idle: a change made there counts within this (plus a few milliseconds).
 pub const CHECK_EVERY: Duration = Duration::from_millis(500);
@@ -67,6 +72,8 @@ pub enum Job {
 struct Group {
     began: Instant,
     waiting: Vec<AfterCommit>,
+    /// When the first job that waits for this commit joined.
+    first_waiting: Option<Instant>,
 }
 
 /// The engine loop: runs until every sender is dropped, then commits what is open.
@@ -88,7 +95,8 @@ pub fn run(mut conn: Connection, rx: Receiver<Job>, gate: &WalGate, memory: &Mem
             },
             Some(g) => {
                 let age = g.began.elapsed();
-                let next = if age >= MAX_GROUP_AGE {
+                let acct_waited = g.first_waiting.is_some_and(|t| t.elapsed() >= ACCT_WAIT);
+                let next = if age >= MAX_GROUP_AGE || acct_waited {
                     Err(RecvTimeoutError::Timeout)
                 } else if !g.waiting.is_empty() {
                     // Accounting waits: take what is already queued, then commit.
@@ -125,6 +133,7 @@ pub fn run(mut conn: Connection, rx: Receiver<Job>, gate: &WalGate, memory: &Mem
                             group = Some(Group {
                                 began: Instant::now(),
                                 waiting: Vec::new(),
+                                first_waiting: None,
                             })
                         }
                         Err(e) => {
@@ -147,6 +156,7 @@ pub fn run(mut conn: Connection, rx: Receiver<Job>, gate: &WalGate, memory: &Mem
                 }
                 if let (GroupOutcome::AfterCommit(f), Some(g)) = (outcome, group.as_mut()) {
                     g.waiting.push(f);
+                    g.first_waiting.get_or_insert_with(Instant::now);
                 }
             }
         }
