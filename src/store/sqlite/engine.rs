@@ -57,6 +57,12 @@ pub trait GroupJob: Send {
     fn run(self: Box<Self>, conn: &Connection, memory: &Mutex<AuthMemory>) -> GroupOutcome;
     /// The group transaction could not be started: answer the caller.
     fn fail(self: Box<Self>, error: StoreError);
+    /// Whether the job runs under a savepoint of its own, so that its failure
+    /// rolls back its writes alone. A job whose writes are each valid on their
+    /// own may do without (a savepoint copies every page the job first touches).
+    fn savepoint(&self) -> bool {
+        true
+    }
 }
 
 pub enum Job {
@@ -142,17 +148,22 @@ pub fn run(mut conn: Connection, rx: Receiver<Job>, gate: &WalGate, memory: &Mem
                         }
                     }
                 }
-                if let Err(e) = exec(&conn, "SAVEPOINT job") {
-                    job.fail(e.into());
-                    continue;
+                let savepoint = job.savepoint();
+                if savepoint {
+                    if let Err(e) = exec(&conn, "SAVEPOINT job") {
+                        job.fail(e.into());
+                        continue;
+                    }
                 }
                 let outcome = job.run(&conn, memory);
-                let mut ended = Ok(());
-                if matches!(outcome, GroupOutcome::Failed) {
-                    ended = exec(&conn, "ROLLBACK TO job");
-                }
-                if let Err(e) = ended.and_then(|()| exec(&conn, "RELEASE job")) {
-                    tracing::error!(error = %e, "ending a savepoint failed");
+                if savepoint {
+                    let mut ended = Ok(());
+                    if matches!(outcome, GroupOutcome::Failed) {
+                        ended = exec(&conn, "ROLLBACK TO job");
+                    }
+                    if let Err(e) = ended.and_then(|()| exec(&conn, "RELEASE job")) {
+                        tracing::error!(error = %e, "ending a savepoint failed");
+                    }
                 }
                 if let (GroupOutcome::AfterCommit(f), Some(g)) = (outcome, group.as_mut()) {
                     g.waiting.push(f);

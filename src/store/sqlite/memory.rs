@@ -596,21 +596,25 @@ impl GroupJob for EffectsJob {
         tracing::error!(error = %error, events = self.events.len(), "the effects of an answered authorization batch could not be stored");
     }
 
+    /// Each write stands on its own (a guarded activation, a binding, a
+    /// session upsert, an event): a failure keeps those before it, as a crash
+    /// would, and memory reads the touched vouchers again.
+    fn savepoint(&self) -> bool {
+        false
+    }
+
     fn run(self: Box<Self>, conn: &Connection, memory: &Mutex<AuthMemory>) -> GroupOutcome {
         let result = write(conn, &self.effects, &self.events, self.now);
         let mut mem = lock(memory);
         mem.written(self.seq, &self.touched);
-        match result {
-            Ok(()) => GroupOutcome::Done,
-            Err(e) => {
-                // Memory holds what the database now lacks: read it again.
-                for id in &self.touched {
-                    mem.invalidate(*id);
-                }
-                tracing::error!(error = %e, events = self.events.len(), "an authorization batch was answered but storing its effects failed");
-                GroupOutcome::Failed
+        if let Err(e) = result {
+            // Memory holds what the database now lacks: read it again.
+            for id in &self.touched {
+                mem.invalidate(*id);
             }
+            tracing::error!(error = %e, events = self.events.len(), "an authorization batch was answered but storing its effects failed");
         }
+        GroupOutcome::Done
     }
 }
 
