@@ -29,7 +29,7 @@ use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use rusqlite::{params, Connection};
+use rusqlite::{params, params_from_iter, Connection, ToSql};
 
 use super::engine::{GroupJob, GroupOutcome};
 use crate::model::{Plan, SessionState, Timestamp, Voucher};
@@ -626,14 +626,40 @@ pub fn write(
     now: Timestamp,
 ) -> StoreResult<()> {
     write_effects(conn, effects, now)?;
-    let mut stmt = conn.prepare_cached(
-        "INSERT INTO auth_events (at, nas_id, nas_name, username, mac, result, reason) \
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
-    )?;
-    for e in events {
-        stmt.execute(params![
-            now, e.nas_id, e.nas_name, e.username, e.mac, e.result, e.reason
-        ])?;
+    let rows: Vec<[&dyn ToSql; 7]> = events
+        .iter()
+        .map(|e| -> [&dyn ToSql; 7] {
+            [
+                &now, &e.nas_id, &e.nas_name, &e.username, &e.mac, &e.result, &e.reason,
+            ]
+        })
+        .collect();
+    insert_rows(
+        conn,
+        "INSERT INTO auth_events (at, nas_id, nas_name, username, mac, result, reason) VALUES ",
+        "",
+        &rows,
+    )
+}
+
+/// Insert `rows` with statements of several rows each (32, 8 or 1: few
+/// statement texts to prepare and cache), which costs SQLite less per row
+/// than one statement a row.
+fn insert_rows<const N: usize>(
+    conn: &Connection,
+    head: &str,
+    tail: &str,
+    rows: &[[&dyn ToSql; N]],
+) -> StoreResult<()> {
+    let mut rest = rows;
+    while !rest.is_empty() {
+        let n = [32, 8, 1].into_iter().find(|&n| rest.len() >= n).unwrap_or(1);
+        let (chunk, next) = rest.split_at(n);
+        let one = format!("({})", vec!["?"; N].join(", "));
+        let sql = format!("{head}{}{tail}", vec![one; n].join(", "));
+        let mut stmt = conn.prepare_cached(&sql)?;
+        stmt.execute(params_from_iter(chunk.iter().flat_map(|r| r.iter())))?;
+        rest = next;
     }
     Ok(())
 }
@@ -662,28 +688,42 @@ fn write_effects(conn: &Connection, effects: &AuthEffects, now: Timestamp) -> St
         }
     }
     // A row that accounting already opened (or closed) keeps its state and
-    // counters; only the voucher link and device are refreshed.
-    let mut stmt = conn.prepare_cached(
+    // counters; only the voucher link and device are refreshed. Grants are one
+    // per session key, so no statement names a row twice.
+    let interims: Vec<Option<i64>> = effects
+        .sessions
+        .iter()
+        .map(|g| g.interim_interval.map(i64::from))
+        .collect();
+    const AUTHORIZED: &str = "authorized";
+    let rows: Vec<[&dyn ToSql; 10]> = effects
+        .sessions
+        .iter()
+        .zip(&interims)
+        .map(|(g, interim)| -> [&dyn ToSql; 10] {
+            [
+                &g.nas_id,
+                &g.acct_session_id,
+                &g.username,
+                &g.voucher_id,
+                &g.mac,
+                &g.framed_ip,
+                &AUTHORIZED,
+                &now,
+                &now,
+                interim,
+            ]
+        })
+        .collect();
+    insert_rows(
+        conn,
         "INSERT INTO sessions (nas_id, acct_session_id, username, voucher_id, mac, framed_ip, \
-         state, authorized_at, updated_at, interim_interval) \
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, 'authorized', ?7, ?7, ?8) \
-         ON CONFLICT (nas_id, acct_session_id) DO UPDATE SET \
+         state, authorized_at, updated_at, interim_interval) VALUES ",
+        " ON CONFLICT (nas_id, acct_session_id) DO UPDATE SET \
          voucher_id = excluded.voucher_id, mac = COALESCE(excluded.mac, sessions.mac), \
          framed_ip = COALESCE(excluded.framed_ip, sessions.framed_ip), \
          authorized_at = excluded.authorized_at, updated_at = excluded.updated_at, \
          interim_interval = COALESCE(excluded.interim_interval, sessions.interim_interval)",
-    )?;
-    for g in &effects.sessions {
-        stmt.execute(params![
-            g.nas_id,
-            g.acct_session_id,
-            g.username,
-            g.voucher_id,
-            g.mac,
-            g.framed_ip,
-            now,
-            g.interim_interval.map(i64::from),
-        ])?;
-    }
-    Ok(())
+        &rows,
+    )
 }
