@@ -12,7 +12,7 @@ mod drop_reason;
 mod housekeeping;
 mod log_limit;
 mod nas_table;
-pub mod request;
+mod request;
 
 use std::future::Future;
 use std::net::SocketAddr;

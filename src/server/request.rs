@@ -2,7 +2,10 @@
 //! into reply packets. No I/O here.
 
 use crate::model::normalize_mac;
-use crate::policy::{AccessDecision, AccessFacts, Credential, ReplyAttribute};
+use crate::policy::{
+    acct_status, chap_credential, terminate_cause_name, AccessDecision, AccessFacts, Credential,
+    ReplyAttribute,
+};
 use crate::proto::{attr, unhide_password, Code, MacKey, Packet, PacketBuilder};
 use crate::store::{AcctRecord, AcctStatus};
 
@@ -25,40 +28,6 @@ pub fn credential(p: &Packet<'_>, secret: &[u8]) -> Credential {
         return chap_credential(chap, challenge);
     }
     Credential::Missing
-}
-
-/// The credential of a CHAP-Password value (ident ‖ 16-byte response, RFC 2865
-/// §5.3) against `challenge`. A value of the wrong length counts as absent.
-/// Shared with the REST shim, which gets both values from FreeRADIUS.
-pub fn chap_credential(chap_password: &[u8], challenge: &[u8]) -> Credential {
-    let Ok(response) = <[u8; 16]>::try_from(chap_password.get(1..).unwrap_or_default()) else {
-        return Credential::Missing;
-    };
-    Credential::Chap {
-        ident: chap_password[0],
-        response,
-        challenge: challenge.to_vec(),
-    }
-}
-
-/// The Acct-Status-Type values the server stores (RFC 2866 §5.1); `None` for the rest.
-pub fn acct_status(value: u32) -> Option<AcctStatus> {
-    match value {
-        attr::acct_status::START => Some(AcctStatus::Start),
-        attr::acct_status::STOP => Some(AcctStatus::Stop),
-        attr::acct_status::INTERIM_UPDATE => Some(AcctStatus::InterimUpdate),
-        attr::acct_status::ACCOUNTING_ON => Some(AcctStatus::AccountingOn),
-        attr::acct_status::ACCOUNTING_OFF => Some(AcctStatus::AccountingOff),
-        _ => None,
-    }
-}
-
-/// Acct-Terminate-Cause as stored: its dictionary name, or the number when unnamed.
-pub fn terminate_cause_name(value: u32) -> String {
-    crate::dictionary::Dictionary::builtin()
-        .value_name(0, u32::from(attr::ACCT_TERMINATE_CAUSE), u64::from(value))
-        .map(str::to_owned)
-        .unwrap_or_else(|| value.to_string())
 }
 
 fn text(p: &Packet<'_>, typ: u8) -> Option<String> {

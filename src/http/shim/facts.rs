@@ -1,13 +1,15 @@
 //! rlm_rest attributes into the wire-neutral facts and records the UDP path
-//! builds from packets (`server::request`), so both reach the same
-//! `Store::authorize` and `Store::record_accounting`. No I/O.
+//! builds from packets, with the same attribute rules (`policy::attributes`),
+//! so both reach the same decision and accounting code. No I/O.
 
 use std::net::IpAddr;
 
 use super::body::{InvalidBody, RestAttributes};
 use crate::model::{normalize_mac, Nas};
-use crate::policy::{voucher_id_from_class, AccessFacts, Credential};
-use crate::server::request::{acct_status, chap_credential, terminate_cause_name};
+use crate::policy::{
+    acct_status, chap_credential, terminate_cause_name, voucher_id_from_class, AccessFacts,
+    Credential,
+};
 use crate::store::{AcctRecord, AcctStatus};
 
 /// Internal FreeRADIUS attributes the shipped `rrnet_identify` policy sets to the
