@@ -18,7 +18,7 @@ use super::request::access_reply;
 use super::{record_access_outcome, unix_now, Shared};
 use crate::model::Nas;
 use crate::policy::AccessFacts;
-use crate::proto::{DedupKey, Packet};
+use crate::proto::{DedupKey, RequestEcho};
 
 pub struct AccessJob {
     /// What storage decides on; moved into the batch, not copied.
@@ -28,8 +28,8 @@ pub struct AccessJob {
 
 /// What answering a request needs once it is decided.
 pub struct ReplyTo {
-    /// The request bytes, to build the reply.
-    pub request: Vec<u8>,
+    /// What the reply takes from the request, kept from its one decode.
+    pub echo: RequestEcho,
     pub source: SocketAddr,
     pub key: DedupKey,
     pub nas: Arc<Nas>,
@@ -98,10 +98,9 @@ async fn worker(shared: Arc<Shared>, socket: Arc<UdpSocket>, mut rx: mpsc::Recei
                 for ((job, decision), facts) in
                     jobs.drain(..).zip(decisions.iter()).zip(facts.iter())
                 {
-                    let packet = Packet::decode(&job.request).expect("decoded once already");
                     let reply = access_reply(
                         std::mem::take(&mut reply_buf),
-                        &packet,
+                        &job.echo,
                         decision,
                         job.signer.secret_of(&job.nas),
                         &job.mac_key,

@@ -19,7 +19,7 @@ use super::request::{accounting_reply, boot_prefix};
 use super::{unix_now, Shared};
 use crate::metrics::acct_index;
 use crate::model::Nas;
-use crate::proto::{DedupKey, Packet};
+use crate::proto::{DedupKey, RequestEcho};
 use crate::store::{AcctRecord, AcctStatus};
 
 pub struct AcctJob {
@@ -30,8 +30,8 @@ pub struct AcctJob {
 
 /// What answering a record needs once it is stored.
 pub struct ReplyTo {
-    /// The request bytes, to build the reply after commit.
-    pub request: Vec<u8>,
+    /// What the reply takes from the request, kept from its one decode.
+    pub echo: RequestEcho,
     pub source: SocketAddr,
     pub key: DedupKey,
     pub nas: Arc<Nas>,
@@ -85,6 +85,7 @@ async fn writer(
     let max = shared.config.acct_batch_max.max(1);
     let mut batch: Vec<ReplyTo> = Vec::with_capacity(max);
     let mut records: Vec<AcctRecord> = Vec::with_capacity(max);
+    let mut reply_buf = Vec::with_capacity(64);
     while let Some(first) = rx.recv().await {
         records.clear();
         records.push(first.record);
@@ -109,16 +110,16 @@ async fn writer(
                     .accounting_batch_size
                     .observe(batch.len() as f64);
                 for (job, record) in batch.drain(..).zip(records.iter()) {
-                    let packet = Packet::decode(&job.request).expect("decoded once already");
                     let reply = accounting_reply(
-                        Vec::with_capacity(64),
-                        &packet,
+                        std::mem::take(&mut reply_buf),
+                        &job.echo,
                         job.signer.secret_of(&job.nas),
                     );
                     // Cached before sending, so that a retransmission crossing
                     // the reply is answered from the cache rather than dropped.
                     shared.answered(true, job.key, &reply);
                     let _ = socket.send_to(&reply, job.source).await;
+                    reply_buf = reply;
                     job.counters.accounting[acct_index(record.status)].inc();
                     shared
                         .metrics

@@ -29,7 +29,9 @@ pub use nas_table::{NasEntry, NasTable};
 use crate::metrics::{Metrics, NasCounters, UNKNOWN_NAS};
 use crate::model::Nas;
 use crate::policy::AccessDecision;
-use crate::proto::{verify_request_authenticator, Code, DedupKey, DuplicateCache, Packet, Seen};
+use crate::proto::{
+    verify_request_authenticator, Code, DedupKey, DuplicateCache, Packet, RequestEcho, Seen,
+};
 use crate::store::{AuthorizeOptions, Store};
 
 use access::AccessJob;
@@ -420,7 +422,7 @@ async fn handle_datagram(
             let job = AccessJob {
                 facts,
                 reply_to: access::ReplyTo {
-                    request: datagram[..packet.len()].to_vec(),
+                    echo: RequestEcho::of(&packet),
                     source,
                     key,
                     nas: nas.nas.clone(),
@@ -456,7 +458,7 @@ async fn handle_datagram(
             let job = AcctJob {
                 record,
                 reply_to: accounting::ReplyTo {
-                    request: datagram[..packet.len()].to_vec(),
+                    echo: RequestEcho::of(&packet),
                     source,
                     key,
                     nas: nas.nas.clone(),

@@ -6,7 +6,7 @@ use crate::policy::{
     acct_status, chap_credential, terminate_cause_name, AccessDecision, AccessFacts, Credential,
     ReplyAttribute,
 };
-use crate::proto::{attr, unhide_password, Code, MacKey, Packet, PacketBuilder};
+use crate::proto::{attr, unhide_password, Code, MacKey, Packet, PacketBuilder, RequestEcho};
 use crate::store::{AcctRecord, AcctStatus};
 
 use super::drop_reason::DropReason;
@@ -141,7 +141,7 @@ fn add_reply_attribute(b: &mut PacketBuilder, a: &ReplyAttribute) {
 /// Access-Accept or Access-Reject for `request`, Message-Authenticator first.
 pub fn access_reply(
     buf: Vec<u8>,
-    request: &Packet<'_>,
+    request: &RequestEcho,
     decision: &AccessDecision,
     secret: &[u8],
     key: &MacKey,
@@ -150,7 +150,7 @@ pub fn access_reply(
         AccessDecision::Accept(_) => Code::AccessAccept,
         AccessDecision::Reject(_) => Code::AccessReject,
     };
-    let mut b = PacketBuilder::reply(buf, request, code);
+    let mut b = PacketBuilder::reply_to(buf, request, code);
     match decision {
         AccessDecision::Accept(grant) => {
             for a in &grant.reply {
@@ -188,8 +188,8 @@ pub fn status_reply(
 /// Accounting-Response (RFC 2866 §4.2). No Message-Authenticator: RFC 2866 has
 /// none, FreeRADIUS would compute it over a zero vector and RFC 5176 §3.4 over the
 /// request's, so leaving it out is the only choice every client verifies.
-pub fn accounting_reply(buf: Vec<u8>, request: &Packet<'_>, secret: &[u8]) -> Vec<u8> {
-    PacketBuilder::reply_plain(buf, request, Code::AccountingResponse)
+pub fn accounting_reply(buf: Vec<u8>, request: &RequestEcho, secret: &[u8]) -> Vec<u8> {
+    PacketBuilder::reply_plain_to(buf, request, Code::AccountingResponse)
         .finish_response(request.authenticator(), secret)
 }
 
