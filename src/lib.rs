@@ -7,6 +7,8 @@
 //! - [`packet_dump`]: dictionary-named dump of one packet (`packet decode`).
 //! - [`policy`]: the voucher decision. No I/O.
 //! - [`store`]: storage trait, SQLite and PostgreSQL.
+//! - [`handler`]: the request handler every transport hands requests to:
+//!   batched decisions, group-committed accounting, outcome metrics.
 //! - [`server`]: UDP loops for authentication and accounting.
 //! - [`metrics`]: Prometheus registry.
 //! - [`http`]: operations endpoints and the REST shim.
@@ -15,6 +17,7 @@
 pub mod cli;
 pub mod config;
 pub mod dictionary;
+pub mod handler;
 pub mod http;
 pub mod metrics;
 pub mod model;

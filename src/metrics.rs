@@ -120,6 +120,8 @@ pub struct Metrics {
     pub storage_duration: HistogramVec,
     /// Accounting records per group commit.
     pub accounting_batch_size: prometheus::Histogram,
+    /// Access-Requests per `authorize_batch` call.
+    pub access_batch_size: prometheus::Histogram,
     /// Live sessions per NAS (refreshed periodically).
     pub open_sessions: IntGaugeVec,
     /// First logins.
@@ -203,6 +205,14 @@ impl Metrics {
             ]),
         )
         .unwrap();
+        let access_batch_size = prometheus::Histogram::with_opts(
+            HistogramOpts::new(
+                "rrnet_radius_access_batch_size",
+                "Access-Requests decided per storage call",
+            )
+            .buckets(vec![1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0, 128.0, 256.0]),
+        )
+        .unwrap();
         let open_sessions = IntGaugeVec::new(
             Opts::new("rrnet_radius_open_sessions", "Open sessions per NAS"),
             &["nas"],
@@ -281,6 +291,7 @@ impl Metrics {
             Box::new(request_duration.clone()),
             Box::new(storage_duration.clone()),
             Box::new(accounting_batch_size.clone()),
+            Box::new(access_batch_size.clone()),
             Box::new(open_sessions.clone()),
             Box::new(vouchers_activated.clone()),
             Box::new(sessions_closed.clone()),
@@ -311,6 +322,7 @@ impl Metrics {
             request_duration,
             storage_duration,
             accounting_batch_size,
+            access_batch_size,
             open_sessions,
             vouchers_activated,
             sessions_closed,

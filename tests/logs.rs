@@ -264,8 +264,12 @@ fn auth_log_explains_rejects() {
     let r = c.login(server.auth, "K7M2QX9P", Cred::Pap("pw-K7M2QX9P"), mac);
     assert_eq!(r.unwrap().code(), Code::AccessReject);
 
-    let out = db.cli(&["auth-log", "--user", "K7M2QX9P", "--format", "json"]);
-    let events: Vec<Value> = serde_json::from_str(&out).unwrap();
+    // Auth events are written just after the replies: wait for the third.
+    let (out, events) = wait_until("three auth events", Duration::from_secs(10), || {
+        let out = db.cli(&["auth-log", "--user", "K7M2QX9P", "--format", "json"]);
+        let events: Vec<Value> = serde_json::from_str(&out).unwrap();
+        (events.len() >= 3).then_some((out, events))
+    });
     assert_eq!(events.len(), 3, "{out}");
     // Oldest first.
     let results: Vec<_> = events
@@ -346,6 +350,9 @@ fn auth_log_retention_prunes_in_the_background() {
             .unwrap()
             .len()
     };
+    wait_until("the login's auth event", Duration::from_secs(10), || {
+        (count() >= 1).then_some(())
+    });
     assert_eq!(count(), 1);
     let deadline = Instant::now() + Duration::from_secs(10);
     while count() != 0 {

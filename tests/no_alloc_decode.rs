@@ -7,7 +7,7 @@ use std::cell::Cell;
 use std::hint::black_box;
 
 use rrnet_radius::proto::attr::{self, mikrotik};
-use rrnet_radius::proto::{chap_response, verify_chap, Code, Packet, PacketBuilder};
+use rrnet_radius::proto::{chap_response, verify_chap, Code, Packet, PacketBuilder, RequestEcho};
 
 /// Counts allocations made by the current thread while counting is switched on.
 /// Per-thread, so the test harness's own threads cannot disturb the count.
@@ -124,6 +124,20 @@ fn decoding_and_reading_a_request_does_not_allocate() {
     assert!(facts.9, "CHAP verifies");
     assert!(facts.1 > 0);
     assert_eq!(n, 0, "decoding and reading a request allocated {n} times");
+}
+
+/// The server keeps what a reply needs from the request's one decode; for a
+/// request from a NAS (no Proxy-State) that costs no allocation either.
+#[test]
+fn keeping_what_the_reply_needs_does_not_allocate() {
+    let request = hotspot_chap_request();
+    let p = Packet::decode(&request).expect("well-formed");
+    let mut echo = None;
+    let n = allocations_in(|| {
+        echo = Some(RequestEcho::of(black_box(&p)));
+    });
+    assert_eq!(echo.unwrap().identifier(), p.identifier());
+    assert_eq!(n, 0, "RequestEcho::of allocated {n} times");
 }
 
 #[test]

@@ -6,7 +6,8 @@ mod shim_support;
 
 use std::process::Command;
 
-use common::{Server, TestDb, BIN};
+use common::{Client, Cred, Server, TestDb, BIN};
+use rrnet_radius::proto::Code;
 use shim_support::*;
 
 const AUTH: &str = "/api/v1/radius/auth";
@@ -292,11 +293,82 @@ fn accounting_is_stored_idempotently_over_one_kept_alive_connection() {
     );
 }
 
+/// The shim and UDP go through one request handler: their requests land in the
+/// same per-NAS counters, duration histograms and batches.
+#[test]
+fn shim_and_udp_requests_are_counted_in_the_same_metrics() {
+    let db = TestDb::sqlite();
+    setup(&db, PAP_PASSWORD);
+    let (server, http) = start_shim(&db);
+    let mut udp = Client::new();
+
+    // A reject over UDP, an accept over the shim.
+    let r = udp
+        .login(server.auth, "VOUCHER1", Cred::Pap("wrong"), None)
+        .expect("a UDP answer");
+    assert_eq!(r.code(), Code::AccessReject);
+    assert_eq!(post_json(http, AUTH, &fixture("auth_pap.json")).status, 200);
+    // A Start over the shim, an Interim-Update of another session over UDP.
+    assert_eq!(
+        post_json(http, ACCT, &fixture("acct_start.json")).status,
+        204
+    );
+    let r = udp
+        .account(server.acct, 3, "VOUCHER1", "81a00002", None, 60, 10, 20)
+        .expect("a UDP answer");
+    assert_eq!(r.code(), Code::AccountingResponse);
+
+    let sample = |name: &str| server.metric(name);
+    let access = |result: &str| {
+        sample(&format!(
+            r#"rrnet_radius_requests_total{{nas="hotspot1",result="{result}",type="access_request"}}"#
+        ))
+    };
+    assert_eq!(access("accept"), Some(1.0));
+    assert_eq!(access("reject"), Some(1.0));
+    assert_eq!(
+        sample(r#"rrnet_radius_rejects_total{nas="hotspot1",reason="wrong_password"}"#),
+        Some(1.0)
+    );
+    let accounting = |result: &str| {
+        sample(&format!(
+            r#"rrnet_radius_requests_total{{nas="hotspot1",result="{result}",type="accounting_request"}}"#
+        ))
+    };
+    assert_eq!(accounting("start"), Some(1.0));
+    assert_eq!(accounting("interim_update"), Some(1.0));
+    for kind in ["access_request", "accounting_request"] {
+        assert_eq!(
+            sample(&format!(
+                r#"rrnet_radius_request_duration_seconds_count{{type="{kind}"}}"#
+            )),
+            Some(2.0),
+            "{kind}"
+        );
+    }
+    // Both decisions went through authorize_batch, in one or two batches.
+    assert_eq!(sample("rrnet_radius_access_batch_size_sum"), Some(2.0));
+    let calls = sample(r#"rrnet_radius_storage_duration_seconds_count{op="authorize"}"#).unwrap();
+    assert!((1.0..=2.0).contains(&calls), "{calls} authorize calls");
+    assert_eq!(sample("rrnet_radius_accounting_batch_size_sum"), Some(2.0));
+    assert_eq!(sample("rrnet_radius_vouchers_activated_total"), Some(1.0));
+    // Nothing was refused or lost.
+    for reason in ["overload", "storage_error"] {
+        assert_eq!(
+            sample(&format!(
+                r#"rrnet_radius_drops_total{{nas="hotspot1",reason="{reason}"}}"#
+            )),
+            Some(0.0),
+            "{reason}"
+        );
+    }
+}
+
 #[test]
 fn accounting_answers_5xx_when_storage_fails() {
     let db = TestDb::sqlite();
     setup(&db, PAP_PASSWORD);
-    let (_server, http) = start_shim(&db);
+    let (server, http) = start_shim(&db);
     assert_eq!(
         post_json(http, ACCT, &fixture("acct_start.json")).status,
         204
@@ -310,6 +382,11 @@ fn accounting_answers_5xx_when_storage_fails() {
     let r = post_json(http, ACCT, &fixture("acct_interim.json"));
     assert!(r.status >= 500, "{r:?}");
     assert!(!r.body.contains("sessions"), "internal error leaked: {r:?}");
+    // Counted like a UDP request whose storage failed.
+    assert_eq!(
+        server.metric(r#"rrnet_radius_drops_total{nas="hotspot1",reason="storage_error"}"#),
+        Some(1.0)
+    );
 }
 
 #[test]

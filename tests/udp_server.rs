@@ -80,13 +80,19 @@ fn voucher(db: &TestDb, code: &str, plan: &str) {
     db.cli(&["voucher", "add", code, "--plan", plan]);
 }
 
-/// The voucher id, read from the session row the accept created.
+/// The voucher id, read from the session row the accept created (written
+/// just after the reply, hence the poll).
 fn voucher_id_of(db: &TestDb, code: &str) -> i64 {
-    db.sessions_json()
-        .iter()
-        .find(|s| s["username"] == code)
-        .and_then(|s| s["voucher_id"].as_i64())
-        .unwrap_or_else(|| panic!("no session with a voucher for {code}"))
+    wait_until(
+        &format!("a session with a voucher for {code}"),
+        WAIT,
+        || {
+            db.sessions_json()
+                .iter()
+                .find(|s| s["username"] == code)
+                .and_then(|s| s["voucher_id"].as_i64())
+        },
+    )
 }
 
 #[track_caller]

@@ -10,6 +10,7 @@ use tokio::net::UdpSocket;
 
 use super::{database_url, open_store, redact_url, Cli, ServeArgs};
 use crate::config::{self, FileConfig};
+use crate::handler::RequestHandler;
 use crate::http::ops::{self, OpsState};
 use crate::http::shim::{self, RestSecret};
 use crate::metrics::Metrics;
@@ -121,6 +122,9 @@ pub async fn run(cli: &Cli, args: &ServeArgs) -> anyhow::Result<()> {
 
     // One NAS table for the UDP server and the shim; the server keeps it current.
     let nas = crate::server::load_nas_directory(store.as_ref(), &metrics).await?;
+    // One request handler for both: the same batching, queues and metrics.
+    let (handler, workers) =
+        RequestHandler::start(store.clone(), metrics.clone(), server_config.handler());
     // One signal stops both the UDP server and the shim.
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let shim = match rest_secret {
@@ -130,17 +134,9 @@ pub async fn run(cli: &Cli, args: &ServeArgs) -> anyhow::Result<()> {
                 .with_context(|| format!("cannot bind the REST shim listener {http_addr}"))?;
             let mut stop = stop_rx.clone();
             Some(
-                shim::spawn(
-                    listener,
-                    store.clone(),
-                    metrics.clone(),
-                    secret,
-                    nas.clone(),
-                    &server_config,
-                    async move {
-                        let _ = stop.wait_for(|s| *s).await;
-                    },
-                )
+                shim::spawn(listener, handler.clone(), secret, nas.clone(), async move {
+                    let _ = stop.wait_for(|s| *s).await;
+                })
                 .await?,
             )
         }
@@ -152,10 +148,11 @@ pub async fn run(cli: &Cli, args: &ServeArgs) -> anyhow::Result<()> {
         shutdown_signal().await;
         let _ = stop_tx.send(true);
     };
+    // The server waits for the handler's work in flight, which includes the
+    // shim's: the shim's requests finish within that wait too.
     let served =
-        crate::server::serve(auth, acct, store, metrics, nas, server_config, shutdown).await;
+        crate::server::serve(auth, acct, handler, workers, nas, server_config, shutdown).await;
     if let Some(shim) = shim {
-        // Requests in flight get the same bounded wait as the UDP ones.
         let _ = tokio::time::timeout(std::time::Duration::from_secs(5), shim).await;
     }
     served

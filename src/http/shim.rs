@@ -12,13 +12,18 @@
 //! The NAS a request belongs to is the router that sent the RADIUS packet to
 //! FreeRADIUS: the shipped FreeRADIUS policy puts the packet's source address in
 //! `FreeRADIUS-Client-IP-Address`, and the shim looks it up in the NAS table
-//! exactly as the UDP server looks up a datagram's source. The table is cached
-//! and reloaded when `nas_generation` changes, like the UDP server's, so a
-//! request costs one storage transaction (the decision), not two.
+//! exactly as the UDP server looks up a datagram's source, in the same NAS table
+//! (which the UDP server keeps current).
+//!
+//! Requests then go to the same [`RequestHandler`] as the UDP server's: an
+//! authorization waits in a decider's queue and is decided in a batch with
+//! whatever else is waiting (UDP requests included), an accounting record is
+//! group-committed by a writer and acknowledged once stored; both are counted
+//! in the same metrics as UDP requests. A full queue answers 503 at once.
 //!
 //! Files: `body.rs` parses rlm_rest bodies, `facts.rs` turns them into the
 //! facts/records the UDP path also produces, `reply.rs` writes responses.
-//! The voucher rules are only in `policy`, reached through `Store::authorize`.
+//! The voucher rules are only in `policy`, reached through the handler.
 
 mod body;
 mod facts;
@@ -38,17 +43,15 @@ use axum::routing::post;
 use axum::{Json, Router};
 use subtle::ConstantTimeEq;
 use tokio::net::TcpListener;
-use tokio::sync::Semaphore;
 use tokio::task::JoinHandle;
 
 pub use body::{InvalidBody, RestAttributes};
 
 use crate::config::MIN_REST_SECRET_LEN;
+use crate::handler::{unix_now, Origin, Refused, RequestHandler};
 use crate::metrics::Metrics;
-use crate::model::Nas;
 use crate::policy::AccessDecision;
-use crate::server::{unix_now, NasDirectory, NasTable, ServerConfig};
-use crate::store::{AuthorizeOptions, Store};
+use crate::server::{NasDirectory, NasTable};
 
 pub const AUTH_PATH: &str = "/api/v1/radius/auth";
 pub const ACCT_PATH: &str = "/api/v1/radius/acct";
@@ -106,16 +109,15 @@ impl std::fmt::Debug for RestSecret {
 /// State of the shim's handlers.
 #[derive(Clone)]
 pub struct ShimState {
-    pub store: Arc<dyn Store>,
+    /// The deciders and writers the UDP server uses too. Their queues are the
+    /// bound on work in flight: when full the shim answers 503 at once rather
+    /// than waiting behind storage (FreeRADIUS times out after 3 s anyway).
+    pub handler: RequestHandler,
     pub metrics: Metrics,
     pub secret: RestSecret,
     /// Swapped whole on reload; readers clone the Arc and drop the lock at once
     /// (std RwLock: never held across an await).
     pub nas: NasDirectory,
-    pub authorize: AuthorizeOptions,
-    /// Requests worked on at once; beyond this the shim answers 503 at once
-    /// rather than queueing behind storage (FreeRADIUS times out after 3 s anyway).
-    pub in_flight: Arc<Semaphore>,
 }
 
 impl ShimState {
@@ -173,14 +175,15 @@ fn unauthorized() -> Response {
 /// What the checks common to both routes produce.
 struct Checked {
     attrs: RestAttributes,
-    nas: Option<Arc<Nas>>,
+    /// The NAS the request came from, `None` when the address matches none.
+    origin: Option<Origin>,
     client: std::net::IpAddr,
-    _permit: tokio::sync::OwnedSemaphorePermit,
 }
 
-/// Bearer → media type → size → syntax → NAS → capacity, cheapest first; the
-/// bearer is checked before the body is even read.
+/// Bearer → media type → size → syntax → NAS, cheapest first; the bearer is
+/// checked before the body is even read. Capacity is the handler's: its queues.
 async fn check(s: &ShimState, req: Request) -> Result<Checked, Response> {
+    let received = Instant::now();
     if !s.secret.authorizes(req.headers()) {
         return Err(unauthorized());
     }
@@ -219,18 +222,18 @@ async fn check(s: &ShimState, req: Request) -> Result<Checked, Response> {
     };
     let attrs = parsed.map_err(|e| plain(StatusCode::BAD_REQUEST, e))?;
     let client = facts::client_address(&attrs).map_err(|e| plain(StatusCode::BAD_REQUEST, e))?;
-    let nas = s.nas_table().lookup(client).map(|e| e.nas.clone());
-    let permit = s.in_flight.clone().try_acquire_owned().map_err(|_| {
-        plain(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "too many requests in flight",
-        )
-    })?;
+    let origin = s.nas_table().lookup(client).map(|e| {
+        e.counters.last_seen.set(unix_now());
+        Origin {
+            nas: e.nas.clone(),
+            counters: e.counters.clone(),
+            received,
+        }
+    });
     Ok(Checked {
         attrs,
-        nas,
+        origin,
         client,
-        _permit: permit,
     })
 }
 
@@ -239,7 +242,7 @@ async fn auth(State(s): State<ShimState>, req: Request<Body>) -> Response {
         Ok(c) => c,
         Err(r) => return r,
     };
-    let Some(nas) = c.nas else {
+    let Some(origin) = c.origin else {
         tracing::warn!(client = %c.client, "REST auth from an address that matches no NAS");
         return (
             StatusCode::UNAUTHORIZED,
@@ -249,36 +252,19 @@ async fn auth(State(s): State<ShimState>, req: Request<Body>) -> Response {
         )
             .into_response();
     };
-    let facts = match facts::access_facts(&c.attrs, &nas) {
+    let facts = match facts::access_facts(&c.attrs, &origin.nas) {
         Ok(f) => f,
         Err(e) => return plain(StatusCode::BAD_REQUEST, e),
     };
-    let t = Instant::now();
-    let result = s.store.authorize(&facts, unix_now(), s.authorize).await;
-    s.metrics
-        .storage_duration
-        .with_label_values(&["authorize"])
-        .observe(t.elapsed().as_secs_f64());
-    match result {
+    // The handler counts and logs the outcome, as for a UDP request.
+    match s.handler.decide(facts, origin).await {
         Ok(AccessDecision::Accept(grant)) => {
-            if grant.activation.is_some() {
-                s.metrics.vouchers_activated.inc();
-            }
-            tracing::debug!(nas = %nas.name, user = %facts.username, mac = facts.mac.as_deref(), "REST accept");
             (StatusCode::OK, Json(reply::accept(&grant.reply))).into_response()
         }
         Ok(AccessDecision::Reject(reason)) => {
-            s.metrics
-                .rejects
-                .with_label_values(&[&nas.name, reason.label()])
-                .inc();
-            tracing::info!(nas = %nas.name, user = %facts.username, mac = facts.mac.as_deref(), reason = reason.label(), "REST reject");
             (StatusCode::UNAUTHORIZED, Json(reply::reject_reason(reason))).into_response()
         }
-        Err(e) => {
-            tracing::warn!(nas = %nas.name, error = %e, "REST auth: storage failed");
-            plain(StatusCode::INTERNAL_SERVER_ERROR, "storage error")
-        }
+        Err(refused) => refusal(refused),
     }
 }
 
@@ -287,61 +273,53 @@ async fn acct(State(s): State<ShimState>, req: Request<Body>) -> Response {
         Ok(c) => c,
         Err(r) => return r,
     };
-    let Some(nas) = c.nas else {
+    let Some(origin) = c.origin else {
         tracing::warn!(client = %c.client, "REST acct from an address that matches no NAS");
         return plain(
             StatusCode::FORBIDDEN,
             format!("{} matches no NAS", c.client),
         );
     };
-    let record = match facts::acct_record(&c.attrs, nas.id, unix_now()) {
+    let record = match facts::acct_record(&c.attrs, origin.nas.id, unix_now()) {
         Ok(r) => r,
         Err(e) => return plain(StatusCode::BAD_REQUEST, e),
     };
-    let t = Instant::now();
-    // One record per transaction: each HTTP request waits for its own commit,
-    // and the storage call is idempotent per (NAS, Acct-Session-Id) like UDP's.
-    let result = s
-        .store
-        .record_accounting(std::slice::from_ref(&record))
-        .await;
-    s.metrics
-        .storage_duration
-        .with_label_values(&["record_accounting"])
-        .observe(t.elapsed().as_secs_f64());
-    match result {
-        Ok(()) => {
-            tracing::debug!(nas = %nas.name, status = record.status.label(), session = %record.acct_session_id, "REST accounting stored");
-            StatusCode::NO_CONTENT.into_response()
-        }
-        Err(e) => {
-            tracing::warn!(nas = %nas.name, error = %e, "REST acct: storage failed");
-            plain(StatusCode::INTERNAL_SERVER_ERROR, "storage error")
-        }
+    // Group-committed with whatever else is waiting; idempotent per
+    // (NAS, Acct-Session-Id) like UDP's, so a retry after a 5xx is safe.
+    match s.handler.store_accounting(record, origin).await {
+        Ok(()) => StatusCode::NO_CONTENT.into_response(),
+        Err(refused) => refusal(refused),
     }
+}
+
+/// A request the handler did not work on: 503 (try again) or 500 (storage),
+/// with no detail a peer could learn internals from.
+fn refusal(refused: Refused) -> Response {
+    let status = match refused {
+        Refused::Overloaded | Refused::Stopping => StatusCode::SERVICE_UNAVAILABLE,
+        Refused::StorageError => StatusCode::INTERNAL_SERVER_ERROR,
+    };
+    plain(status, refused)
 }
 
 /// Serve the shim on `listener` until `shutdown` resolves, then finish the
 /// requests in flight. Logs "REST shim listening" with the bound address.
 /// `nas` is the process's NAS table, shared with the UDP server, which keeps it
-/// current: the shim identifies routers exactly as the server does.
+/// current: the shim identifies routers exactly as the server does. `handler`
+/// is the UDP server's too.
 pub async fn spawn(
     listener: TcpListener,
-    store: Arc<dyn Store>,
-    metrics: Metrics,
+    handler: RequestHandler,
     secret: RestSecret,
     nas: NasDirectory,
-    config: &ServerConfig,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<JoinHandle<()>> {
     let addr: SocketAddr = listener.local_addr()?;
     let state = ShimState {
-        store,
-        metrics,
+        metrics: handler.metrics().clone(),
+        handler,
         secret,
         nas,
-        authorize: config.authorize,
-        in_flight: Arc::new(Semaphore::new(config.max_in_flight)),
     };
     tracing::info!(%addr, "REST shim listening on {AUTH_PATH} and {ACCT_PATH}");
     let app = router(state);
@@ -356,6 +334,143 @@ pub async fn spawn(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::handler::test_store::{nas, GatedStore};
+    use crate::handler::HandlerConfig;
+    use crate::server::NasTable;
+    use std::sync::RwLock;
+    use std::time::Duration;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    const SECRET: &str = "rest-secret-0123456789abcdef";
+
+    /// The shim on an ephemeral port, over a store held at its gate, with one
+    /// decider whose queue holds `queue` requests.
+    async fn shim(queue: usize) -> (SocketAddr, Arc<GatedStore>, Metrics) {
+        let store = Arc::new(GatedStore::closed());
+        let metrics = Metrics::new();
+        let config = HandlerConfig {
+            max_in_flight: queue,
+            auth_workers: 1,
+            auth_batch_max: 64,
+            authorize: Default::default(),
+            acct_queue: 16,
+            acct_batch_max: 64,
+            acct_writers: 1,
+        };
+        let (handler, _workers) = RequestHandler::start(store.clone(), metrics.clone(), config);
+        let table = NasTable::new(vec![nas("radius-secret")], 1).count_with(&metrics);
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        spawn(
+            listener,
+            handler,
+            RestSecret::new(SECRET).unwrap(),
+            Arc::new(RwLock::new(Arc::new(table))),
+            std::future::pending(),
+        )
+        .await
+        .unwrap();
+        (addr, store, metrics)
+    }
+
+    /// POST an authorization for `user` from the NAS at 127.0.0.1; the status and body.
+    async fn post_auth(addr: SocketAddr, user: String) -> (u16, String) {
+        let body = format!(
+            r#"{{"FreeRADIUS-Client-IP-Address":"127.0.0.1","User-Name":"{user}","User-Password":"pw"}}"#
+        );
+        let request = format!(
+            "POST {AUTH_PATH} HTTP/1.1\r\nHost: t\r\nAuthorization: Bearer {SECRET}\r\n\
+             Content-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+            body.len()
+        );
+        let mut conn = tokio::net::TcpStream::connect(addr).await.unwrap();
+        conn.write_all(request.as_bytes()).await.unwrap();
+        let mut response = String::new();
+        conn.read_to_string(&mut response).await.unwrap();
+        let status = response[9..12].parse().unwrap();
+        let body = response.split_once("\r\n\r\n").unwrap().1.to_string();
+        (status, body)
+    }
+
+    fn metric(metrics: &Metrics, sample: &str) -> f64 {
+        metrics
+            .render()
+            .lines()
+            .find_map(|l| l.strip_prefix(sample)?.trim().parse().ok())
+            .unwrap_or_else(|| panic!("no sample {sample}"))
+    }
+
+    #[tokio::test]
+    async fn waiting_requests_are_decided_in_one_batch_and_counted_per_nas() {
+        let (addr, store, metrics) = shim(64).await;
+        let first = tokio::spawn(post_auth(addr, "V1".into()));
+        store.auth_calls(1).await;
+        let rest: Vec<_> = (2..=4)
+            .map(|i| tokio::spawn(post_auth(addr, format!("V{i}"))))
+            .collect();
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        store.open();
+        for task in std::iter::once(first).chain(rest) {
+            let (status, body) = task.await.unwrap();
+            assert_eq!(status, 401, "{body}");
+            assert!(body.contains("reply:Reply-Message"), "{body}");
+        }
+        assert_eq!(*store.auth_batches.lock().unwrap(), [1, 3]);
+        assert_eq!(
+            metric(
+                &metrics,
+                r#"rrnet_radius_requests_total{nas="hotspot1",result="reject",type="access_request"}"#
+            ),
+            4.0
+        );
+        assert_eq!(
+            metric(
+                &metrics,
+                r#"rrnet_radius_request_duration_seconds_count{type="access_request"}"#
+            ),
+            4.0
+        );
+        assert!(
+            metric(
+                &metrics,
+                r#"rrnet_radius_nas_last_seen_timestamp_seconds{nas="hotspot1"}"#
+            ) > 0.0
+        );
+    }
+
+    #[tokio::test]
+    async fn a_full_queue_answers_503_at_once_and_counts_an_overload() {
+        let (addr, store, metrics) = shim(1).await;
+        let busy = tokio::spawn(post_auth(addr, "V1".into()));
+        store.auth_calls(1).await;
+        let queued = tokio::spawn(post_auth(addr, "V2".into()));
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        let (status, body) =
+            tokio::time::timeout(Duration::from_secs(2), post_auth(addr, "V3".into()))
+                .await
+                .expect("answered at once");
+        assert_eq!(
+            (status, body.as_str()),
+            (503, "too many requests in flight\n")
+        );
+        assert_eq!(
+            metric(
+                &metrics,
+                r#"rrnet_radius_drops_total{nas="hotspot1",reason="overload"}"#
+            ),
+            1.0
+        );
+        assert_eq!(
+            metric(
+                &metrics,
+                r#"rrnet_radius_http_requests_total{route="auth",status="503"}"#
+            ),
+            1.0
+        );
+        store.open();
+        assert_eq!(busy.await.unwrap().0, 401);
+        assert_eq!(queued.await.unwrap().0, 401);
+    }
 
     #[test]
     fn secret_length_and_bearer() {

@@ -10,11 +10,14 @@
 //! `batch.rs` a batch of decisions and the effects to persist (activation, MAC
 //! binding, session rows); `accounting.rs` the session state machine and usage;
 //! `credential.rs` the PAP/CHAP password check (also used by the REST shim);
+//! `attributes.rs` the attribute values both transports map the same way
+//! (Acct-Status-Type, CHAP-Password, Acct-Terminate-Cause);
 //! `tests.rs` the table of decision cases.
 
 use crate::model::{Plan, Timestamp, Voucher};
 
 pub mod accounting;
+mod attributes;
 pub mod batch;
 mod credential;
 mod decide;
@@ -22,6 +25,7 @@ mod decide;
 mod tests;
 
 pub use accounting::{account_batch, AcctEffects, AcctRecord, AcctSession, AcctState, AcctStatus};
+pub use attributes::{acct_status, chap_credential, terminate_cause_name};
 pub use batch::{
     decide_batch, decide_batch_state, AuthEffects, AuthState, LiveSession, SessionGrant,
 };

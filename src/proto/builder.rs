@@ -6,6 +6,7 @@ use super::authenticator::{
     accounting_request_authenticator, message_authenticator_keyed, response_authenticator, MacKey,
 };
 use super::code::Code;
+use super::echo::RequestEcho;
 use super::error::BuildError;
 use super::packet::Packet;
 use super::password::hide_password;
@@ -36,22 +37,60 @@ impl PacketBuilder {
     /// attribute (RFC 3579 §3.2; RouterOS 7.15+ drops replies without it) and the
     /// request's Proxy-State attributes copied (RFC 2865 §5.33).
     pub fn reply(buf: Vec<u8>, request: &Packet<'_>, code: Code) -> Self {
-        let mut b = Self::with_buffer(buf, code, request.identifier());
-        b.reserve_message_authenticator();
-        for a in request.attributes().filter(|a| a.typ == attr::PROXY_STATE) {
-            // A value that fit in the request fits here; the request is ≤ 4096 too.
-            let _ = b.add(attr::PROXY_STATE, a.value);
-        }
-        b
+        let proxy_states = request
+            .attributes()
+            .filter(|a| a.typ == attr::PROXY_STATE)
+            .map(|a| a.value);
+        Self::start_reply(buf, code, request.identifier(), true, proxy_states)
     }
 
     /// Start a reply without Message-Authenticator: for Accounting-Response to an
     /// Accounting-Request, where RFC 2866 defines none and implementations differ
     /// on how it would be computed (the Request Authenticator protects it).
     pub fn reply_plain(buf: Vec<u8>, request: &Packet<'_>, code: Code) -> Self {
-        let mut b = Self::with_buffer(buf, code, request.identifier());
-        for a in request.attributes().filter(|a| a.typ == attr::PROXY_STATE) {
-            let _ = b.add(attr::PROXY_STATE, a.value);
+        let proxy_states = request
+            .attributes()
+            .filter(|a| a.typ == attr::PROXY_STATE)
+            .map(|a| a.value);
+        Self::start_reply(buf, code, request.identifier(), false, proxy_states)
+    }
+
+    /// [`PacketBuilder::reply`] from what was kept of the request.
+    pub fn reply_to(buf: Vec<u8>, request: &RequestEcho, code: Code) -> Self {
+        Self::start_reply(
+            buf,
+            code,
+            request.identifier(),
+            true,
+            request.proxy_states(),
+        )
+    }
+
+    /// [`PacketBuilder::reply_plain`] from what was kept of the request.
+    pub fn reply_plain_to(buf: Vec<u8>, request: &RequestEcho, code: Code) -> Self {
+        Self::start_reply(
+            buf,
+            code,
+            request.identifier(),
+            false,
+            request.proxy_states(),
+        )
+    }
+
+    fn start_reply<'v>(
+        buf: Vec<u8>,
+        code: Code,
+        identifier: u8,
+        message_authenticator: bool,
+        proxy_states: impl Iterator<Item = &'v [u8]>,
+    ) -> Self {
+        let mut b = Self::with_buffer(buf, code, identifier);
+        if message_authenticator {
+            b.reserve_message_authenticator();
+        }
+        for value in proxy_states {
+            // A value that fit in the request fits here; the request is ≤ 4096 too.
+            let _ = b.add(attr::PROXY_STATE, value);
         }
         b
     }
@@ -152,19 +191,32 @@ impl PacketBuilder {
     /// Finish a response: Message-Authenticator (with the request authenticator)
     /// first, then the Response Authenticator over the result (RFC 3579 §3.2).
     pub fn finish_response(self, request_authenticator: &[u8; 16], secret: &[u8]) -> Vec<u8> {
-        let key = MacKey::new(secret);
-        self.finish_response_keyed(request_authenticator, secret, &key)
+        // An HMAC key only when there is a Message-Authenticator to sign: an
+        // Accounting-Response has none.
+        let key = self.ma_at.map(|_| MacKey::new(secret));
+        self.finish_response_with(request_authenticator, secret, key.as_ref())
     }
 
     /// [`PacketBuilder::finish_response`] with the secret's prepared HMAC key.
     pub fn finish_response_keyed(
-        mut self,
+        self,
         request_authenticator: &[u8; 16],
         secret: &[u8],
         key: &MacKey,
     ) -> Vec<u8> {
+        self.finish_response_with(request_authenticator, secret, Some(key))
+    }
+
+    fn finish_response_with(
+        mut self,
+        request_authenticator: &[u8; 16],
+        secret: &[u8],
+        key: Option<&MacKey>,
+    ) -> Vec<u8> {
         self.set_length();
-        self.sign_ma(request_authenticator, key);
+        if let Some(key) = key {
+            self.sign_ma(request_authenticator, key);
+        }
         let ra = response_authenticator(&self.buf, request_authenticator, secret);
         self.buf[AUTHENTICATOR_OFFSET..ATTRIBUTES_OFFSET].copy_from_slice(&ra);
         self.buf

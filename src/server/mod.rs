@@ -1,40 +1,37 @@
 //! The UDP server: authentication (1812) and accounting (1813) loops on sockets
-//! passed in, the in-memory NAS table, bounded work in flight, group-committed
-//! accounting, background housekeeping and graceful shutdown.
+//! passed in, the in-memory NAS table, background housekeeping and graceful
+//! shutdown. Requests are decided and stored by the [`RequestHandler`] the REST
+//! shim uses too; the server hands them over and it answers with a packet.
 //!
 //! Packet handling order, cheapest check first so that floods cost little:
 //! NAS lookup by source → framing → code allowed on this port → authenticity
 //! (Request Authenticator / Message-Authenticator) → duplicate cache → work.
 
-mod access;
-mod accounting;
-mod drop_reason;
 mod housekeeping;
-mod log_limit;
 mod nas_table;
-pub mod request;
+mod request;
 
 use std::future::Future;
 use std::net::SocketAddr;
-use std::sync::{Arc, Mutex, RwLock};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::sync::{Arc, RwLock};
+use std::time::{Duration, Instant};
 
 use tokio::net::UdpSocket;
-use tokio::sync::{mpsc, watch};
+use tokio::sync::watch;
 
-use crate::proto::MacKey;
-pub use drop_reason::DropReason;
+pub use crate::handler::{unix_now, DropReason};
 pub use nas_table::{NasEntry, NasTable};
 
-use crate::metrics::{Metrics, NasCounters, UNKNOWN_NAS};
+use crate::handler::{
+    status_reply, Answer, DatagramPort, HandlerConfig, Origin, PacketReply, RequestHandler, Signer,
+    Workers,
+};
+use crate::metrics::{Metrics, UNKNOWN_NAS};
 use crate::model::Nas;
-use crate::policy::AccessDecision;
-use crate::proto::{verify_request_authenticator, Code, DedupKey, DuplicateCache, Packet, Seen};
+use crate::proto::{
+    verify_request_authenticator, Code, DedupKey, DuplicateCache, Packet, RequestEcho, Seen,
+};
 use crate::store::{AuthorizeOptions, Store};
-
-use access::AccessJob;
-use accounting::AcctJob;
-use log_limit::LogLimiter;
 
 /// Tunables of the UDP server.
 #[derive(Clone, Debug)]
@@ -89,12 +86,19 @@ impl Default for ServerConfig {
     }
 }
 
-/// Unix seconds now. The only clock read on the request path.
-pub fn unix_now() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_secs() as i64)
-        .unwrap_or(0)
+impl ServerConfig {
+    /// The settings of the request handler's deciders and writers.
+    pub fn handler(&self) -> HandlerConfig {
+        HandlerConfig {
+            max_in_flight: self.max_in_flight,
+            auth_workers: self.auth_workers,
+            auth_batch_max: self.auth_batch_max,
+            authorize: self.authorize,
+            acct_queue: self.acct_queue,
+            acct_batch_max: self.acct_batch_max,
+            acct_writers: self.acct_writers,
+        }
+    }
 }
 
 /// State shared by the loops and tasks.
@@ -104,10 +108,8 @@ pub(crate) struct Shared {
     config: ServerConfig,
     /// Swapped whole on reload; readers clone the Arc and drop the lock at once.
     nas: NasDirectory,
-    /// Duplicate caches, one per port. std Mutex: never held across an await.
-    auth_dedup: Mutex<DuplicateCache>,
-    acct_dedup: Mutex<DuplicateCache>,
-    log_limit: LogLimiter,
+    /// Where requests are decided and stored, and drops counted.
+    handler: RequestHandler,
 }
 
 impl Shared {
@@ -115,44 +117,9 @@ impl Shared {
         self.nas.read().expect("NAS table lock poisoned").clone()
     }
 
-    fn dedup(&self, accounting: bool) -> &Mutex<DuplicateCache> {
-        if accounting {
-            &self.acct_dedup
-        } else {
-            &self.auth_dedup
-        }
-    }
-
     /// Count a drop and log it (rate-limited so a flood cannot fill the disk).
     fn drop_packet(&self, nas: Option<&Nas>, source: SocketAddr, reason: DropReason, detail: &str) {
-        let nas_label = nas.map(|n| n.name.as_str()).unwrap_or(UNKNOWN_NAS);
-        self.metrics
-            .drops
-            .with_label_values(&[nas_label, reason.label()])
-            .inc();
-        if let Some(suppressed) = self.log_limit.allow() {
-            if suppressed > 0 {
-                tracing::warn!(
-                    suppressed,
-                    "drop log lines suppressed by the rate limit; rrnet_radius_drops_total counts every drop"
-                );
-            }
-            tracing::warn!(nas = nas_label, %source, reason = reason.label(), detail, "dropped request");
-        }
-    }
-
-    fn answered(&self, accounting: bool, key: DedupKey, reply: &[u8]) {
-        self.dedup(accounting)
-            .lock()
-            .expect("dedup lock poisoned")
-            .answered(key, reply.to_vec());
-    }
-
-    fn forget(&self, accounting: bool, key: &DedupKey) {
-        self.dedup(accounting)
-            .lock()
-            .expect("dedup lock poisoned")
-            .forget(key);
+        self.handler.drop_packet(nas, source, reason, detail);
     }
 }
 
@@ -195,98 +162,81 @@ fn init_nas_metrics(metrics: &Metrics, table: &NasTable) {
     }
 }
 
-/// Run the server until `shutdown` resolves, then stop receiving, finish the work
-/// in flight (bounded wait) and flush queued accounting. `nas` is the process's
-/// NAS table ([`load_nas_directory`]); the server keeps it current.
+/// Run the server until `shutdown` resolves, then stop receiving, and wait
+/// (bounded) until `workers` have answered the requests in flight and stored the
+/// queued accounting — which ends once every clone of `handler` is dropped (the
+/// REST shim's too). `nas` is the process's NAS table ([`load_nas_directory`]);
+/// the server keeps it current.
 pub async fn serve(
     auth: UdpSocket,
     acct: UdpSocket,
-    store: Arc<dyn Store>,
-    metrics: Metrics,
+    handler: RequestHandler,
+    workers: Workers,
     nas: NasDirectory,
     config: ServerConfig,
     shutdown: impl Future<Output = ()> + Send,
 ) -> anyhow::Result<()> {
     let table = nas.read().expect("NAS table lock poisoned").clone();
+    let metrics = handler.metrics().clone();
     metrics
         .drops
         .with_label_values(&[UNKNOWN_NAS, DropReason::UnknownNas.label()]);
     if table.is_empty() {
         tracing::warn!("no NAS is configured: every request will be dropped; add one with `rrnet-radius nas add`");
     }
+    let dedup = || DuplicateCache::new(config.dedup_lifetime, config.dedup_capacity);
+    let auth = Arc::new(DatagramPort::new(auth, dedup()));
+    let acct = Arc::new(DatagramPort::new(acct, dedup()));
     let shared = Arc::new(Shared {
-        store,
+        store: handler.store().clone(),
         metrics,
         nas,
-        auth_dedup: Mutex::new(DuplicateCache::new(
-            config.dedup_lifetime,
-            config.dedup_capacity,
-        )),
-        acct_dedup: Mutex::new(DuplicateCache::new(
-            config.dedup_lifetime,
-            config.dedup_capacity,
-        )),
-        log_limit: LogLimiter::new(20),
+        handler,
         config,
     });
-    let auth = Arc::new(auth);
-    let acct = Arc::new(acct);
     let (stop_tx, stop_rx) = watch::channel(false);
 
-    let (acct_senders, writers) = accounting::spawn_writers(shared.clone(), acct.clone());
-    let (access_senders, deciders) = access::spawn_workers(shared.clone(), auth.clone());
     let housekeeping = tokio::spawn(housekeeping::run(shared.clone(), stop_rx.clone()));
     let auth_loop = tokio::spawn(receive_loop(
         shared.clone(),
         auth.clone(),
-        Queues::Access(access_senders),
+        false,
         stop_rx.clone(),
     ));
     let acct_loop = tokio::spawn(receive_loop(
         shared.clone(),
         acct.clone(),
-        Queues::Accounting(acct_senders),
+        true,
         stop_rx.clone(),
     ));
     tracing::info!(
-        auth = %auth.local_addr()?,
-        acct = %acct.local_addr()?,
+        auth = %auth.socket.local_addr()?,
+        acct = %acct.socket.local_addr()?,
         "listening for RADIUS"
     );
 
     shutdown.await;
     tracing::info!("shutting down: finishing requests in flight");
     let _ = stop_tx.send(true);
-    // The loops own the queue senders: once they end, the workers drain their
-    // queues, answer what they hold, and stop.
     let _ = auth_loop.await;
     let _ = acct_loop.await;
-    let drain = async {
-        for w in deciders.into_iter().chain(writers) {
-            let _ = w.await;
-        }
-    };
-    if tokio::time::timeout(Duration::from_secs(10), drain)
-        .await
-        .is_err()
-    {
+    let _ = housekeeping.await;
+    // Nothing of the server holds the handler any more: once the shim lets go
+    // of its clone too, the deciders and writers drain their queues, answer
+    // what they hold, and stop.
+    drop(shared);
+    if !workers.finish(Duration::from_secs(10)).await {
         tracing::warn!("requests still in flight after 10s; stopping anyway");
     }
-    let _ = housekeeping.await;
     tracing::info!("stopped");
     Ok(())
 }
 
-/// Where a receive loop hands work off.
-enum Queues {
-    Access(Vec<mpsc::Sender<AccessJob>>),
-    Accounting(Vec<mpsc::Sender<AcctJob>>),
-}
-
+/// Receive on `port` (the accounting port when `accounting`) until stopped.
 async fn receive_loop(
     shared: Arc<Shared>,
-    socket: Arc<UdpSocket>,
-    queues: Queues,
+    port: Arc<DatagramPort>,
+    accounting: bool,
     mut stop: watch::Receiver<bool>,
 ) {
     // One byte more than the maximum, so an oversize datagram is seen as such.
@@ -295,7 +245,7 @@ async fn receive_loop(
         let (n, source) = tokio::select! {
             biased;
             _ = stop.changed() => break,
-            r = socket.recv_from(&mut buf) => match r {
+            r = port.socket.recv_from(&mut buf) => match r {
                 Ok(v) => v,
                 Err(e) => {
                     // ICMP errors from earlier sends surface here on Linux; keep serving.
@@ -304,18 +254,17 @@ async fn receive_loop(
                 }
             },
         };
-        handle_datagram(&shared, &socket, &buf[..n], source, &queues).await;
+        handle_datagram(&shared, &port, accounting, &buf[..n], source).await;
     }
 }
 
 async fn handle_datagram(
-    shared: &Arc<Shared>,
-    socket: &Arc<UdpSocket>,
+    shared: &Shared,
+    port: &Arc<DatagramPort>,
+    accounting: bool,
     datagram: &[u8],
     source: SocketAddr,
-    queues: &Queues,
 ) {
-    let accounting = matches!(queues, Queues::Accounting(_));
     let received = Instant::now();
     let table = shared.nas_table();
     let Some(nas) = table.lookup(source.ip()) else {
@@ -352,8 +301,8 @@ async fn handle_datagram(
     let Some(signer) = authenticate(shared, nas, &packet, source, now_s) else {
         return;
     };
-    let secret = signer.secret(nas);
-    let mac_key = signer.key(nas);
+    let secret = nas.secret_for(signer);
+    let mac_key = nas.key_for(signer);
 
     let key = DedupKey {
         source,
@@ -362,10 +311,7 @@ async fn handle_datagram(
     };
     // The lock is released before any await (std Mutex, never held across one).
     let seen = {
-        let mut cache = shared
-            .dedup(accounting)
-            .lock()
-            .expect("dedup lock poisoned");
+        let mut cache = port.dedup.lock().expect("dedup lock poisoned");
         match cache.check(key, received) {
             Seen::New => None,
             Seen::Answered(reply) => Some(Ok(reply.to_vec())),
@@ -376,7 +322,7 @@ async fn handle_datagram(
         None => {}
         Some(Ok(reply)) => {
             nas.counters.duplicates.inc();
-            let _ = socket.send_to(&reply, source).await;
+            let _ = port.socket.send_to(&reply, source).await;
             return;
         }
         Some(Err(reason)) => {
@@ -387,7 +333,7 @@ async fn handle_datagram(
 
     match code {
         Code::StatusServer => {
-            let reply = request::status_reply(
+            let reply = status_reply(
                 Vec::with_capacity(64),
                 &packet,
                 accounting,
@@ -396,8 +342,8 @@ async fn handle_datagram(
             );
             // Cached before sending: a retransmission that crosses the reply must
             // find it answered, not still in progress (RFC 5080 §2.2.2).
-            shared.answered(accounting, key, &reply);
-            let _ = socket.send_to(&reply, source).await;
+            port.answered(key, &reply);
+            let _ = port.socket.send_to(&reply, source).await;
             nas.counters.status_answered.inc();
             shared
                 .metrics
@@ -408,107 +354,57 @@ async fn handle_datagram(
             let facts = match request::access_facts(&packet, nas, secret) {
                 Ok(f) => f,
                 Err(reason) => {
-                    shared.forget(false, &key);
+                    port.forget(&key);
                     shared.drop_packet(Some(nas), source, reason, "Access-Request");
                     return;
                 }
             };
-            let Queues::Access(senders) = queues else {
-                unreachable!("Access-Requests are only accepted on the authentication port")
-            };
-            let shard = access::shard(&facts.username, senders.len());
-            let job = AccessJob {
+            // A full queue is counted (`overload`) and the cache entry forgotten
+            // by the handler; the NAS retries.
+            let _ = shared.handler.submit_access(
                 facts,
-                reply_to: access::ReplyTo {
-                    request: datagram[..packet.len()].to_vec(),
+                origin(nas, received),
+                Answer::Packet(PacketReply {
+                    port: port.clone(),
                     source,
                     key,
-                    nas: nas.nas.clone(),
-                    counters: nas.counters.clone(),
-                    mac_key: mac_key.clone(),
+                    echo: RequestEcho::of(&packet),
                     signer,
-                    received,
-                },
-            };
-            if senders[shard].try_send(job).is_err() {
-                shared.forget(false, &key);
-                shared.drop_packet(
-                    Some(nas),
-                    source,
-                    DropReason::Overload,
-                    "too many requests in flight",
-                );
-            }
+                    mac_key: mac_key.clone(),
+                }),
+            );
         }
         Code::AccountingRequest => {
             let record = match request::acct_record(&packet, nas.id, unix_now()) {
                 Ok(r) => r,
                 Err(why) => {
-                    shared.forget(true, &key);
+                    port.forget(&key);
                     shared.drop_packet(Some(nas), source, DropReason::Malformed, why);
                     return;
                 }
             };
-            let Queues::Accounting(senders) = queues else {
-                unreachable!("Accounting-Requests are only accepted on the accounting port")
-            };
-            let shard = accounting::shard(&record, senders.len());
-            let job = AcctJob {
+            let _ = shared.handler.submit_accounting(
                 record,
-                reply_to: accounting::ReplyTo {
-                    request: datagram[..packet.len()].to_vec(),
+                origin(nas, received),
+                Answer::Packet(PacketReply {
+                    port: port.clone(),
                     source,
                     key,
-                    nas: nas.nas.clone(),
-                    counters: nas.counters.clone(),
+                    echo: RequestEcho::of(&packet),
                     signer,
-                    received,
-                },
-            };
-            if senders[shard].try_send(job).is_err() {
-                shared.forget(true, &key);
-                shared.drop_packet(
-                    Some(nas),
-                    source,
-                    DropReason::Overload,
-                    "accounting queue full",
-                );
-            }
+                    mac_key: mac_key.clone(),
+                }),
+            );
         }
         _ => unreachable!("filtered above"),
     }
 }
 
-/// Which of a NAS's secrets a request was made with.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) enum Signer {
-    Current,
-    /// The secret before a rotation, still accepted for a while.
-    Previous,
-}
-
-impl Signer {
-    pub(crate) fn secret<'a>(&self, nas: &'a NasEntry) -> &'a [u8] {
-        match (self, &nas.previous) {
-            (Signer::Previous, Some(p)) => p.secret.expose(),
-            _ => nas.secret.expose(),
-        }
-    }
-
-    /// The secret, from the NAS record itself (for work done after the table
-    /// may have been reloaded).
-    pub(crate) fn secret_of<'a>(&self, nas: &'a Nas) -> &'a [u8] {
-        match (self, &nas.previous_secret) {
-            (Signer::Previous, Some(p)) => p.expose(),
-            _ => nas.secret.expose(),
-        }
-    }
-
-    pub(crate) fn key<'a>(&self, nas: &'a NasEntry) -> &'a MacKey {
-        match (self, &nas.previous) {
-            (Signer::Previous, Some(p)) => &p.mac_key,
-            _ => &nas.mac_key,
-        }
+fn origin(nas: &NasEntry, received: Instant) -> Origin {
+    Origin {
+        nas: nas.nas.clone(),
+        counters: nas.counters.clone(),
+        received,
     }
 }
 
@@ -529,9 +425,9 @@ fn authenticate(
     let mut chosen = None;
     for signer in candidates {
         let ok = if code == Code::AccountingRequest {
-            verify_request_authenticator(packet, signer.secret(nas))
+            verify_request_authenticator(packet, nas.secret_for(signer))
         } else if has_ma {
-            packet.verify_request_message_authenticator_keyed(signer.key(nas)) == Some(true)
+            packet.verify_request_message_authenticator_keyed(nas.key_for(signer)) == Some(true)
         } else {
             // Nothing to verify the secret against: the current one is assumed.
             true
@@ -558,7 +454,7 @@ fn authenticate(
     };
     if code == Code::AccountingRequest
         && has_ma
-        && packet.verify_request_message_authenticator_keyed(signer.key(nas)) != Some(true)
+        && packet.verify_request_message_authenticator_keyed(nas.key_for(signer)) != Some(true)
     {
         shared.drop_packet(
             Some(nas),
@@ -590,28 +486,4 @@ fn authenticate(
             .inc();
     }
     Some(signer)
-}
-
-pub(crate) fn record_access_outcome(
-    shared: &Shared,
-    nas: &Nas,
-    counters: &NasCounters,
-    username: &str,
-    mac: Option<&str>,
-    decision: &AccessDecision,
-) {
-    match decision {
-        AccessDecision::Accept(grant) => {
-            counters.accepts.inc();
-            if grant.activation.is_some() {
-                shared.metrics.vouchers_activated.inc();
-            }
-            tracing::debug!(nas = %nas.name, user = username, mac, "accept");
-        }
-        AccessDecision::Reject(reason) => {
-            counters.rejects.inc();
-            counters.reject_reason(*reason).inc();
-            tracing::info!(nas = %nas.name, user = username, mac, reason = reason.label(), "reject");
-        }
-    }
 }

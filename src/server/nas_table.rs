@@ -10,6 +10,7 @@ use std::collections::HashMap;
 use std::net::IpAddr;
 use std::sync::Arc;
 
+use crate::handler::Signer;
 use crate::metrics::{Metrics, NasCounters};
 use crate::model::{canonical_ip, Nas, Secret};
 use crate::proto::MacKey;
@@ -49,6 +50,24 @@ impl NasEntry {
             counters: Arc::new(NasCounters::detached()),
             mac_key,
             previous,
+        }
+    }
+}
+
+impl NasEntry {
+    /// The secret a request made with `signer` is verified and answered with.
+    pub fn secret_for(&self, signer: Signer) -> &[u8] {
+        match (signer, &self.previous) {
+            (Signer::Previous, Some(p)) => p.secret.expose(),
+            _ => self.secret.expose(),
+        }
+    }
+
+    /// [`NasEntry::secret_for`] prepared for HMAC-MD5.
+    pub fn key_for(&self, signer: Signer) -> &MacKey {
+        match (signer, &self.previous) {
+            (Signer::Previous, Some(p)) => &p.mac_key,
+            _ => &self.mac_key,
         }
     }
 }

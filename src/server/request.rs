@@ -1,12 +1,12 @@
-//! Turning an authenticated packet into wire-neutral facts, and decisions back
-//! into reply packets. No I/O here.
+//! Turning an authenticated packet into wire-neutral facts (the request
+//! handler builds the replies, `handler::reply`). No I/O here.
 
 use crate::model::normalize_mac;
-use crate::policy::{AccessDecision, AccessFacts, Credential, ReplyAttribute};
-use crate::proto::{attr, unhide_password, Code, MacKey, Packet, PacketBuilder};
+use crate::policy::{acct_status, chap_credential, terminate_cause_name, AccessFacts, Credential};
+use crate::proto::{attr, unhide_password, Packet};
 use crate::store::{AcctRecord, AcctStatus};
 
-use super::drop_reason::DropReason;
+use super::DropReason;
 
 /// The credential an Access-Request carries. A User-Password whose value is
 /// malformed is treated as absent (RFC 6929 §2.8).
@@ -25,40 +25,6 @@ pub fn credential(p: &Packet<'_>, secret: &[u8]) -> Credential {
         return chap_credential(chap, challenge);
     }
     Credential::Missing
-}
-
-/// The credential of a CHAP-Password value (ident ‖ 16-byte response, RFC 2865
-/// §5.3) against `challenge`. A value of the wrong length counts as absent.
-/// Shared with the REST shim, which gets both values from FreeRADIUS.
-pub fn chap_credential(chap_password: &[u8], challenge: &[u8]) -> Credential {
-    let Ok(response) = <[u8; 16]>::try_from(chap_password.get(1..).unwrap_or_default()) else {
-        return Credential::Missing;
-    };
-    Credential::Chap {
-        ident: chap_password[0],
-        response,
-        challenge: challenge.to_vec(),
-    }
-}
-
-/// The Acct-Status-Type values the server stores (RFC 2866 §5.1); `None` for the rest.
-pub fn acct_status(value: u32) -> Option<AcctStatus> {
-    match value {
-        attr::acct_status::START => Some(AcctStatus::Start),
-        attr::acct_status::STOP => Some(AcctStatus::Stop),
-        attr::acct_status::INTERIM_UPDATE => Some(AcctStatus::InterimUpdate),
-        attr::acct_status::ACCOUNTING_ON => Some(AcctStatus::AccountingOn),
-        attr::acct_status::ACCOUNTING_OFF => Some(AcctStatus::AccountingOff),
-        _ => None,
-    }
-}
-
-/// Acct-Terminate-Cause as stored: its dictionary name, or the number when unnamed.
-pub fn terminate_cause_name(value: u32) -> String {
-    crate::dictionary::Dictionary::builtin()
-        .value_name(0, u32::from(attr::ACCT_TERMINATE_CAUSE), u64::from(value))
-        .map(str::to_owned)
-        .unwrap_or_else(|| value.to_string())
 }
 
 fn text(p: &Packet<'_>, typ: u8) -> Option<String> {
@@ -141,108 +107,4 @@ pub fn acct_record(
             .and_then(crate::policy::voucher_id_from_class),
         received_at,
     })
-}
-
-/// Encode one reply attribute. Values come from plans the operator wrote; an
-/// over-long string is cut rather than failing the whole reply.
-fn add_reply_attribute(b: &mut PacketBuilder, a: &ReplyAttribute) {
-    use crate::proto::attr::mikrotik as mt;
-    fn cut(s: &str, max: usize) -> &[u8] {
-        &s.as_bytes()[..s.len().min(max)]
-    }
-    let _ = match a {
-        ReplyAttribute::SessionTimeout(v) => b.add_u32(attr::SESSION_TIMEOUT, *v),
-        ReplyAttribute::IdleTimeout(v) => b.add_u32(attr::IDLE_TIMEOUT, *v),
-        ReplyAttribute::AcctInterimInterval(v) => b.add_u32(attr::ACCT_INTERIM_INTERVAL, *v),
-        ReplyAttribute::Class(s) => b.add(attr::CLASS, cut(s, 253)),
-        ReplyAttribute::MikrotikRateLimit(s) => {
-            b.add_vsa(mt::VENDOR_ID, mt::RATE_LIMIT, cut(s, 247))
-        }
-        ReplyAttribute::MikrotikTotalLimit(v) => b.add_vsa_u32(mt::VENDOR_ID, mt::TOTAL_LIMIT, *v),
-        ReplyAttribute::MikrotikTotalLimitGigawords(v) => {
-            b.add_vsa_u32(mt::VENDOR_ID, mt::TOTAL_LIMIT_GIGAWORDS, *v)
-        }
-        ReplyAttribute::MikrotikGroup(s) => b.add_vsa(mt::VENDOR_ID, mt::GROUP, cut(s, 247)),
-        ReplyAttribute::MikrotikAddressList(s) => {
-            b.add_vsa(mt::VENDOR_ID, mt::ADDRESS_LIST, cut(s, 247))
-        }
-    };
-}
-
-/// Access-Accept or Access-Reject for `request`, Message-Authenticator first.
-pub fn access_reply(
-    buf: Vec<u8>,
-    request: &Packet<'_>,
-    decision: &AccessDecision,
-    secret: &[u8],
-    key: &MacKey,
-) -> Vec<u8> {
-    let code = match decision {
-        AccessDecision::Accept(_) => Code::AccessAccept,
-        AccessDecision::Reject(_) => Code::AccessReject,
-    };
-    let mut b = PacketBuilder::reply(buf, request, code);
-    match decision {
-        AccessDecision::Accept(grant) => {
-            for a in &grant.reply {
-                add_reply_attribute(&mut b, a);
-            }
-        }
-        AccessDecision::Reject(reason) => {
-            let _ = b.add_str(attr::REPLY_MESSAGE, reason.message());
-        }
-    }
-    b.finish_response_keyed(request.authenticator(), secret, key)
-}
-
-/// Reply to Status-Server (RFC 5997 §3): Access-Accept on the authentication
-/// port, Accounting-Response on the accounting port.
-pub fn status_reply(
-    buf: Vec<u8>,
-    request: &Packet<'_>,
-    accounting: bool,
-    secret: &[u8],
-    key: &MacKey,
-) -> Vec<u8> {
-    let code = if accounting {
-        Code::AccountingResponse
-    } else {
-        Code::AccessAccept
-    };
-    PacketBuilder::reply(buf, request, code).finish_response_keyed(
-        request.authenticator(),
-        secret,
-        key,
-    )
-}
-
-/// Accounting-Response (RFC 2866 §4.2). No Message-Authenticator: RFC 2866 has
-/// none, FreeRADIUS would compute it over a zero vector and RFC 5176 §3.4 over the
-/// request's, so leaving it out is the only choice every client verifies.
-pub fn accounting_reply(buf: Vec<u8>, request: &Packet<'_>, secret: &[u8]) -> Vec<u8> {
-    PacketBuilder::reply_plain(buf, request, Code::AccountingResponse)
-        .finish_response(request.authenticator(), secret)
-}
-
-/// RFC 2866 §5.5 suggests an 8-hex-digit Acct-Session-Id whose first two digits
-/// count reboots (RouterOS follows it). Returns that reboot counter.
-pub fn boot_prefix(acct_session_id: &str) -> Option<&str> {
-    if acct_session_id.len() == 8 && acct_session_id.bytes().all(|b| b.is_ascii_hexdigit()) {
-        Some(&acct_session_id[..2])
-    } else {
-        None
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn boot_prefixes() {
-        assert_eq!(boot_prefix("81a00005"), Some("81"));
-        assert_eq!(boot_prefix("81A0000Z"), None);
-        assert_eq!(boot_prefix("81a0000"), None);
-        assert_eq!(boot_prefix("auth-123"), None);
-    }
 }

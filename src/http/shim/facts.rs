@@ -1,13 +1,15 @@
 //! rlm_rest attributes into the wire-neutral facts and records the UDP path
-//! builds from packets (`server::request`), so both reach the same
-//! `Store::authorize` and `Store::record_accounting`. No I/O.
+//! builds from packets, with the same attribute rules (`policy::attributes`),
+//! so both reach the same decision and accounting code. No I/O.
 
 use std::net::IpAddr;
 
 use super::body::{InvalidBody, RestAttributes};
 use crate::model::{normalize_mac, Nas};
-use crate::policy::{voucher_id_from_class, AccessFacts, Credential};
-use crate::server::request::{acct_status, chap_credential, terminate_cause_name};
+use crate::policy::{
+    acct_status, chap_credential, terminate_cause_name, voucher_id_from_class, AccessFacts,
+    Credential,
+};
 use crate::store::{AcctRecord, AcctStatus};
 
 /// Internal FreeRADIUS attributes the shipped `rrnet_identify` policy sets to the
@@ -127,6 +129,7 @@ mod tests {
     use super::*;
     use crate::model::Secret;
     use crate::policy::credential_matches;
+    use proptest::strategy::Strategy;
 
     fn fixture(name: &str) -> RestAttributes {
         let path = format!(
@@ -239,6 +242,55 @@ mod tests {
         let a =
             RestAttributes::from_json(br#"{"Acct-Status-Type":15,"Acct-Session-Id":"x"}"#).unwrap();
         assert!(acct_record(&a, 1, 0).unwrap_err().0.contains("unsupported"));
+    }
+
+    proptest::proptest! {
+        /// Whatever a body holds, reading it gives facts or a reason, never a panic.
+        #[test]
+        fn any_body_gives_facts_or_a_reason(raw in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..512)) {
+            for a in [RestAttributes::from_json(&raw), RestAttributes::from_form(&raw)]
+                .into_iter()
+                .flatten()
+            {
+                let _ = client_address(&a);
+                let _ = access_facts(&a, &nas());
+                let _ = acct_record(&a, 1, 0);
+            }
+        }
+
+        /// The attributes the shim reads, with values of any JSON type and content.
+        #[test]
+        fn any_values_of_known_attributes_give_facts_or_a_reason(
+            values in proptest::collection::vec(
+                (
+                    proptest::sample::select(&[
+                        "User-Name", "User-Password", "CHAP-Password", "CHAP-Challenge",
+                        "Calling-Station-Id", "Framed-IP-Address", "Acct-Session-Id",
+                        "Acct-Status-Type", "Acct-Session-Time", "Acct-Input-Octets",
+                        "Acct-Input-Gigawords", "Acct-Output-Octets", "Acct-Terminate-Cause",
+                        "Class", "FreeRADIUS-Client-IP-Address",
+                    ][..]),
+                    proptest::prop_oneof![
+                        proptest::prelude::any::<i64>().prop_map(serde_json::Value::from),
+                        proptest::prelude::any::<f64>().prop_map(serde_json::Value::from),
+                        ".{0,40}".prop_map(serde_json::Value::from),
+                        "0x[0-9a-fA-F]{0,40}".prop_map(serde_json::Value::from),
+                        proptest::prelude::any::<bool>().prop_map(serde_json::Value::from),
+                        proptest::strategy::Just(serde_json::Value::Null),
+                    ],
+                ),
+                0..12,
+            )
+        ) {
+            let body: serde_json::Map<String, serde_json::Value> =
+                values.into_iter().map(|(k, v)| (k.to_string(), v)).collect();
+            let raw = serde_json::to_vec(&body).unwrap();
+            if let Ok(a) = RestAttributes::from_json(&raw) {
+                let _ = client_address(&a);
+                let _ = access_facts(&a, &nas());
+                let _ = acct_record(&a, 1, 0);
+            }
+        }
     }
 
     #[test]

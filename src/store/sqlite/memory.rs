@@ -630,7 +630,13 @@ pub fn write(
         .iter()
         .map(|e| -> [&dyn ToSql; 7] {
             [
-                &now, &e.nas_id, &e.nas_name, &e.username, &e.mac, &e.result, &e.reason,
+                &now,
+                &e.nas_id,
+                &e.nas_name,
+                &e.username,
+                &e.mac,
+                &e.result,
+                &e.reason,
             ]
         })
         .collect();
@@ -653,7 +659,10 @@ fn insert_rows<const N: usize>(
 ) -> StoreResult<()> {
     let mut rest = rows;
     while !rest.is_empty() {
-        let n = [32, 8, 1].into_iter().find(|&n| rest.len() >= n).unwrap_or(1);
+        let n = [32, 8, 1]
+            .into_iter()
+            .find(|&n| rest.len() >= n)
+            .unwrap_or(1);
         let (chunk, next) = rest.split_at(n);
         let one = format!("({})", vec!["?"; N].join(", "));
         let sql = format!("{head}{}{tail}", vec![one; n].join(", "));

@@ -1,0 +1,62 @@
+//! RADIUS attribute values that every transport turns into policy values the
+//! same way: the UDP path reads them from packets, the REST shim from rlm_rest
+//! bodies. Pure functions, no I/O.
+
+use super::{AcctStatus, Credential};
+use crate::proto::attr;
+
+/// The Acct-Status-Type values the server stores (RFC 2866 §5.1); `None` for the rest.
+pub fn acct_status(value: u32) -> Option<AcctStatus> {
+    match value {
+        attr::acct_status::START => Some(AcctStatus::Start),
+        attr::acct_status::STOP => Some(AcctStatus::Stop),
+        attr::acct_status::INTERIM_UPDATE => Some(AcctStatus::InterimUpdate),
+        attr::acct_status::ACCOUNTING_ON => Some(AcctStatus::AccountingOn),
+        attr::acct_status::ACCOUNTING_OFF => Some(AcctStatus::AccountingOff),
+        _ => None,
+    }
+}
+
+/// The credential of a CHAP-Password value (ident ‖ 16-byte response, RFC 2865
+/// §5.3) against `challenge`. A value of the wrong length counts as absent.
+pub fn chap_credential(chap_password: &[u8], challenge: &[u8]) -> Credential {
+    let Ok(response) = <[u8; 16]>::try_from(chap_password.get(1..).unwrap_or_default()) else {
+        return Credential::Missing;
+    };
+    Credential::Chap {
+        ident: chap_password[0],
+        response,
+        challenge: challenge.to_vec(),
+    }
+}
+
+/// Acct-Terminate-Cause as stored: its dictionary name, or the number when unnamed.
+pub fn terminate_cause_name(value: u32) -> String {
+    crate::dictionary::Dictionary::builtin()
+        .value_name(0, u32::from(attr::ACCT_TERMINATE_CAUSE), u64::from(value))
+        .map(str::to_owned)
+        .unwrap_or_else(|| value.to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn wire_values() {
+        assert_eq!(acct_status(1), Some(AcctStatus::Start));
+        assert_eq!(acct_status(3), Some(AcctStatus::InterimUpdate));
+        assert_eq!(acct_status(15), None);
+        assert_eq!(terminate_cause_name(1), "User-Request");
+        assert_eq!(terminate_cause_name(999), "999");
+        assert!(matches!(
+            chap_credential(&[1; 17], b"c"),
+            Credential::Chap { ident: 1, .. }
+        ));
+        assert!(matches!(
+            chap_credential(&[1; 16], b"c"),
+            Credential::Missing
+        ));
+        assert!(matches!(chap_credential(&[], b"c"), Credential::Missing));
+    }
+}
