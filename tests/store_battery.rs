@@ -2617,3 +2617,222 @@ mod cases {
         assert_eq!((v.used_seconds, v.used_bytes), (2, max));
     }
 }
+
+// ---------------------------------------------------------------------------
+// PostgreSQL only: how authorization resolves a race between instances
+// ---------------------------------------------------------------------------
+
+mod postgres_race {
+    use std::sync::Condvar;
+
+    use super::*;
+
+    /// A decision that holds its first `parties` callers until all of them are
+    /// in it (or 5 s passed), so that they all decide on what they read before
+    /// any of them writes; later callers go straight through.
+    #[derive(Clone)]
+    struct Rendezvous {
+        parties: usize,
+        state: Arc<(Mutex<(usize, bool)>, Condvar)>,
+    }
+
+    impl Rendezvous {
+        fn new(parties: usize) -> Self {
+            Rendezvous {
+                parties,
+                state: Arc::new((Mutex::new((0, false)), Condvar::new())),
+            }
+        }
+
+        fn arrive(&self) {
+            let (lock, cvar) = &*self.state;
+            let mut g = lock.lock().unwrap();
+            g.0 += 1;
+            let n = g.0;
+            if n > self.parties {
+                return;
+            }
+            if n == self.parties {
+                g.1 = true;
+                cvar.notify_all();
+                return;
+            }
+            let (mut g, timeout) = cvar
+                .wait_timeout_while(g, Duration::from_secs(5), |g| !g.1)
+                .unwrap();
+            if timeout.timed_out() {
+                // Never met: make that visible to `seen`.
+                g.0 += 1000;
+            }
+        }
+
+        /// (how many calls, whether the first `parties` met in the decision)
+        fn seen(&self) -> (usize, bool) {
+            let g = self.state.0.lock().unwrap();
+            (g.0, g.1 && g.0 < 1000)
+        }
+    }
+
+    /// Two instances read a single-device voucher at the same moment and both
+    /// decide to accept a different MAC. Only one write may commit; the other
+    /// finds the voucher row changed since its read, fails as a serialization
+    /// failure, and its batch is decided again, under row locks, against the
+    /// winner's session: one Accept, one activation, the loser rejected.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+    async fn concurrent_accepts_on_two_instances_one_wins() {
+        let Some(fx) = super::pg_fixture().await else {
+            return;
+        };
+        let (nas, plan) = setup(&fx.store).await;
+        fx.store
+            .add_vouchers(&[voucher("DUEL", &plan)])
+            .await
+            .unwrap();
+        let meet = Rendezvous::new(2);
+        let t0 = 1_700_000_000;
+        // Each instance on a thread and a runtime of its own: the decision
+        // blocks its thread until the other instance has decided too.
+        let mut threads = Vec::new();
+        for i in 0..2 {
+            let meet = meet.clone();
+            let url = fx.url.clone();
+            let f = facts(&nas, "DUEL", Some(&mac(i)), Some(&format!("duel{i}")));
+            threads.push(std::thread::spawn(move || {
+                let rt = tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+                    .unwrap();
+                rt.block_on(async move {
+                    let store = PgStore::open(&url).await.unwrap();
+                    let decide = move |f: &AccessFacts, s: Option<&VoucherSnapshot>, now| {
+                        meet.arrive();
+                        accept_within_shared_users(f, s, now)
+                    };
+                    store
+                        .authorize_with_policy(
+                            &f,
+                            t0 + i as i64,
+                            AuthorizeOptions::default(),
+                            decide,
+                        )
+                        .await
+                })
+            }));
+        }
+        let mut accepts = Vec::new();
+        for (i, t) in threads.into_iter().enumerate() {
+            match t.join().unwrap().expect("no error reaches the caller") {
+                AccessDecision::Accept(_) => accepts.push(i),
+                AccessDecision::Reject(r) => assert_eq!(r, RejectReason::SharedUsersLimit),
+            }
+        }
+        let (calls, met) = meet.seen();
+        assert!(met, "both instances decided before either wrote");
+        assert_eq!(calls, 3, "the loser was decided again, once");
+        assert_eq!(accepts.len(), 1, "exactly one device gets in: {accepts:?}");
+        let winner = accepts[0];
+        let v = fx.store.get_voucher("DUEL").await.unwrap();
+        assert_eq!(v.first_login_at, Some(t0 + winner as i64), "activated once");
+        let sessions = fx.store.list_sessions(false).await.unwrap();
+        assert_eq!(sessions.len(), 1, "the loser's session row was not kept");
+        assert_eq!(sessions[0].mac.as_deref(), Some(mac(winner).as_str()));
+        let events = fx
+            .store
+            .auth_events(&AuthEventFilter::default())
+            .await
+            .unwrap();
+        assert_eq!(
+            events.len(),
+            2,
+            "one auth event each, none from the undone write"
+        );
+    }
+
+    /// Accounting adds usage to a voucher between an authorization's read and
+    /// its write: the accept is decided again on the new row, and both the
+    /// usage and the activation are kept.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+    async fn accounting_between_read_and_write_is_kept() {
+        let Some(fx) = super::pg_fixture().await else {
+            return;
+        };
+        let (nas, plan) = setup(&fx.store).await;
+        fx.store
+            .add_vouchers(&[voucher("MID", &plan)])
+            .await
+            .unwrap();
+        let t0 = 1_700_000_000;
+        // A session of this voucher that accounting will update.
+        fx.store
+            .record_accounting(&[acct(&nas, AcctStatus::Start, "m1", "MID", t0, 0, 0, 0)])
+            .await
+            .unwrap();
+        let calls = Arc::new(Mutex::new(0usize));
+        let (tx, rx) = std::sync::mpsc::channel::<()>();
+        let (done_tx, done_rx) = std::sync::mpsc::channel::<()>();
+        let done_rx = Arc::new(Mutex::new(done_rx));
+        let decide = {
+            let calls = calls.clone();
+            let tx = tx.clone();
+            move |f: &AccessFacts, s: Option<&VoucherSnapshot>, now| {
+                let first = {
+                    let mut c = calls.lock().unwrap();
+                    *c += 1;
+                    *c == 1
+                };
+                if first {
+                    // Let accounting run now, and wait until it committed.
+                    tx.send(()).unwrap();
+                    let _ = done_rx.lock().unwrap().recv_timeout(Duration::from_secs(5));
+                }
+                accept_any(f, s, now)
+            }
+        };
+        // The decision blocks its thread while accounting runs: the
+        // authorization gets a thread and a runtime of its own.
+        let f = facts(&nas, "MID", Some("AA:BB:CC:00:00:09"), Some("m2"));
+        let url = fx.url.clone();
+        let auth = std::thread::spawn(move || {
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .unwrap();
+            rt.block_on(async move {
+                let store = PgStore::open(&url).await.unwrap();
+                store
+                    .authorize_with_policy(&f, t0 + 5, AuthorizeOptions::default(), decide)
+                    .await
+            })
+        });
+        let s = PgStore::open(&fx.url).await.unwrap();
+        tokio::task::spawn_blocking(move || rx.recv_timeout(Duration::from_secs(5)))
+            .await
+            .unwrap()
+            .expect("authorization reached its decision");
+        s.record_accounting(&[acct(
+            &nas,
+            AcctStatus::InterimUpdate,
+            "m1",
+            "MID",
+            t0 + 4,
+            4,
+            1000,
+            0,
+        )])
+        .await
+        .unwrap();
+        done_tx.send(()).unwrap();
+        match auth.join().unwrap().unwrap() {
+            AccessDecision::Accept(_) => {}
+            other => panic!("expected Accept, got {other:?}"),
+        }
+        assert_eq!(
+            *calls.lock().unwrap(),
+            2,
+            "decided again after the conflict"
+        );
+        let v = fx.store.get_voucher("MID").await.unwrap();
+        assert_eq!(v.used_bytes, 1000, "accounting's usage kept");
+        assert_eq!(v.first_login_at, Some(t0 + 5), "activation kept");
+    }
+}

@@ -1,68 +1,135 @@
 //! The authorization transaction: read the state a batch of Access-Requests is
 //! decided against, let [`policy::decide_batch`] decide, write its effects.
 //!
-//! Five round trips whatever the batch size:
+//! Two round trips whatever the batch size, each statement its own transaction:
 //!
-//! 1. BEGIN;
-//! 2. the batch's vouchers with their plans, locked `FOR UPDATE OF v` in id
-//!    order: every authorization of a voucher, on any instance, waits for the
-//!    previous one to commit and then sees its activation, MAC binding and
-//!    session row; two batches sharing vouchers queue rather than deadlock;
-//! 3. the sessions that decide who holds a device: the live ones of those
-//!    vouchers, and any row with a request's NAS + Acct-Session-Id (an accept
-//!    upserts it, which may move it to another voucher or make it live again);
-//! 4. one statement writing all effects: activations and MAC bindings, session
-//!    upserts and auth events, as data-modifying CTEs;
-//! 5. COMMIT.
+//! 1. **one read**: the batch's vouchers with their plans, each with the version
+//!    of its row (`ctid`, `xmin`), the live sessions of those vouchers, and any
+//!    session row with a request's NAS + Acct-Session-Id (an accept upserts it,
+//!    which may move it to another voucher or make it live again). One snapshot,
+//!    no lock;
+//! 2. the decision, in pure code;
+//! 3. **one write**: every voucher the batch accepted is updated (activation and
+//!    MAC binding merged in; otherwise rewritten as it is) only where its row is
+//!    still the version that was read; the session upserts and the auth events
+//!    are data-modifying CTEs of the same statement, which ends with
+//!    `rrnet_vouchers_unchanged(updated, accepted)`: if another transaction
+//!    changed an accepted voucher since the read (another instance accepted it,
+//!    accounting added usage), fewer rows were updated and the whole statement
+//!    fails with a serialization failure (40001), writing nothing.
 //!
-//! The decision itself is pure code, between 3 and 4. Batch rows are bound as
-//! typed arrays and expanded with `UNNEST`, so each statement's text is fixed
-//! and prepared once per connection.
+//! Every accept therefore rewrites its voucher row, and two authorizations of one
+//! voucher (on any instance) cannot both commit an accept decided on the same
+//! version: the second one's write finds the row changed (PostgreSQL re-checks
+//! the guard against the committed version when it had to wait for the row),
+//! and its batch is run again. A run again is [`Mode::Locked`]: BEGIN, the
+//! batch's vouchers locked `FOR UPDATE` in id order, the same read (a new
+//! snapshot, taken after the locks), the decision, the same write, COMMIT. Under
+//! the locks the guard cannot fail, so a batch that lost a race is decided
+//! against the winner's committed state on its second try: a single-device
+//! voucher tried from two MACs at once on two instances is accepted once and
+//! activated once.
+//!
+//! Within one instance a voucher's requests all go to one decider, so a conflict
+//! needs two instances, the REST shim and the UDP path at the same instant, or
+//! accounting updating the voucher between the read and the write.
+//!
+//! Batch rows are bound as typed arrays and expanded with `UNNEST`, and every
+//! per-row lookup is an index probe in a `LATERAL` subquery, so each statement's
+//! text is fixed, prepared once per connection, and has one (generic) plan that
+//! does not depend on table statistics (see `plan_cache_mode` in `mod.rs`).
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::LazyLock;
 
-use sqlx::{PgConnection, PgPool};
+use sqlx::postgres::PgRow;
+use sqlx::{FromRow, PgConnection, PgPool, Row};
 
 use crate::model::Timestamp;
-use crate::policy::{self, AccessDecision, AccessFacts, AuthEffects, AuthState, VoucherSnapshot};
-use crate::store::rows::{
-    LiveSessionRow, VoucherPlanRow, LIVE_SESSION_COLS, PLAN_COLS_P, VOUCHER_COLS,
+use crate::policy::{
+    self, AccessDecision, AccessFacts, AuthEffects, AuthState, LiveSession, VoucherSnapshot,
 };
-use crate::store::{decision_result, AuthorizeOptions, StoreResult};
+use crate::store::rows::{VoucherPlanRow, PLAN_COLS_P, VOUCHER_COLS};
+use crate::store::{decision_result, AuthorizeOptions, StoreError, StoreResult};
 
-/// The vouchers named by `$1` (codes) with their plans, row-locked in id order.
-static READ_VOUCHERS: LazyLock<String> = LazyLock::new(|| {
+/// How a batch is run.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) enum Mode {
+    /// Read, decide, write, without locks; the write fails (40001) if an accepted
+    /// voucher changed in between. Two round trips.
+    Optimistic,
+    /// The same inside a transaction that first locks the batch's vouchers: the
+    /// run after a conflict, which cannot conflict again on a voucher.
+    Locked,
+}
+
+/// The batch's vouchers (by code), locked in id order. Locked mode only.
+const LOCK_VOUCHERS: &str =
+    "SELECT id FROM vouchers WHERE code = ANY($1::text[]) ORDER BY id FOR UPDATE";
+
+/// How many columns the session rows of [`READ_STATE`] leave NULL: the voucher
+/// and plan columns and the row version.
+const VOUCHER_ROW_COLS: usize = 14 + 15 + 2;
+
+/// Everything a batch is decided against, in one statement (one snapshot), as
+/// rows of three kinds: 0 a voucher named by `$1` (codes) with its plan and the
+/// version of its row; 1 a live session of one of those vouchers (open, or
+/// authorized after `$2`); 2 the session row of a (NAS, Acct-Session-Id) pair of
+/// `$3`, `$4`, if any. A session can come twice (kinds 1 and 2). Every lookup
+/// is an index probe per key (`LATERAL … OFFSET 0` keeps the planner from
+/// turning it into a join that scans a small table).
+static READ_STATE: LazyLock<String> = LazyLock::new(|| {
+    let nulls = vec!["NULL"; VOUCHER_ROW_COLS].join(", ");
     format!(
-        "SELECT {VOUCHER_COLS}, {PLAN_COLS_P} FROM vouchers v JOIN plans p ON p.id = v.plan_id \
-         WHERE v.code = ANY($1::text[]) ORDER BY v.id FOR UPDATE OF v"
+        "WITH v AS (
+    SELECT x.* FROM UNNEST($1::text[]) AS c(code)
+    CROSS JOIN LATERAL (
+        SELECT v.*, v.ctid::text AS v_ctid, v.xmin::text::bigint AS v_xmin
+        FROM vouchers v WHERE v.code = c.code OFFSET 0
+    ) x
+)
+SELECT 0 AS kind, {VOUCHER_COLS}, {PLAN_COLS_P}, v.v_ctid, v.v_xmin,
+       NULL::bigint AS s_nas_id, NULL::text AS s_acct_session_id,
+       NULL::bigint AS s_voucher_id, NULL::text AS s_mac, NULL::text AS s_state,
+       NULL::bigint AS s_authorized_at
+FROM v JOIN plans p ON p.id = v.plan_id
+UNION ALL
+SELECT 1, {nulls},
+       s.nas_id, s.acct_session_id, s.voucher_id, s.mac, s.state, s.authorized_at
+FROM v CROSS JOIN LATERAL (
+    SELECT * FROM sessions s
+    WHERE s.voucher_id = v.id AND s.mac IS NOT NULL AND s.state IN ('open', 'authorized')
+      AND (s.state = 'open' OR s.authorized_at > $2)
+    OFFSET 0
+) s
+UNION ALL
+SELECT 2, {nulls},
+       s.nas_id, s.acct_session_id, s.voucher_id, s.mac, s.state, s.authorized_at
+FROM UNNEST($3::bigint[], $4::text[]) AS k(nas_id, acct_session_id)
+CROSS JOIN LATERAL (
+    SELECT * FROM sessions s
+    WHERE s.nas_id = k.nas_id AND s.acct_session_id = k.acct_session_id
+    OFFSET 0
+) s"
     )
 });
 
-/// Live sessions of the vouchers `$1` (open, or authorized after `$2`), and the
-/// rows keyed by the (NAS, Acct-Session-Id) pairs `$3`, `$4`. Each half uses
-/// its index: (voucher_id, state) and (nas_id, acct_session_id).
-static READ_SESSIONS: LazyLock<String> = LazyLock::new(|| {
-    format!(
-        "SELECT {LIVE_SESSION_COLS} FROM sessions \
-         WHERE voucher_id = ANY($1::bigint[]) AND mac IS NOT NULL \
-         AND state IN ('open', 'authorized') AND (state = 'open' OR authorized_at > $2) \
-         UNION \
-         SELECT {LIVE_SESSION_COLS} FROM sessions \
-         WHERE (nas_id, acct_session_id) IN \
-         (SELECT * FROM UNNEST($3::bigint[], $4::text[]))"
-    )
-});
-
-/// Every effect of a batch in one statement; `$5` is `now`.
+/// Every effect of a batch in one statement; `$7` is `now`, `$21` the number
+/// of accepted vouchers.
 ///
-/// PostgreSQL lets one statement change a row only once. That holds here:
-/// `vouchers_changed` has one row per voucher (activation and binding merged),
-/// `sessions_granted` one per (NAS, Acct-Session-Id), and auth events are new
-/// rows. The guards make a write a no-op when the voucher already has a first
-/// login or a bound MAC, so a voucher is activated and bound once; an existing
-/// session row (which accounting may already have opened or closed) keeps its
-/// state and counters, and only its voucher, device and times are refreshed.
+/// `vouchers_changed` has one row per accepted voucher, found by the `ctid` it
+/// was read at and updated only if it is still that version (same id and
+/// `xmin`). `ctid = ANY(…)` makes that a TID scan whatever the statistics say
+/// (a join on `ctid` alone was planned as a sequential scan of the whole table
+/// while it had no statistics), and the `xmin` comparison is made as `xid`,
+/// with no conversion per row; activation and binding are merged into that update and are
+/// guarded as well (`first_login_at IS NULL`, `bound_mac IS NULL`), so a voucher
+/// is activated and bound once. The final SELECT fails the statement unless
+/// every accepted voucher was updated. `sessions_granted` has one row per (NAS,
+/// Acct-Session-Id): an existing session row (which accounting may already have
+/// opened or closed) keeps its state and counters, and only its voucher, device
+/// and times are refreshed. Auth events are new rows. PostgreSQL lets one
+/// statement change a row only once, which this respects.
 const WRITE_EFFECTS: &str = "\
 WITH vouchers_changed AS (
     UPDATE vouchers v SET
@@ -72,19 +139,20 @@ WITH vouchers_changed AS (
                            THEN w.valid_until ELSE v.valid_until END,
         bound_mac = CASE WHEN v.bound_mac IS NULL AND w.bind_mac IS NOT NULL
                          THEN w.bind_mac ELSE v.bound_mac END
-    FROM UNNEST($1::bigint[], $2::bigint[], $3::bigint[], $4::text[])
-         AS w(id, first_login_at, valid_until, bind_mac)
-    WHERE v.id = w.id
-      AND ((v.first_login_at IS NULL AND w.first_login_at IS NOT NULL)
-           OR (v.bound_mac IS NULL AND w.bind_mac IS NOT NULL))
+    FROM UNNEST($1::bigint[], $2::text[]::tid[], $3::bigint[], $4::bigint[], $5::bigint[],
+                $6::text[])
+         AS w(id, row_ctid, row_xmin, first_login_at, valid_until, bind_mac)
+    WHERE v.ctid = ANY($2::text[]::tid[])
+      AND v.ctid = w.row_ctid AND v.id = w.id AND v.xmin = w.row_xmin::text::xid
+    RETURNING v.id
 ),
 sessions_granted AS (
     INSERT INTO sessions (nas_id, acct_session_id, username, voucher_id, mac, framed_ip, state,
                           authorized_at, updated_at, interim_interval)
     SELECT g.nas_id, g.acct_session_id, g.username, g.voucher_id, g.mac, g.framed_ip,
-           'authorized', $5, $5, g.interim_interval
-    FROM UNNEST($6::bigint[], $7::text[], $8::text[], $9::bigint[], $10::text[], $11::text[],
-                $12::bigint[])
+           'authorized', $7, $7, g.interim_interval
+    FROM UNNEST($8::bigint[], $9::text[], $10::text[], $11::bigint[], $12::text[], $13::text[],
+                $14::bigint[])
          WITH ORDINALITY AS g(nas_id, acct_session_id, username, voucher_id, mac, framed_ip,
                               interim_interval, ord)
     ORDER BY g.ord
@@ -95,17 +163,67 @@ sessions_granted AS (
         authorized_at = excluded.authorized_at,
         updated_at = excluded.updated_at,
         interim_interval = COALESCE(excluded.interim_interval, sessions.interim_interval)
+),
+events AS (
+    INSERT INTO auth_events (at, nas_id, nas_name, username, mac, result, reason)
+    SELECT $7, e.nas_id, e.nas_name, e.username, e.mac, e.result, e.reason
+    FROM UNNEST($15::bigint[], $16::text[], $17::text[], $18::text[], $19::text[], $20::text[])
+         WITH ORDINALITY AS e(nas_id, nas_name, username, mac, result, reason, ord)
+    ORDER BY e.ord
 )
-INSERT INTO auth_events (at, nas_id, nas_name, username, mac, result, reason)
-SELECT $5, e.nas_id, e.nas_name, e.username, e.mac, e.result, e.reason
-FROM UNNEST($13::bigint[], $14::text[], $15::text[], $16::text[], $17::text[], $18::text[])
-     WITH ORDINALITY AS e(nas_id, nas_name, username, mac, result, reason, ord)
-ORDER BY e.ord";
+SELECT rrnet_vouchers_unchanged((SELECT count(*) FROM vouchers_changed), $21)";
 
-/// Decide `requests` in one transaction (one attempt; the caller retries).
+/// Where a voucher's row was when it was read: the write updates that version only.
+#[derive(Clone, Debug)]
+struct RowVersion {
+    ctid: String,
+    xmin: i64,
+}
+
+/// Decide `requests` (one attempt; the caller retries).
 pub(super) async fn authorize_batch<F>(
     pool: &PgPool,
     requests: &[AccessFacts],
+    now: Timestamp,
+    opts: AuthorizeOptions,
+    decide: &F,
+    mode: Mode,
+) -> StoreResult<Vec<AccessDecision>>
+where
+    F: Fn(&AccessFacts, Option<&VoucherSnapshot>, Timestamp) -> AccessDecision + Send + Sync,
+{
+    let codes = batch_codes(requests);
+    match mode {
+        Mode::Optimistic => {
+            // Each statement commits on its own: no BEGIN, no COMMIT.
+            let mut conn = pool.acquire().await?;
+            decide_and_write(&mut conn, requests, &codes, now, opts, decide).await
+        }
+        Mode::Locked => {
+            let mut tx = pool.begin().await?;
+            sqlx::query(LOCK_VOUCHERS)
+                .bind(&codes)
+                .execute(&mut *tx)
+                .await?;
+            let decisions = decide_and_write(&mut tx, requests, &codes, now, opts, decide).await?;
+            tx.commit().await?;
+            Ok(decisions)
+        }
+    }
+}
+
+/// The distinct User-Names of a batch, sorted.
+fn batch_codes(requests: &[AccessFacts]) -> Vec<&str> {
+    let mut codes: Vec<&str> = requests.iter().map(|f| f.username.as_str()).collect();
+    codes.sort_unstable();
+    codes.dedup();
+    codes
+}
+
+async fn decide_and_write<F>(
+    conn: &mut PgConnection,
+    requests: &[AccessFacts],
+    codes: &[&str],
     now: Timestamp,
     opts: AuthorizeOptions,
     decide: &F,
@@ -113,35 +231,22 @@ pub(super) async fn authorize_batch<F>(
 where
     F: Fn(&AccessFacts, Option<&VoucherSnapshot>, Timestamp) -> AccessDecision + Send + Sync,
 {
-    let mut tx = pool.begin().await?;
-    let state = read_state(&mut tx, requests, now, opts).await?;
+    let (state, versions) = read_state(conn, requests, codes, now, opts).await?;
     let (decisions, effects) =
         policy::decide_batch(requests, state, now, opts.authorized_ttl, decide);
-    write_effects(&mut tx, requests, &decisions, &effects, now).await?;
-    tx.commit().await?;
+    write_effects(conn, requests, &decisions, &effects, &versions, now).await?;
     Ok(decisions)
 }
 
-/// The vouchers the batch names (locked) and the sessions that count.
+/// The vouchers the batch names, the versions of their rows, and the sessions
+/// that count.
 async fn read_state(
     conn: &mut PgConnection,
     requests: &[AccessFacts],
+    codes: &[&str],
     now: Timestamp,
     opts: AuthorizeOptions,
-) -> StoreResult<AuthState> {
-    let mut codes: Vec<&str> = requests.iter().map(|f| f.username.as_str()).collect();
-    codes.sort_unstable();
-    codes.dedup();
-    let rows: Vec<VoucherPlanRow> = sqlx::query_as(&READ_VOUCHERS)
-        .bind(&codes)
-        .fetch_all(&mut *conn)
-        .await?;
-    let vouchers = rows
-        .into_iter()
-        .map(VoucherPlanRow::into_model)
-        .collect::<StoreResult<Vec<_>>>()?;
-
-    let voucher_ids: Vec<i64> = vouchers.iter().map(|(v, _)| v.id).collect();
+) -> StoreResult<(AuthState, HashMap<i64, RowVersion>)> {
     let mut keys: Vec<(i64, &str)> = requests
         .iter()
         .filter_map(|f| {
@@ -151,39 +256,64 @@ async fn read_state(
         .collect();
     keys.sort_unstable();
     keys.dedup();
-    if voucher_ids.is_empty() && keys.is_empty() {
-        return Ok(AuthState {
-            vouchers,
-            sessions: Vec::new(),
-        });
-    }
     let (key_nas, key_asid): (Vec<i64>, Vec<&str>) = keys.into_iter().unzip();
     let ttl = i64::try_from(opts.authorized_ttl).unwrap_or(i64::MAX);
-    let rows: Vec<LiveSessionRow> = sqlx::query_as(&READ_SESSIONS)
-        .bind(&voucher_ids)
+    let rows: Vec<PgRow> = sqlx::query(&READ_STATE)
+        .bind(codes)
         .bind(now.saturating_sub(ttl))
         .bind(&key_nas)
         .bind(&key_asid)
         .fetch_all(&mut *conn)
         .await?;
-    let sessions = rows
-        .into_iter()
-        .map(LiveSessionRow::into_model)
-        .collect::<StoreResult<Vec<_>>>()?;
-    Ok(AuthState { vouchers, sessions })
+
+    let mut state = AuthState::default();
+    let mut versions = HashMap::new();
+    let mut seen: HashSet<(i64, String)> = HashSet::new();
+    for row in &rows {
+        if row.try_get::<i32, _>("kind")? == 0 {
+            let (voucher, plan) = VoucherPlanRow::from_row(row)?.into_model()?;
+            versions.insert(
+                voucher.id,
+                RowVersion {
+                    ctid: row.try_get("v_ctid")?,
+                    xmin: row.try_get("v_xmin")?,
+                },
+            );
+            state.vouchers.push((voucher, plan));
+        } else {
+            let nas_id: i64 = row.try_get("s_nas_id")?;
+            let acct_session_id: String = row.try_get("s_acct_session_id")?;
+            if !seen.insert((nas_id, acct_session_id.clone())) {
+                continue;
+            }
+            let s_state: String = row.try_get("s_state")?;
+            state.sessions.push(LiveSession {
+                nas_id,
+                acct_session_id,
+                voucher_id: row.try_get("s_voucher_id")?,
+                mac: row.try_get("s_mac")?,
+                state: crate::model::SessionState::parse(&s_state).ok_or_else(|| {
+                    StoreError::Invalid(format!("stored session state {s_state:?}"))
+                })?,
+                authorized_at: row.try_get("s_authorized_at")?,
+            });
+        }
+    }
+    Ok((state, versions))
 }
 
-/// Activations, bindings, session rows and one auth event per request, in one
-/// statement.
+/// Every accepted voucher (guarded by its row version, with its activation and
+/// MAC binding), session rows and one auth event per request, in one statement.
 async fn write_effects(
     conn: &mut PgConnection,
     requests: &[AccessFacts],
     decisions: &[AccessDecision],
     effects: &AuthEffects,
+    versions: &HashMap<i64, RowVersion>,
     now: Timestamp,
 ) -> StoreResult<()> {
-    // One row per voucher: an activation and a binding of the same voucher (a
-    // first login on a MAC-locked plan) are one UPDATE of its row.
+    // One row per accepted voucher: an activation and a binding of the same
+    // voucher (a first login on a MAC-locked plan) are one UPDATE of its row.
     #[derive(Default)]
     struct VoucherChange<'a> {
         first_login_at: Option<Timestamp>,
@@ -191,6 +321,11 @@ async fn write_effects(
         bind_mac: Option<&'a str>,
     }
     let mut changes: BTreeMap<i64, VoucherChange<'_>> = BTreeMap::new();
+    for d in decisions {
+        if let AccessDecision::Accept(grant) = d {
+            changes.entry(grant.voucher_id).or_default();
+        }
+    }
     for (id, act) in &effects.activations {
         let c = changes.entry(*id).or_default();
         c.first_login_at = Some(act.first_login_at);
@@ -199,10 +334,24 @@ async fn write_effects(
     for (id, mac) in &effects.bindings {
         changes.entry(*id).or_default().bind_mac = Some(mac);
     }
-    let voucher_ids: Vec<i64> = changes.keys().copied().collect();
-    let first_login_at: Vec<Option<i64>> = changes.values().map(|c| c.first_login_at).collect();
-    let valid_until: Vec<Option<i64>> = changes.values().map(|c| c.valid_until).collect();
-    let bind_mac: Vec<Option<&str>> = changes.values().map(|c| c.bind_mac).collect();
+    // An accept names a voucher the read returned (the decision is made on its
+    // snapshot); one that did not would have no version to guard.
+    let mut voucher_ids = Vec::with_capacity(changes.len());
+    let mut ctids = Vec::with_capacity(changes.len());
+    let mut xmins = Vec::with_capacity(changes.len());
+    let mut first_login_at: Vec<Option<i64>> = Vec::with_capacity(changes.len());
+    let mut valid_until: Vec<Option<i64>> = Vec::with_capacity(changes.len());
+    let mut bind_mac: Vec<Option<&str>> = Vec::with_capacity(changes.len());
+    for (id, c) in &changes {
+        let Some(v) = versions.get(id) else { continue };
+        voucher_ids.push(*id);
+        ctids.push(v.ctid.as_str());
+        xmins.push(v.xmin);
+        first_login_at.push(c.first_login_at);
+        valid_until.push(c.valid_until);
+        bind_mac.push(c.bind_mac);
+    }
+    let accepted = i64::try_from(voucher_ids.len()).unwrap_or(i64::MAX);
 
     let grants = &effects.sessions;
     let g_nas: Vec<i64> = grants.iter().map(|g| g.nas_id).collect();
@@ -230,6 +379,8 @@ async fn write_effects(
 
     sqlx::query(WRITE_EFFECTS)
         .bind(&voucher_ids)
+        .bind(&ctids)
+        .bind(&xmins)
         .bind(&first_login_at)
         .bind(&valid_until)
         .bind(&bind_mac)
@@ -247,6 +398,7 @@ async fn write_effects(
         .bind(&e_mac)
         .bind(&e_result)
         .bind(&e_reason)
+        .bind(accepted)
         .execute(conn)
         .await?;
     Ok(())

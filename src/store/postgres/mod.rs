@@ -6,24 +6,28 @@
 //! [`crate::policy::account_batch`]. What this backend adds is how that is made
 //! safe and cheap when several instances share the database:
 //!
-//! - **Row locks.** `authorize_batch` reads the batch's vouchers `FOR UPDATE OF v`,
-//!   so every authorization of one voucher, in any process, runs after the
-//!   previous one committed and sees its session row and activation: a
-//!   single-device voucher tried from two MACs at once on two instances is
-//!   accepted once and activated once. Accounting locks the session rows it
-//!   updates. Both take their locks in id order.
-//! - **Retries.** Transactions run at READ COMMITTED. A deadlock (40P01, e.g.
-//!   authorization locking voucher then session, accounting session then voucher),
-//!   a serialization failure (40001), or a [`StoreError::Conflict`] (a session row
-//!   another instance created or adopted between our read and our write) rolls the
-//!   transaction back, and the whole batch is run again, up to
-//!   [`WRITE_ATTEMPTS`] times.
+//! - **Row versions, then row locks.** `authorize_batch` reads the batch's
+//!   vouchers without locking them and writes its effects in one statement that
+//!   updates each accepted voucher only if its row is still the version read
+//!   (`ctid`, `xmin`); otherwise the statement fails (40001) and the batch is
+//!   run again with the vouchers locked `FOR UPDATE` in id order. So every
+//!   authorization of one voucher, in any process, that commits an accept was
+//!   decided on the state the previous one committed: a single-device voucher
+//!   tried from two MACs at once on two instances is accepted once and
+//!   activated once ([`authorize`]). Accounting locks the session rows it
+//!   updates, in id order.
+//! - **Retries.** Transactions run at READ COMMITTED. A deadlock (40P01), a
+//!   serialization failure (40001, including the authorization guard), or a
+//!   [`StoreError::Conflict`] (a session row another instance created or adopted
+//!   between our read and our write) rolls the work back, and the whole batch
+//!   is run again, up to [`WRITE_ATTEMPTS`] times.
 //! - **Few round trips.** Batch rows travel as typed arrays (`bigint[]`,
 //!   `text[]`) expanded by `UNNEST … WITH ORDINALITY`, so a statement's text never
 //!   depends on the batch size and is prepared once per connection. An
-//!   authorization batch is BEGIN, two reads, one write, COMMIT
+//!   authorization batch is one read and one write, each its own transaction
 //!   ([`authorize`]); an accounting batch is BEGIN, one to three reads, one
-//!   write, COMMIT ([`accounting`]).
+//!   write, COMMIT ([`accounting`]). Pooled connections are not pinged on every
+//!   acquire.
 //!
 //! Files: `authorize.rs` the authorization transaction; `accounting.rs` the
 //! accounting transaction; `admin.rs` everything else (NAS, plans, vouchers,
@@ -45,13 +49,20 @@ use super::{
 use crate::model::{Nas, NewNas, NewPlan, NewVoucher, Plan, Secret, Session, Timestamp, Voucher};
 use crate::policy::{AccessDecision, AccessFacts, VoucherSnapshot};
 
-/// Connections per server instance: authorizations of different vouchers and
+/// Connections per server instance for accounting and administration:
 /// accounting batches proceed in parallel up to this many.
 const MAX_CONNECTIONS: u32 = 16;
+
+/// Connections per server instance for authorization: one per decider is
+/// enough (4 by default); the REST shim's calls share them.
+const AUTH_CONNECTIONS: u32 = 8;
 
 /// How long opening the database (and later, waiting for a pooled connection)
 /// may take before it is reported as an error.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// A pooled connection idle for longer than this is pinged before it is used.
+const IDLE_CHECK: Duration = Duration::from_secs(10);
 
 /// How often a write transaction is tried when it meets a deadlock, a
 /// serialization failure or a [`StoreError::Conflict`].
@@ -60,6 +71,8 @@ const WRITE_ATTEMPTS: u32 = 4;
 /// A [`Store`] on a PostgreSQL database.
 pub struct PgStore {
     pool: PgPool,
+    /// Authorization's connections (generic plans).
+    auth_pool: PgPool,
 }
 
 impl PgStore {
@@ -92,11 +105,25 @@ impl PgStore {
                 reason,
             });
         }
-        let pool = PgPoolOptions::new()
-            .max_connections(MAX_CONNECTIONS)
-            .acquire_timeout(CONNECT_TIMEOUT)
-            .connect_lazy_with(options);
-        Ok(PgStore { pool })
+        // Authorization has connections of its own, whose statements use
+        // generic plans: they take arrays whose length the planner would
+        // otherwise plan for on every execution (a custom plan per call,
+        // ~0.2–1 ms each), and their one generic plan is made of index and TID
+        // probes per key (see `authorize`), good for any batch and table size.
+        // Accounting and administration keep PostgreSQL's default: their
+        // joins on arrays are planned with the arrays' real sizes.
+        let auth_pool = pool_options(AUTH_CONNECTIONS)
+            .after_connect(|conn, _meta| {
+                Box::pin(async move {
+                    sqlx::query("SET plan_cache_mode = force_generic_plan")
+                        .execute(conn)
+                        .await?;
+                    Ok(())
+                })
+            })
+            .connect_lazy_with(options.clone());
+        let pool = pool_options(MAX_CONNECTIONS).connect_lazy_with(options);
+        Ok(PgStore { pool, auth_pool })
     }
 
     /// [`Store::authorize`] with the decision function passed in: a batch of one.
@@ -133,9 +160,18 @@ impl PgStore {
         if requests.is_empty() {
             return Ok(Vec::new());
         }
+        // The first run reads without locks; a run after a conflict locks the
+        // batch's vouchers first, so it is decided on the winner's state.
         let mut attempt = 1;
         loop {
-            match authorize::authorize_batch(&self.pool, requests, now, opts, &decide).await {
+            let mode = if attempt == 1 {
+                authorize::Mode::Optimistic
+            } else {
+                authorize::Mode::Locked
+            };
+            match authorize::authorize_batch(&self.auth_pool, requests, now, opts, &decide, mode)
+                .await
+            {
                 Err(e) if attempt < WRITE_ATTEMPTS && is_retryable(&e) => {
                     tracing::debug!(attempt, error = %e, "authorization batch retried");
                     attempt += 1;
@@ -144,6 +180,26 @@ impl PgStore {
             }
         }
     }
+}
+
+/// A pool of up to `max` connections, opened as they are needed.
+fn pool_options(max: u32) -> PgPoolOptions {
+    PgPoolOptions::new()
+        .max_connections(max)
+        .acquire_timeout(CONNECT_TIMEOUT)
+        // sqlx pings a connection (a round trip) every time it is taken from
+        // the pool unless told otherwise; under load that is one more round
+        // trip per batch. Only a connection that sat idle is checked: one that
+        // broke while in use fails its statement, and sqlx drops it.
+        .test_before_acquire(false)
+        .before_acquire(|conn, meta| {
+            Box::pin(async move {
+                if meta.idle_for > IDLE_CHECK {
+                    conn.ping().await?;
+                }
+                Ok(true)
+            })
+        })
 }
 
 /// The server a connection goes to, for messages: host, port, database and
