@@ -736,3 +736,154 @@ fn write_effects(conn: &Connection, effects: &AuthEffects, now: Timestamp) -> St
         &rows,
     )
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::{NewNas, NewPlan, NewVoucher, Secret};
+    use crate::policy::{decide, decide_batch_state, Credential, RejectReason};
+    use crate::store::sqlite::{admin, schema};
+
+    const TTL: u64 = 60;
+    const NOW: Timestamp = 1_700_000_000;
+
+    /// A database file with one NAS, a single-device plan and voucher `A1`.
+    fn setup(dir: &std::path::Path) -> (Connection, i64) {
+        let mut c = Connection::open(dir.join("db.sqlite")).unwrap();
+        schema::migrate(&mut c).unwrap();
+        let nas = admin::add_nas(
+            &mut c,
+            &NewNas {
+                name: "r1".into(),
+                address: "192.0.2.1".parse().unwrap(),
+                secret: Secret::new("secret-r1".to_string()),
+                require_message_authenticator: true,
+                coa_port: 3799,
+                site: None,
+            },
+        )
+        .unwrap();
+        let plan = admin::add_plan(
+            &mut c,
+            &NewPlan {
+                name: "single".into(),
+                time_quota: Some(3600),
+                shared_users: 1,
+                ..Default::default()
+            },
+        )
+        .unwrap();
+        admin::add_vouchers(
+            &mut c,
+            &[NewVoucher {
+                code: "A1".into(),
+                password: None,
+                plan_id: plan.id,
+                site: None,
+                batch: None,
+            }],
+        )
+        .unwrap();
+        (c, nas.id)
+    }
+
+    fn login(nas_id: i64, mac: &str, asid: &str) -> AccessFacts {
+        AccessFacts {
+            nas_id,
+            nas_name: "r1".into(),
+            nas_site: None,
+            username: "A1".into(),
+            credential: Credential::Pap(b"A1".to_vec()),
+            mac: Some(mac.into()),
+            acct_session_id: Some(asid.into()),
+            framed_ip: None,
+        }
+    }
+
+    fn accepted(d: &AccessDecision) -> bool {
+        matches!(d, AccessDecision::Accept(_))
+    }
+
+    /// An entry whose effects are still queued is not dropped by an
+    /// invalidation: a decision on the engine must see the device it holds,
+    /// which the database does not have yet. Once written, it is dropped.
+    #[test]
+    fn invalidated_entry_with_queued_effects_is_kept_until_written() {
+        let dir = tempfile::tempdir().unwrap();
+        let (conn, nas) = setup(dir.path());
+        let mut mem = AuthMemory::default();
+
+        let first = [login(nas, "aa-aa-aa-aa-aa-01", "s1")];
+        let state = mem.load(&conn, &first, NOW, TTL).unwrap();
+        let (d, effects, after) = decide_batch_state(&first, state, NOW, TTL, decide);
+        assert!(accepted(&d[0]));
+        let (seq, touched) = mem.remember(after, &effects, NOW, TTL);
+        assert_eq!(mem.backlog(), 1);
+
+        // Accounting (say) changed the voucher while the accept's effects wait.
+        mem.invalidate(touched[0]);
+        assert!(mem.entries.get("A1").is_some_and(|e| e.stale));
+        let second = [login(nas, "aa-aa-aa-aa-aa-02", "s2")];
+        let state = mem.load(&conn, &second, NOW + 1, TTL).unwrap();
+        let (d, ..) = decide_batch_state(&second, state, NOW + 1, TTL, decide);
+        assert_eq!(
+            d[0],
+            AccessDecision::Reject(RejectReason::SharedUsersLimit),
+            "the queued accept still holds the only device slot"
+        );
+
+        write(&conn, &effects, &[], NOW).unwrap();
+        mem.written(seq, &touched);
+        assert_eq!(mem.backlog(), 0);
+        assert!(!mem.entries.contains_key("A1"), "dropped once written");
+        // Read again from the database, which now has the accept.
+        let state = mem.load(&conn, &second, NOW + 2, TTL).unwrap();
+        let (d, ..) = decide_batch_state(&second, state, NOW + 2, TTL, decide);
+        assert_eq!(d[0], AccessDecision::Reject(RejectReason::SharedUsersLimit));
+    }
+
+    /// An admin change from another connection (the CLI) is seen before the
+    /// next batch decided in memory.
+    #[test]
+    fn admin_change_elsewhere_sends_the_next_batch_to_the_engine() {
+        let dir = tempfile::tempdir().unwrap();
+        let (conn, nas) = setup(dir.path());
+        let mut mem = AuthMemory::default();
+        let batch = [login(nas, "aa-aa-aa-aa-aa-01", "s1")];
+        assert!(mem.state_for(&batch).is_none(), "no watch connection yet");
+        mem.watch(Connection::open(dir.path().join("db.sqlite")).unwrap());
+        mem.load(&conn, &batch, NOW, TTL).unwrap();
+        // The first look only learns the generation.
+        assert!(mem.state_for(&batch).is_none());
+        assert!(mem.state_for(&batch).is_some(), "decided in memory");
+
+        let mut cli = Connection::open(dir.path().join("db.sqlite")).unwrap();
+        admin::revoke_voucher(&mut cli, "A1").unwrap();
+        assert!(mem.state_for(&batch).is_none(), "the revoke is noticed");
+        assert!(!mem.entries.contains_key("A1"), "and the entry dropped");
+        let state = mem.load(&conn, &batch, NOW, TTL).unwrap();
+        let (d, ..) = decide_batch_state(&batch, state, NOW, TTL, decide);
+        assert_eq!(d[0], AccessDecision::Reject(RejectReason::Revoked));
+    }
+
+    /// A device that logs in again and again keeps at most two `authorized`
+    /// rows in memory.
+    #[test]
+    fn repeated_logins_keep_two_rows_per_device() {
+        let dir = tempfile::tempdir().unwrap();
+        let (conn, nas) = setup(dir.path());
+        let mut mem = AuthMemory::default();
+        for i in 0..10 {
+            let batch = [login(nas, "aa-aa-aa-aa-aa-01", &format!("s{i}"))];
+            let state = mem.load(&conn, &batch, NOW + i, TTL).unwrap();
+            let (d, effects, after) = decide_batch_state(&batch, state, NOW + i, TTL, decide);
+            assert!(accepted(&d[0]), "the same device may log in again");
+            let (seq, touched) = mem.remember(after, &effects, NOW + i, TTL);
+            write(&conn, &effects, &[], NOW + i).unwrap();
+            mem.written(seq, &touched);
+        }
+        let e = mem.entries.get("A1").unwrap();
+        assert_eq!(e.sessions.len(), 2, "{:?}", e.sessions);
+        assert!(mem.owner.len() <= 2);
+    }
+}
