@@ -93,26 +93,6 @@ fn configure(conn: &Connection) -> rusqlite::Result<()> {
     Ok(())
 }
 
-/// Create the database file, if it is missing, readable by its owner only: it
-/// holds NAS secrets and voucher passwords. SQLite gives the `-wal` and `-shm`
-/// files it makes beside it the same mode. An existing file keeps its mode.
-fn create_private(path: &Path) -> StoreResult<()> {
-    use std::os::unix::fs::OpenOptionsExt;
-    match std::fs::OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .mode(0o600)
-        .open(path)
-    {
-        Ok(_) => Ok(()),
-        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(()),
-        Err(e) => Err(StoreError::Invalid(format!(
-            "cannot create {}: {e}",
-            path.display()
-        ))),
-    }
-}
-
 /// The file named by `sqlite://PATH` or `sqlite:PATH` (query options ignored).
 fn path_of(url: &str) -> StoreResult<PathBuf> {
     let rest = url
@@ -149,7 +129,6 @@ impl DeciderLock {
     }
 
     fn claim(&self) -> StoreResult<()> {
-        use std::os::unix::fs::OpenOptionsExt;
         if self.held.load(Ordering::Acquire) {
             return Ok(());
         }
@@ -161,7 +140,6 @@ impl DeciderLock {
             .create(true)
             .truncate(false)
             .write(true)
-            .mode(0o600)
             .open(&self.path)
             .map_err(|e| {
                 StoreError::Invalid(format!("cannot open {}: {e}", self.path.display()))
@@ -191,7 +169,6 @@ impl SqliteStore {
     /// Does not migrate.
     pub async fn open(url: &str) -> StoreResult<Self> {
         let path = path_of(url)?;
-        create_private(&path)?;
         let (jobs, rx) = mpsc::channel::<Job>();
         let (ready_tx, ready_rx) = tokio::sync::oneshot::channel();
         let engine_path = path.clone();
