@@ -36,6 +36,22 @@ pub struct FileConfig {
     pub dictionaries: Vec<PathBuf>,
     #[serde(default)]
     pub server: ServerSection,
+    #[serde(default)]
+    pub guard: GuardSection,
+}
+
+/// `[guard]`: the defence against guessing voucher codes (see `handler::guard`).
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct GuardSection {
+    pub device_failures: Option<u32>,
+    pub window: Option<String>,
+    pub block: Option<String>,
+    pub max_block: Option<String>,
+    pub nas_failures: Option<u32>,
+    pub guarded_new_per_second: Option<u32>,
+    pub max_devices: Option<usize>,
+    pub reject_delay: Option<String>,
 }
 
 /// `[server]` section: durations as strings like "5s", "30d".
@@ -58,6 +74,8 @@ pub struct ServerSection {
     pub auth_log_retention: Option<String>,
     pub housekeeping_interval: Option<String>,
     pub nas_reload_interval: Option<String>,
+    pub nas_in_flight: Option<usize>,
+    pub socket_receive_buffer: Option<String>,
 }
 
 impl FileConfig {
@@ -118,6 +136,50 @@ impl FileConfig {
         if let Some(v) = dur(&s.nas_reload_interval, "nas_reload_interval")? {
             c.nas_reload_interval = Duration::from_secs(v.max(1));
         }
+        if let Some(v) = s.nas_in_flight {
+            c.nas_in_flight = v;
+        }
+        if let Some(v) = &s.socket_receive_buffer {
+            let bytes = crate::units::parse_size(v)
+                .map_err(|e| anyhow::anyhow!("[server] socket_receive_buffer: {e}"))?;
+            c.socket_receive_buffer = usize::try_from(bytes)
+                .map_err(|_| anyhow::anyhow!("[server] socket_receive_buffer: too large"))?;
+        }
+        let g = &self.guard;
+        let gdur = |v: &Option<String>, key: &str| -> anyhow::Result<Option<Duration>> {
+            v.as_deref()
+                .map(|x| {
+                    parse_duration(x)
+                        .map(Duration::from_secs)
+                        .map_err(|e| anyhow::anyhow!("[guard] {key}: {e}"))
+                })
+                .transpose()
+        };
+        if let Some(v) = g.device_failures {
+            c.guard.device_failures = v;
+        }
+        if let Some(v) = gdur(&g.window, "window")? {
+            c.guard.window = v.max(Duration::from_secs(1));
+        }
+        if let Some(v) = gdur(&g.block, "block")? {
+            c.guard.block = v.max(Duration::from_secs(1));
+        }
+        if let Some(v) = gdur(&g.max_block, "max_block")? {
+            c.guard.max_block = v;
+        }
+        c.guard.max_block = c.guard.max_block.max(c.guard.block);
+        if let Some(v) = g.nas_failures {
+            c.guard.nas_failures = v;
+        }
+        if let Some(v) = g.guarded_new_per_second {
+            c.guard.guarded_new_per_second = v;
+        }
+        if let Some(v) = g.max_devices {
+            c.guard.max_devices = v.max(1);
+        }
+        if let Some(v) = gdur(&g.reject_delay, "reject_delay")? {
+            c.guard.reject_delay = v;
+        }
         Ok(c)
     }
 }
@@ -171,6 +233,7 @@ mod tests {
             log_format,
             dictionaries: _,
             server,
+            guard,
         } = &f;
         assert!(database.is_some() && auth_listen.is_some() && acct_listen.is_some());
         assert!(http_listen.is_some() && metrics_listen.is_some() && log_format.is_some());
@@ -190,7 +253,25 @@ mod tests {
             auth_log_retention,
             housekeeping_interval,
             nas_reload_interval,
+            nas_in_flight,
+            socket_receive_buffer,
         } = server;
+        let GuardSection {
+            device_failures,
+            window,
+            block,
+            max_block,
+            nas_failures,
+            guarded_new_per_second,
+            max_devices,
+            reject_delay,
+        } = guard;
+        assert!(nas_in_flight.is_some() && socket_receive_buffer.is_some());
+        assert!(device_failures.is_some() && nas_failures.is_some());
+        assert!(guarded_new_per_second.is_some() && max_devices.is_some());
+        assert!([window, block, max_block, reject_delay]
+            .iter()
+            .all(|v| v.is_some()));
         let counts = [
             max_in_flight,
             auth_workers,

@@ -136,7 +136,18 @@ pub struct Metrics {
     /// Failed storage calls, by operation: the request path counts its packets in
     /// `drops{reason="storage_error"}`, this counts the calls (housekeeping too).
     pub storage_errors: IntCounterVec,
-    /// Unix time of the last datagram from each NAS, authentic or not, so an alert
+    /// Access-Requests the login guard refused without a decision, by NAS and
+    /// scope (`device`: that device failed too often; `nas`: the NAS is guarded).
+    pub guard_refused: IntCounterVec,
+    /// Device blocks and NAS guards started, by scope.
+    pub guard_started: IntCounterVec,
+    /// Devices the login guard tracks now.
+    pub guard_devices: IntGauge,
+    /// Datagrams the kernel dropped because a socket's receive buffer was full,
+    /// by port (`auth`, `acct`): counted before the server could see them.
+    pub socket_receive_drops: IntCounterVec,
+    /// Unix time of the last authentic datagram from each NAS (anyone can send
+    /// from its address; only its secret proves it is up), so an alert
     /// can tell a router that went silent from one with no users; 0 for a NAS
     /// that has sent nothing since the server started.
     pub nas_last_seen: IntGaugeVec,
@@ -258,11 +269,46 @@ impl Metrics {
         let nas_last_seen = IntGaugeVec::new(
             Opts::new(
                 "rrnet_radius_nas_last_seen_timestamp_seconds",
-                "Unix time of the last datagram received from each NAS",
+                "Unix time of the last authentic datagram received from each NAS",
             ),
             &["nas"],
         )
         .unwrap();
+        let guard_refused = IntCounterVec::new(
+            Opts::new(
+                "rrnet_radius_guard_refused_total",
+                "Access-Requests refused by the login guard without a decision, by NAS and scope",
+            ),
+            &["nas", "scope"],
+        )
+        .unwrap();
+        let guard_started = IntCounterVec::new(
+            Opts::new(
+                "rrnet_radius_guard_started_total",
+                "Login guard blocks started: scope device (one device failed too often) or nas (a NAS is guarded)",
+            ),
+            &["scope"],
+        )
+        .unwrap();
+        for scope in ["device", "nas"] {
+            guard_started.with_label_values(&[scope]);
+        }
+        let guard_devices = IntGauge::new(
+            "rrnet_radius_guard_devices",
+            "Devices the login guard tracks",
+        )
+        .unwrap();
+        let socket_receive_drops = IntCounterVec::new(
+            Opts::new(
+                "rrnet_radius_socket_receive_drops_total",
+                "Datagrams the kernel dropped because the socket's receive buffer was full, by port",
+            ),
+            &["port"],
+        )
+        .unwrap();
+        for port in ["auth", "acct"] {
+            socket_receive_drops.with_label_values(&[port]);
+        }
         let build_info = IntGaugeVec::new(
             Opts::new(
                 "rrnet_radius_build_info",
@@ -299,6 +345,10 @@ impl Metrics {
             Box::new(previous_secret_used.clone()),
             Box::new(storage_errors.clone()),
             Box::new(nas_last_seen.clone()),
+            Box::new(guard_refused.clone()),
+            Box::new(guard_started.clone()),
+            Box::new(guard_devices.clone()),
+            Box::new(socket_receive_drops.clone()),
             Box::new(build_info),
         ] {
             registry.register(c).expect("metric names are unique");
@@ -330,6 +380,10 @@ impl Metrics {
             previous_secret_used,
             storage_errors,
             nas_last_seen,
+            guard_refused,
+            guard_started,
+            guard_devices,
+            socket_receive_drops,
         }
     }
 

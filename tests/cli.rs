@@ -107,6 +107,36 @@ fn unreachable_database_is_an_error() {
         !err.contains(":pw@"),
         "the password must not be printed: {err}"
     );
+    // A password in the query string is hidden as well, by `serve` too.
+    for args in [
+        &["plan", "list"][..],
+        &[
+            "serve",
+            "--auth-listen",
+            "127.0.0.1:0",
+            "--acct-listen",
+            "127.0.0.1:0",
+        ][..],
+    ] {
+        let out = std::process::Command::new(BIN)
+            .arg("--database")
+            .arg("postgres://nobody@127.0.0.1:1/none?password=Query-Secret-9")
+            .args(args)
+            .env_remove("RRNET_RADIUS_REST_SECRET")
+            .output()
+            .unwrap();
+        let all = format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert_eq!(out.status.code(), Some(1), "{all}");
+        assert!(all.contains("password=****"), "{all}");
+        assert!(
+            !all.contains("Query-Secret-9"),
+            "the password must not be printed: {all}"
+        );
+    }
     let out = std::process::Command::new(BIN)
         .args(["--database", "mysql://x/y", "plan", "list"])
         .output()

@@ -541,6 +541,21 @@ mod cases {
             g2,
             "a failed add does not bump the generation"
         );
+        // A second entry for an address already taken: one router would go unanswered.
+        match s.add_nas(&new_nas("tower-c", "2001:db8::1", None)).await {
+            Err(StoreError::Invalid(why)) => {
+                assert!(why.contains("already belongs to NAS tower-a"), "{why}")
+            }
+            other => panic!("expected Invalid, got {other:?}"),
+        }
+        // The same network written another way is the same address.
+        match s.add_nas(&new_nas("tower-d", "10.9.9.9/8", None)).await {
+            Err(StoreError::Invalid(why)) => {
+                assert!(why.contains("already belongs to NAS tower-b"), "{why}")
+            }
+            other => panic!("expected Invalid, got {other:?}"),
+        }
+        assert_eq!(s.nas_generation().await.unwrap(), g2);
 
         s.remove_nas("tower-a").await.unwrap();
         let g3 = s.nas_generation().await.unwrap();

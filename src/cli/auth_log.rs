@@ -92,6 +92,8 @@ pub async fn run(store: Arc<dyn Store>, args: &AuthLogArgs) -> anyhow::Result<()
                         "result": e.result,
                         "reason": e.reason,
                         "message": e.reason.as_ref().map(|_| message(e)),
+                        "repeats": e.repeats,
+                        "last_time": e.last_at.map(|t| ts(Some(t))),
                     })
                 })
                 .collect();
@@ -117,7 +119,15 @@ pub async fn run(store: Arc<dyn Store>, args: &AuthLogArgs) -> anyhow::Result<()
                             opt(&e.mac),
                             e.result.clone(),
                             opt(&e.reason),
-                            message(e),
+                            match e.last_at {
+                                Some(last) if e.repeats > 1 => format!(
+                                    "{} ({} times until {})",
+                                    message(e),
+                                    e.repeats,
+                                    ts(Some(last))
+                                ),
+                                _ => message(e),
+                            },
                         ]
                     })
                     .collect::<Vec<_>>(),

@@ -330,6 +330,7 @@ pub enum SessionCommand {
 pub fn run() -> ExitCode {
     let cli = Cli::parse();
     init_logging(log_format(&cli));
+    abort_on_panic();
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -363,6 +364,22 @@ fn log_format(cli: &Cli) -> LogFormat {
     cli.log_format.or_else(from_file).unwrap_or(LogFormat::Text)
 }
 
+/// A panic anywhere — a receive task, a decider, the SQLite thread — ends the
+/// process, logged, instead of leaving it up but deaf: systemd (or the container
+/// runtime) then restarts it, and the NAS retransmits what went unanswered.
+fn abort_on_panic() {
+    let default_hook = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        let location = info
+            .location()
+            .map(|l| format!("{}:{}", l.file(), l.line()))
+            .unwrap_or_default();
+        tracing::error!(%location, "internal error (panic); stopping the process so that it is restarted");
+        default_hook(info);
+        std::process::abort();
+    }));
+}
+
 fn init_logging(format: LogFormat) {
     use tracing_subscriber::EnvFilter;
     let filter =
@@ -385,16 +402,38 @@ fn database_url(cli: &Cli, file: Option<&str>) -> String {
         .unwrap_or_else(|| DEFAULT_DATABASE_URL.to_string())
 }
 
-/// The URL with any password replaced, for messages.
+/// The URL with every password replaced, for messages: the one in
+/// `user:password@` and any query parameter whose name contains "password"
+/// (`?password=`, `&sslpassword=`, any case).
 pub fn redact_url(url: &str) -> String {
-    if let Some((scheme, rest)) = url.split_once("://") {
-        if let Some((creds, host)) = rest.split_once('@') {
-            if let Some((user, _)) = creds.split_once(':') {
-                return format!("{scheme}://{user}:****@{host}");
-            }
-        }
+    let (base, query) = match url.split_once('?') {
+        Some((b, q)) => (b, Some(q)),
+        None => (url, None),
+    };
+    let mut out = match base.split_once("://") {
+        Some((scheme, rest)) => match rest.rsplit_once('@') {
+            Some((creds, host)) => match creds.split_once(':') {
+                Some((user, _)) => format!("{scheme}://{user}:****@{host}"),
+                None => base.to_string(),
+            },
+            None => base.to_string(),
+        },
+        None => base.to_string(),
+    };
+    if let Some(query) = query {
+        out.push('?');
+        let params: Vec<String> = query
+            .split('&')
+            .map(|param| match param.split_once('=') {
+                Some((name, _)) if name.to_ascii_lowercase().contains("password") => {
+                    format!("{name}=****")
+                }
+                _ => param.to_string(),
+            })
+            .collect();
+        out.push_str(&params.join("&"));
     }
-    url.to_string()
+    out
 }
 
 async fn open_store(url: &str) -> anyhow::Result<std::sync::Arc<dyn crate::store::Store>> {
@@ -516,5 +555,18 @@ mod tests {
         assert_eq!(redact_url("postgres://u:pw@h/db"), "postgres://u:****@h/db");
         assert_eq!(redact_url("postgres://u@h/db"), "postgres://u@h/db");
         assert_eq!(redact_url("sqlite://x.db"), "sqlite://x.db");
+        assert_eq!(
+            redact_url("postgres://h/db?user=u&password=pw&sslmode=disable"),
+            "postgres://h/db?user=u&password=****&sslmode=disable"
+        );
+        assert_eq!(
+            redact_url("postgres://u:p%40ss@h/db?PASSWORD=x&sslpassword=y"),
+            "postgres://u:****@h/db?PASSWORD=****&sslpassword=****"
+        );
+        // A password containing '@' still hides all of it.
+        assert_eq!(
+            redact_url("postgres://u:a@b@h/db"),
+            "postgres://u:****@h/db"
+        );
     }
 }

@@ -6,7 +6,6 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
 use anyhow::Context;
-use tokio::net::UdpSocket;
 
 use super::{database_url, open_store, redact_url, Cli, ServeArgs};
 use crate::config::{self, FileConfig};
@@ -93,11 +92,10 @@ pub async fn run(cli: &Cli, args: &ServeArgs) -> anyhow::Result<()> {
         .map_err(|e| anyhow::anyhow!("cannot serve on database {}: {e}", redact_url(&url)))?;
     tracing::info!(database = %redact_url(&url), "storage ready");
 
-    let auth = UdpSocket::bind(auth_addr)
-        .await
+    let rcvbuf = server_config.socket_receive_buffer;
+    let (auth, _) = crate::server::bind_udp(auth_addr, rcvbuf)
         .with_context(|| format!("cannot bind the authentication port {auth_addr}"))?;
-    let acct = UdpSocket::bind(acct_addr)
-        .await
+    let (acct, _) = crate::server::bind_udp(acct_addr, rcvbuf)
         .with_context(|| format!("cannot bind the accounting port {acct_addr}"))?;
 
     let metrics = Metrics::new();

@@ -13,9 +13,11 @@ use std::time::Instant;
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
+use super::guard::{Scope, Started, Who};
+use super::isolate::isolate;
 use super::reply::access_reply;
-use super::{unix_now, AccessJob, Answer, Core, Origin};
-use crate::policy::{AccessDecision, AccessFacts};
+use super::{unix_now, AccessJob, Answer, Core, DropReason, Origin, PacketReply};
+use crate::policy::{AccessDecision, AccessFacts, RejectReason};
 
 /// Which decider decides requests for `username`.
 pub(super) fn shard(username: &str, deciders: usize) -> usize {
@@ -54,6 +56,8 @@ async fn decider(core: Arc<Core>, mut rx: mpsc::Receiver<AccessJob>) {
     let mut waiting: Vec<Waiting> = Vec::with_capacity(max);
     let mut facts: Vec<AccessFacts> = Vec::with_capacity(max);
     let mut reply_buf = Vec::with_capacity(512);
+    let delayed = (!core.config.guard.reject_delay.is_zero())
+        .then(|| delayed_rejects(core.config.guard.reject_delay));
     while let Some(first) = rx.recv().await {
         facts.clear();
         let mut next = Some(first);
@@ -70,53 +74,234 @@ async fn decider(core: Arc<Core>, mut rx: mpsc::Receiver<AccessJob>) {
             };
         }
         let t = Instant::now();
-        let result = core
-            .store
-            .authorize_batch(&facts, unix_now(), core.config.authorize)
-            .await;
+        let now = unix_now();
+        let opts = core.config.authorize;
+        let mut failed = false;
+        let store: &dyn crate::store::Store = &*core.store;
+        let outcomes = isolate(&facts, |part| store.authorize_batch(part, now, opts)).await;
+        if outcomes.iter().any(Result::is_err) {
+            failed = true;
+        }
+        let result: crate::store::StoreResult<()> = if failed {
+            Err(crate::store::StoreError::Invalid("a batch failed".into()))
+        } else {
+            Ok(())
+        };
         core.metrics.storage_call("authorize", t, &result);
-        match result {
-            Ok(decisions) => {
-                core.metrics.access_batch_size.observe(facts.len() as f64);
-                for ((w, decision), facts) in waiting.drain(..).zip(decisions).zip(facts.iter()) {
-                    record_outcome(&core, &w, facts, &decision);
-                    match w.answer {
-                        Answer::Packet(p) => {
-                            let reply = access_reply(
-                                std::mem::take(&mut reply_buf),
-                                &p.echo,
-                                &decision,
-                                p.signer.secret_of(&w.origin.nas),
-                                &p.mac_key,
-                            );
-                            // Cached before sending: a retransmission racing the
-                            // reply must find the answer, not "in progress"
-                            // (RFC 5080 §2.2.2).
-                            p.port.answered(p.key, &reply);
-                            let _ = p.port.socket.send_to(&reply, p.source).await;
-                            reply_buf = reply;
+        core.metrics.access_batch_size.observe(facts.len() as f64);
+        let decided_at = Instant::now();
+        for ((w, outcome), facts) in waiting.drain(..).zip(outcomes).zip(facts.iter()) {
+            let nas_id = w.origin.nas.id;
+            let decision = match outcome {
+                Ok(d) => d,
+                Err(detail) => {
+                    core.fail(&w.origin, w.answer, &detail);
+                    core.release_nas_slot(nas_id);
+                    continue;
+                }
+            };
+            record_outcome(&core, &w, facts, &decision);
+            guard_learns(&core, &w.origin, facts, &decision, decided_at);
+            match w.answer {
+                Answer::Packet(p) => {
+                    match access_reply(
+                        std::mem::take(&mut reply_buf),
+                        &p.echo,
+                        &decision,
+                        p.signer.secret_of(&w.origin.nas),
+                        &p.mac_key,
+                    ) {
+                        Ok(reply) => {
+                            let is_reject = matches!(decision, AccessDecision::Reject(_));
+                            match (&delayed, is_reject) {
+                                (Some(queue), true) => {
+                                    if let Err(back) = queue.try_send(Delayed {
+                                        due: decided_at + core.config.guard.reject_delay,
+                                        reply,
+                                        to: p,
+                                    }) {
+                                        // Too many waiting: this one goes now.
+                                        let d = back.into_inner();
+                                        send_reply(&d.to, &d.reply).await;
+                                    }
+                                    reply_buf = Vec::with_capacity(512);
+                                }
+                                _ => {
+                                    send_reply(&p, &reply).await;
+                                    reply_buf = reply;
+                                }
+                            }
                         }
-                        Answer::Channel(tx) => {
-                            let _ = tx.send(Ok(decision));
+                        Err(too_long) => {
+                            reply_buf = too_long.buf;
+                            p.port.forget(&p.key);
+                            core.drop_request(
+                                Some(&w.origin.nas),
+                                Some(p.source),
+                                DropReason::ReplyTooLong,
+                                "the request's Proxy-State leaves no room for the reply",
+                            );
                         }
                     }
-                    core.metrics
-                        .access_duration
-                        .observe(w.origin.received.elapsed().as_secs_f64());
+                }
+                Answer::Channel(tx) => {
+                    let _ = tx.send(Ok(decision));
                 }
             }
-            Err(e) => {
-                let detail = e.to_string();
-                for w in waiting.drain(..) {
-                    core.fail(&w.origin, w.answer, &detail);
+            core.release_nas_slot(nas_id);
+            core.metrics
+                .access_duration
+                .observe(w.origin.received.elapsed().as_secs_f64());
+        }
+    }
+}
+
+/// Cache a reply for retransmissions, then send it. Cached first: a
+/// retransmission racing the reply must find the answer, not "in progress"
+/// (RFC 5080 §2.2.2).
+async fn send_reply(p: &PacketReply, reply: &[u8]) {
+    p.port.answered(p.key, reply);
+    let _ = p.port.socket.send_to(reply, p.source).await;
+}
+
+/// A reject held back by `reject_delay`.
+struct Delayed {
+    due: Instant,
+    reply: Vec<u8>,
+    to: PacketReply,
+}
+
+/// Most rejects held back at once; past that they are sent at once, so a
+/// flood cannot grow this queue without bound.
+const MAX_DELAYED: usize = 4096;
+
+/// A task that sends each reject when its delay is over. The delay is the same
+/// for all, so they are due in the order they come.
+fn delayed_rejects(_delay: std::time::Duration) -> mpsc::Sender<Delayed> {
+    let (tx, mut rx) = mpsc::channel::<Delayed>(MAX_DELAYED);
+    tokio::spawn(async move {
+        while let Some(d) = rx.recv().await {
+            tokio::time::sleep_until(d.due.into()).await;
+            send_reply(&d.to, &d.reply).await;
+        }
+    });
+    tx
+}
+
+/// Refuse a request the login guard stopped: a Reject saying to wait, sent at
+/// once from the caller's task, with no storage work and no auth-log row of its
+/// own (the guard sums them up).
+pub(super) fn refuse_early(
+    core: &Core,
+    facts: &AccessFacts,
+    origin: Origin,
+    answer: Answer<AccessDecision>,
+    scope: Scope,
+) {
+    let reason = RejectReason::TooManyFailures;
+    let decision = AccessDecision::Reject(reason);
+    origin.counters.rejects.inc();
+    origin.counters.reject_reason(reason).inc();
+    core.metrics
+        .guard_refused
+        .with_label_values(&[&origin.nas.name, scope.label()])
+        .inc();
+    if let Some(suppressed) = core.reject_log.allow() {
+        log_suppressed(suppressed);
+        tracing::info!(
+            nas = %origin.nas.name,
+            user = %facts.username,
+            mac = facts.mac.as_deref(),
+            reason = reason.label(),
+            guard = scope.label(),
+            "reject"
+        );
+    }
+    match answer {
+        Answer::Packet(p) => {
+            if let Ok(reply) = access_reply(
+                Vec::with_capacity(128),
+                &p.echo,
+                &decision,
+                p.signer.secret_of(&origin.nas),
+                &p.mac_key,
+            ) {
+                p.port.answered(p.key, &reply);
+                // A full socket buffer drops it; the NAS retries and is refused again.
+                let _ = p.port.socket.try_send_to(&reply, p.source);
+            } else {
+                p.port.forget(&p.key);
+            }
+        }
+        Answer::Channel(tx) => {
+            let _ = tx.send(Ok(decision));
+        }
+    }
+    core.metrics
+        .access_duration
+        .observe(origin.received.elapsed().as_secs_f64());
+}
+
+/// Tell the login guard how a decided request went, and log a block it starts.
+fn guard_learns(
+    core: &Core,
+    origin: &Origin,
+    facts: &AccessFacts,
+    decision: &AccessDecision,
+    now: Instant,
+) {
+    let failed = match decision {
+        AccessDecision::Accept(_) => Some(false),
+        AccessDecision::Reject(r) if r.is_guess() => Some(true),
+        AccessDecision::Reject(_) => None,
+    };
+    let who = Who {
+        nas_id: origin.nas.id,
+        nas_name: &origin.nas.name,
+        mac: facts.mac.as_deref(),
+        username: &facts.username,
+    };
+    for started in core.guard.record(&who, failed, now) {
+        match started {
+            Started::DeviceBlock(block) => {
+                core.metrics
+                    .guard_started
+                    .with_label_values(&["device"])
+                    .inc();
+                if let Some(suppressed) = core.reject_log.allow() {
+                    log_suppressed(suppressed);
+                    tracing::warn!(
+                        nas = %origin.nas.name,
+                        mac = facts.mac.as_deref(),
+                        user = %facts.username,
+                        block_seconds = block.as_secs(),
+                        "login guard: too many failed logins from one device; blocked"
+                    );
                 }
+            }
+            Started::NasGuard => {
+                core.metrics.guard_started.with_label_values(&["nas"]).inc();
+                tracing::warn!(
+                    nas = %origin.nas.name,
+                    "login guard: too many failed logins at this NAS; devices that failed are refused and new ones rationed"
+                );
             }
         }
     }
 }
 
+fn log_suppressed(suppressed: u64) {
+    if suppressed > 0 {
+        tracing::warn!(
+            suppressed,
+            "reject log lines suppressed by the rate limit; rrnet_radius_rejects_total counts every reject"
+        );
+    }
+}
+
 /// Count a decision under its NAS and log it (a reject at info, with its reason:
-/// "why can't this customer log in?" is answered from the log too).
+/// "why can't this customer log in?" is answered from the log too; rate-limited,
+/// the auth log keeps every decision).
 fn record_outcome(core: &Core, w: &Waiting, facts: &AccessFacts, decision: &AccessDecision) {
     let transport = match w.answer {
         Answer::Packet(_) => "udp",
@@ -135,7 +320,10 @@ fn record_outcome(core: &Core, w: &Waiting, facts: &AccessFacts, decision: &Acce
         AccessDecision::Reject(reason) => {
             counters.rejects.inc();
             counters.reject_reason(*reason).inc();
-            tracing::info!(nas = %nas.name, user, mac, reason = reason.label(), transport, "reject");
+            if let Some(suppressed) = core.reject_log.allow() {
+                log_suppressed(suppressed);
+                tracing::info!(nas = %nas.name, user, mac, reason = reason.label(), transport, "reject");
+            }
         }
     }
 }

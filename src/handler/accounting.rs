@@ -13,6 +13,7 @@ use std::time::Instant;
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
+use super::isolate::isolate;
 use super::reply::accounting_reply;
 use super::{unix_now, AcctJob, Answer, Core, Origin};
 use crate::metrics::acct_index;
@@ -76,44 +77,52 @@ async fn writer(
         }
         detect_reboots(&core, &records, &waiting, &boots).await;
         let t = Instant::now();
-        let result = core.store.record_accounting(&records).await;
+        // A record the database refuses fails alone; the rest of its batch is
+        // stored and acknowledged (see `isolate`).
+        let store: &dyn crate::store::Store = &*core.store;
+        let outcomes = isolate(&records, |part| async move {
+            store
+                .record_accounting(part)
+                .await
+                .map(|()| vec![(); part.len()])
+        })
+        .await;
+        let result: crate::store::StoreResult<()> =
+            match outcomes.iter().find_map(|r| r.as_ref().err()) {
+                Some(why) => Err(crate::store::StoreError::Invalid(why.clone())),
+                None => Ok(()),
+            };
         core.metrics.storage_call("record_accounting", t, &result);
-        match result {
-            Ok(()) => {
-                core.metrics
-                    .accounting_batch_size
-                    .observe(records.len() as f64);
-                for (w, record) in waiting.drain(..).zip(records.iter()) {
-                    match w.answer {
-                        Answer::Packet(p) => {
-                            let reply = accounting_reply(
-                                std::mem::take(&mut reply_buf),
-                                &p.echo,
-                                p.signer.secret_of(&w.origin.nas),
-                            );
-                            // Cached before sending, so that a retransmission
-                            // crossing the reply is answered from the cache
-                            // rather than dropped.
-                            p.port.answered(p.key, &reply);
-                            let _ = p.port.socket.send_to(&reply, p.source).await;
-                            reply_buf = reply;
-                        }
-                        Answer::Channel(tx) => {
-                            let _ = tx.send(Ok(()));
-                        }
-                    }
-                    w.origin.counters.accounting[acct_index(record.status)].inc();
-                    core.metrics
-                        .accounting_duration
-                        .observe(w.origin.received.elapsed().as_secs_f64());
+        core.metrics
+            .accounting_batch_size
+            .observe(records.len() as f64);
+        for ((w, record), outcome) in waiting.drain(..).zip(records.iter()).zip(outcomes) {
+            if let Err(detail) = outcome {
+                core.fail(&w.origin, w.answer, &detail);
+                continue;
+            }
+            match w.answer {
+                Answer::Packet(p) => {
+                    let reply = accounting_reply(
+                        std::mem::take(&mut reply_buf),
+                        &p.echo,
+                        p.signer.secret_of(&w.origin.nas),
+                    );
+                    // Cached before sending, so that a retransmission
+                    // crossing the reply is answered from the cache
+                    // rather than dropped.
+                    p.port.answered(p.key, &reply);
+                    let _ = p.port.socket.send_to(&reply, p.source).await;
+                    reply_buf = reply;
+                }
+                Answer::Channel(tx) => {
+                    let _ = tx.send(Ok(()));
                 }
             }
-            Err(e) => {
-                let detail = e.to_string();
-                for w in waiting.drain(..) {
-                    core.fail(&w.origin, w.answer, &detail);
-                }
-            }
+            w.origin.counters.accounting[acct_index(record.status)].inc();
+            core.metrics
+                .accounting_duration
+                .observe(w.origin.received.elapsed().as_secs_f64());
         }
     }
 }

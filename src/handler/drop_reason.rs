@@ -22,10 +22,21 @@ pub enum DropReason {
     StorageError,
     /// Access-Request without a User-Name.
     MissingUserName,
+    /// A text attribute the request depends on (User-Name, Acct-Session-Id,
+    /// Calling-Station-Id) holds a NUL byte or is not UTF-8: no database could
+    /// store it as text, so it never reaches one.
+    InvalidText,
+    /// The reply would not fit in a packet with everything it must carry (the
+    /// request's Proxy-State copies fill it): no reply rather than an
+    /// Access-Accept missing its limits.
+    ReplyTooLong,
+    /// The per-NAS budget of requests in flight is used up: one NAS cannot
+    /// take every slot of the queue (the NAS retries).
+    NasBusy,
 }
 
 impl DropReason {
-    pub const ALL: [DropReason; 10] = [
+    pub const ALL: [DropReason; 13] = [
         DropReason::UnknownNas,
         DropReason::Malformed,
         DropReason::UnexpectedCode,
@@ -36,6 +47,9 @@ impl DropReason {
         DropReason::Overload,
         DropReason::StorageError,
         DropReason::MissingUserName,
+        DropReason::InvalidText,
+        DropReason::ReplyTooLong,
+        DropReason::NasBusy,
     ];
 
     pub fn label(self) -> &'static str {
@@ -50,6 +64,9 @@ impl DropReason {
             DropReason::Overload => "overload",
             DropReason::StorageError => "storage_error",
             DropReason::MissingUserName => "missing_user_name",
+            DropReason::InvalidText => "invalid_text",
+            DropReason::ReplyTooLong => "reply_too_long",
+            DropReason::NasBusy => "nas_busy",
         }
     }
 }

@@ -27,6 +27,8 @@
 mod access;
 mod accounting;
 mod drop_reason;
+pub mod guard;
+mod isolate;
 mod log_limit;
 mod reply;
 #[cfg(test)]
@@ -50,6 +52,8 @@ use crate::model::Nas;
 use crate::policy::{AccessDecision, AccessFacts, AcctRecord};
 use crate::proto::{DedupKey, DuplicateCache, MacKey, RequestEcho};
 use crate::store::{AuthorizeOptions, Store};
+pub use guard::GuardConfig;
+use guard::{LoginGuard, Who};
 use log_limit::LogLimiter;
 
 /// Unix seconds now. The only clock read on the request path.
@@ -76,6 +80,11 @@ pub struct HandlerConfig {
     pub acct_batch_max: usize,
     /// Accounting writers (sessions are sharded, so each session's records stay in order).
     pub acct_writers: usize,
+    /// Guessing defence.
+    pub guard: GuardConfig,
+    /// Most Access-Requests of one NAS queued at once, so one NAS cannot take
+    /// every slot of `max_in_flight` (0: no per-NAS limit).
+    pub nas_in_flight: usize,
 }
 
 /// Who asked and when: what counting and timing a request needs.
@@ -208,9 +217,43 @@ struct Core {
     metrics: Metrics,
     config: HandlerConfig,
     log_limit: LogLimiter,
+    /// Reject log lines: a wrong-password flood must not fill the disk either.
+    reject_log: LogLimiter,
+    guard: LoginGuard,
+    /// Access-Requests queued per NAS id (see `HandlerConfig::nas_in_flight`).
+    in_flight: Mutex<std::collections::HashMap<i64, usize>>,
 }
 
 impl Core {
+    /// Take one of `origin`'s NAS slots; `false` when its share is used up.
+    fn take_nas_slot(&self, nas_id: i64) -> bool {
+        let limit = self.config.nas_in_flight;
+        if limit == 0 {
+            return true;
+        }
+        let mut map = self.in_flight.lock().expect("in-flight lock poisoned");
+        let n = map.entry(nas_id).or_insert(0);
+        if *n >= limit {
+            return false;
+        }
+        *n += 1;
+        true
+    }
+
+    /// Give back a slot taken by [`Core::take_nas_slot`].
+    fn release_nas_slot(&self, nas_id: i64) {
+        if self.config.nas_in_flight == 0 {
+            return;
+        }
+        let mut map = self.in_flight.lock().expect("in-flight lock poisoned");
+        if let Some(n) = map.get_mut(&nas_id) {
+            *n = n.saturating_sub(1);
+            if *n == 0 {
+                map.remove(&nas_id);
+            }
+        }
+    }
+
     /// A request its queue had no room for: counted as an `overload` drop, and a
     /// datagram's duplicate-cache entry forgotten so its retransmission is tried again.
     fn refuse<T>(&self, origin: &Origin, answer: &Answer<T>, detail: &str) -> Refused {
@@ -322,6 +365,9 @@ impl RequestHandler {
             metrics,
             config,
             log_limit: LogLimiter::new(20),
+            reject_log: LogLimiter::new(20),
+            guard: LoginGuard::new(config.guard),
+            in_flight: Mutex::new(std::collections::HashMap::new()),
         });
         let (deciders, mut tasks) = access::spawn_deciders(&core);
         let (writers, writer_tasks) = accounting::spawn_writers(&core);
@@ -335,13 +381,38 @@ impl RequestHandler {
     }
 
     /// Queue an Access-Request. A full queue refuses it at once, counted as an
-    /// `overload` drop; the caller then forgets anything it kept for it.
+    /// `overload` drop; the caller then forgets anything it kept for it. A
+    /// request the login guard refuses is answered here, without a decision;
+    /// one over its NAS's share of the queue is refused as `nas_busy`.
     pub fn submit_access(
         &self,
         facts: AccessFacts,
         origin: Origin,
         answer: Answer<AccessDecision>,
     ) -> Result<(), Refused> {
+        let who = Who {
+            nas_id: origin.nas.id,
+            nas_name: &origin.nas.name,
+            mac: facts.mac.as_deref(),
+            username: &facts.username,
+        };
+        if let Some((scope, _wait)) = self.core.guard.check(&who, Instant::now(), unix_now()) {
+            access::refuse_early(&self.core, &facts, origin, answer, scope);
+            return Ok(());
+        }
+        if !self.core.take_nas_slot(origin.nas.id) {
+            if let Answer::Packet(p) = &answer {
+                p.port.forget(&p.key);
+            }
+            self.core.drop_request(
+                Some(&origin.nas),
+                answer.source(),
+                DropReason::NasBusy,
+                "this NAS's share of requests in flight is used up",
+            );
+            return Err(Refused::Overloaded);
+        }
+        let nas_id = origin.nas.id;
         let shard = access::shard(&facts.username, self.deciders.len());
         let job = AccessJob {
             facts,
@@ -349,10 +420,22 @@ impl RequestHandler {
             answer,
         };
         self.deciders[shard].try_send(job).map_err(|e| {
+            self.core.release_nas_slot(nas_id);
             let job = e.into_inner();
             self.core
                 .refuse(&job.origin, &job.answer, "too many requests in flight")
         })
+    }
+
+    /// The login guard's refusals held back from the auth log since the last
+    /// call, summed up (see [`guard`]).
+    pub fn take_guard_summaries(&self) -> Vec<guard::HeldSummary> {
+        let held = self.core.guard.take_held(Instant::now());
+        self.core
+            .metrics
+            .guard_devices
+            .set(self.core.guard.tracked() as i64);
+        held
     }
 
     /// Queue an accounting record; as [`RequestHandler::submit_access`].

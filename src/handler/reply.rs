@@ -7,13 +7,14 @@ use crate::policy::{AccessDecision, ReplyAttribute};
 use crate::proto::{attr, Code, MacKey, Packet, PacketBuilder, RequestEcho};
 
 /// Encode one reply attribute. Values come from plans the operator wrote; an
-/// over-long string is cut rather than failing the whole reply.
-fn add_reply_attribute(b: &mut PacketBuilder, a: &ReplyAttribute) {
+/// over-long string is cut rather than failing the whole reply. `false` when
+/// the packet had no room left for it.
+fn add_reply_attribute(b: &mut PacketBuilder, a: &ReplyAttribute) -> bool {
     use crate::proto::attr::mikrotik as mt;
     fn cut(s: &str, max: usize) -> &[u8] {
         &s.as_bytes()[..s.len().min(max)]
     }
-    let _ = match a {
+    let added = match a {
         ReplyAttribute::SessionTimeout(v) => b.add_u32(attr::SESSION_TIMEOUT, *v),
         ReplyAttribute::IdleTimeout(v) => b.add_u32(attr::IDLE_TIMEOUT, *v),
         ReplyAttribute::AcctInterimInterval(v) => b.add_u32(attr::ACCT_INTERIM_INTERVAL, *v),
@@ -30,32 +31,42 @@ fn add_reply_attribute(b: &mut PacketBuilder, a: &ReplyAttribute) {
             b.add_vsa(mt::VENDOR_ID, mt::ADDRESS_LIST, cut(s, 247))
         }
     };
+    added.is_ok()
+}
+
+/// An Access reply that could not carry everything it must: the request's
+/// Proxy-State copies left no room. The request gets no reply.
+#[derive(Debug)]
+pub struct ReplyTooLong {
+    /// The buffer, for reuse.
+    pub buf: Vec<u8>,
 }
 
 /// Access-Accept or Access-Reject for `request`, Message-Authenticator first.
+/// Never an Access-Accept without one of its attributes (a lost limit would be
+/// a gift) nor a Reject without its Reply-Message: [`ReplyTooLong`] instead.
 pub fn access_reply(
     buf: Vec<u8>,
     request: &RequestEcho,
     decision: &AccessDecision,
     secret: &[u8],
     key: &MacKey,
-) -> Vec<u8> {
+) -> Result<Vec<u8>, ReplyTooLong> {
     let code = match decision {
         AccessDecision::Accept(_) => Code::AccessAccept,
         AccessDecision::Reject(_) => Code::AccessReject,
     };
     let mut b = PacketBuilder::reply_to(buf, request, code);
-    match decision {
-        AccessDecision::Accept(grant) => {
-            for a in &grant.reply {
-                add_reply_attribute(&mut b, a);
-            }
-        }
-        AccessDecision::Reject(reason) => {
-            let _ = b.add_str(attr::REPLY_MESSAGE, reason.message());
-        }
+    let complete = match decision {
+        AccessDecision::Accept(grant) => grant.reply.iter().all(|a| add_reply_attribute(&mut b, a)),
+        AccessDecision::Reject(reason) => b.add_str(attr::REPLY_MESSAGE, reason.message()).is_ok(),
+    };
+    let packet = b.finish_response_keyed(request.authenticator(), secret, key);
+    if complete {
+        Ok(packet)
+    } else {
+        Err(ReplyTooLong { buf: packet })
     }
-    b.finish_response_keyed(request.authenticator(), secret, key)
 }
 
 /// Reply to Status-Server (RFC 5997 §3): Access-Accept on the authentication

@@ -173,4 +173,7 @@ impl Store for GatedStore {
     async fn prune_auth_events(&self, _: Timestamp) -> StoreResult<u64> {
         Ok(0)
     }
+    async fn log_repeated_rejects(&self, _: &[crate::store::RepeatedRejects]) -> StoreResult<()> {
+        unimplemented!("not on the request path")
+    }
 }

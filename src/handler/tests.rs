@@ -24,6 +24,8 @@ fn config(max_in_flight: usize, auth_batch_max: usize) -> HandlerConfig {
         acct_queue: 16,
         acct_batch_max: 256,
         acct_writers: 1,
+        guard: Default::default(),
+        nas_in_flight: 0,
     }
 }
 

@@ -356,6 +356,8 @@ mod tests {
             acct_queue: 16,
             acct_batch_max: 64,
             acct_writers: 1,
+            guard: Default::default(),
+            nas_in_flight: 0,
         };
         let (handler, _workers) = RequestHandler::start(store.clone(), metrics.clone(), config);
         let table = NasTable::new(vec![nas("radius-secret")], 1).count_with(&metrics);

@@ -106,10 +106,13 @@ pub enum RejectReason {
     /// Plan requires a MAC lock but the request carried no usable Calling-Station-Id.
     MissingMac,
     SharedUsersLimit,
+    /// Refused without a decision: too many failed logins from this device or
+    /// at this NAS (see `handler::guard`).
+    TooManyFailures,
 }
 
 impl RejectReason {
-    pub const ALL: [RejectReason; 11] = [
+    pub const ALL: [RejectReason; 12] = [
         RejectReason::UnknownVoucher,
         RejectReason::MissingPassword,
         RejectReason::WrongPassword,
@@ -121,6 +124,7 @@ impl RejectReason {
         RejectReason::MacLocked,
         RejectReason::MissingMac,
         RejectReason::SharedUsersLimit,
+        RejectReason::TooManyFailures,
     ];
 
     /// Stable snake_case label for metrics, logs and the auth log.
@@ -137,7 +141,19 @@ impl RejectReason {
             RejectReason::MacLocked => "mac_locked",
             RejectReason::MissingMac => "missing_mac",
             RejectReason::SharedUsersLimit => "shared_users_limit",
+            RejectReason::TooManyFailures => "too_many_failures",
         }
+    }
+
+    /// A reject that looks like guessing a code or password; the login guard
+    /// counts these.
+    pub fn is_guess(self) -> bool {
+        matches!(
+            self,
+            RejectReason::UnknownVoucher
+                | RejectReason::WrongPassword
+                | RejectReason::MissingPassword
+        )
     }
 
     pub fn from_label(s: &str) -> Option<Self> {
@@ -158,6 +174,9 @@ impl RejectReason {
             RejectReason::MacLocked => "This voucher is locked to another device",
             RejectReason::MissingMac => "Device address missing; cannot lock voucher",
             RejectReason::SharedUsersLimit => "This voucher is already in use on another device",
+            RejectReason::TooManyFailures => {
+                "Too many failed logins: please wait a few minutes, then try again"
+            }
         }
     }
 }

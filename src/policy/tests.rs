@@ -759,11 +759,15 @@ fn case_names_are_unique() {
 }
 
 /// Every reject reason has at least one row, so a new reason cannot be added
-/// without saying where it sits in the order.
+/// without saying where it sits in the order. `TooManyFailures` is the login
+/// guard's, given before any decision (handler::guard has its tests).
 #[test]
 fn every_reject_reason_has_a_row() {
     let table = cases();
-    for reason in RejectReason::ALL {
+    for reason in RejectReason::ALL
+        .into_iter()
+        .filter(|r| *r != RejectReason::TooManyFailures)
+    {
         assert!(
             table.iter().any(|c| c.expect == reject(reason)),
             "no row rejects with {reason:?}"

@@ -1,5 +1,7 @@
 //! Background work: reload the NAS table when it changes, close stale sessions,
-//! prune the auth log, refresh the open-sessions gauge.
+//! prune the auth log, refresh the open-sessions gauge; and, as often as the
+//! NAS table is checked, write the login guard's summed-up refusals to the auth
+//! log and read the kernel's receive drops.
 
 use std::collections::HashSet;
 use std::sync::Arc;
@@ -7,19 +9,72 @@ use std::time::Instant;
 
 use tokio::sync::watch;
 
-use super::{init_nas_metrics, load_nas_table, unix_now, Shared};
+use super::{init_nas_metrics, kernel_drops, load_nas_table, unix_now, Shared};
+use crate::handler::DatagramPort;
+use crate::policy::RejectReason;
+use crate::store::RepeatedRejects;
 
-pub(super) async fn run(shared: Arc<Shared>, mut stop: watch::Receiver<bool>) {
+pub(super) async fn run(
+    shared: Arc<Shared>,
+    ports: [Arc<DatagramPort>; 2],
+    mut stop: watch::Receiver<bool>,
+) {
     let mut reload = tokio::time::interval(shared.config.nas_reload_interval);
     let mut chores = tokio::time::interval(shared.config.housekeeping_interval);
     // NAS names in the open-sessions gauge, so a removed NAS's series is dropped.
     let mut gauge_nas = HashSet::new();
+    let mut drops_seen = [0u64; 2];
     loop {
         tokio::select! {
             biased;
             _ = stop.changed() => break,
-            _ = reload.tick() => reload_nas(&shared).await,
+            _ = reload.tick() => {
+                reload_nas(&shared).await;
+                log_guard_refusals(&shared).await;
+                count_kernel_drops(&shared, &ports, &mut drops_seen);
+            }
             _ = chores.tick() => sweep(&shared, &mut gauge_nas).await,
+        }
+    }
+    log_guard_refusals(&shared).await;
+}
+
+/// The login guard's refusals since the last call, one auth-log row per device
+/// or NAS with how many and from when to when.
+async fn log_guard_refusals(shared: &Shared) {
+    let held = shared.handler.take_guard_summaries();
+    if held.is_empty() {
+        return;
+    }
+    let rows: Vec<RepeatedRejects> = held
+        .into_iter()
+        .map(|h| RepeatedRejects {
+            nas_id: h.nas_id,
+            nas_name: h.nas_name,
+            username: h.username,
+            mac: h.mac,
+            reason: RejectReason::TooManyFailures,
+            count: h.count,
+            first: h.first,
+            last: h.last,
+        })
+        .collect();
+    if let Err(e) = shared.store.log_repeated_rejects(&rows).await {
+        tracing::warn!(error = %e, rows = rows.len(), "writing the login guard's refusals to the auth log failed");
+    }
+}
+
+fn count_kernel_drops(shared: &Shared, ports: &[Arc<DatagramPort>; 2], seen: &mut [u64; 2]) {
+    for ((port, label), seen) in ports.iter().zip(["auth", "acct"]).zip(seen.iter_mut()) {
+        if let Some(now) = kernel_drops(&port.socket) {
+            if now > *seen {
+                shared
+                    .metrics
+                    .socket_receive_drops
+                    .with_label_values(&[label])
+                    .inc_by(now - *seen);
+            }
+            *seen = now;
         }
     }
 }

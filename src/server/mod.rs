@@ -10,6 +10,7 @@
 mod housekeeping;
 mod nas_table;
 mod request;
+mod socket;
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -21,6 +22,7 @@ use tokio::sync::watch;
 
 pub use crate::handler::{unix_now, DropReason};
 pub use nas_table::{NasEntry, NasTable};
+pub use socket::{bind_udp, kernel_drops};
 
 use crate::handler::{
     status_reply, Answer, DatagramPort, HandlerConfig, Origin, PacketReply, RequestHandler, Signer,
@@ -63,6 +65,12 @@ pub struct ServerConfig {
     pub nas_reload_interval: Duration,
     /// Auth log retention in seconds; `None` keeps everything.
     pub auth_log_retention: Option<u64>,
+    /// Guessing defence (`[guard]` in the config file).
+    pub guard: crate::handler::GuardConfig,
+    /// Most Access-Requests of one NAS in flight at once (0: no limit).
+    pub nas_in_flight: usize,
+    /// Receive buffer asked of the kernel for each UDP socket (`SO_RCVBUF`), bytes.
+    pub socket_receive_buffer: usize,
 }
 
 impl Default for ServerConfig {
@@ -82,6 +90,9 @@ impl Default for ServerConfig {
             housekeeping_interval: Duration::from_secs(30),
             nas_reload_interval: Duration::from_secs(2),
             auth_log_retention: Some(30 * 86400),
+            guard: crate::handler::GuardConfig::default(),
+            nas_in_flight: 256,
+            socket_receive_buffer: 4 << 20,
         }
     }
 }
@@ -97,6 +108,8 @@ impl ServerConfig {
             acct_queue: self.acct_queue,
             acct_batch_max: self.acct_batch_max,
             acct_writers: self.acct_writers,
+            guard: self.guard,
+            nas_in_flight: self.nas_in_flight,
         }
     }
 }
@@ -196,7 +209,11 @@ pub async fn serve(
     });
     let (stop_tx, stop_rx) = watch::channel(false);
 
-    let housekeeping = tokio::spawn(housekeeping::run(shared.clone(), stop_rx.clone()));
+    let housekeeping = tokio::spawn(housekeeping::run(
+        shared.clone(),
+        [auth.clone(), acct.clone()],
+        stop_rx.clone(),
+    ));
     let auth_loop = tokio::spawn(receive_loop(
         shared.clone(),
         auth.clone(),
@@ -276,7 +293,6 @@ async fn handle_datagram(
         );
         return;
     };
-    nas.counters.last_seen.set(unix_now());
     let packet = match Packet::decode(datagram) {
         Ok(p) => p,
         Err(e) => {
@@ -301,6 +317,8 @@ async fn handle_datagram(
     let Some(signer) = authenticate(shared, nas, &packet, source, now_s) else {
         return;
     };
+    // Only an authentic packet shows the NAS is alive: anyone can send from its address.
+    nas.counters.last_seen.set(now_s);
     let secret = nas.secret_for(signer);
     let mac_key = nas.key_for(signer);
 
@@ -333,13 +351,7 @@ async fn handle_datagram(
 
     match code {
         Code::StatusServer => {
-            let reply = status_reply(
-                Vec::with_capacity(64),
-                &packet,
-                accounting,
-                secret,
-                &nas.mac_key,
-            );
+            let reply = status_reply(Vec::with_capacity(64), &packet, accounting, secret, mac_key);
             // Cached before sending: a retransmission that crosses the reply must
             // find it answered, not still in progress (RFC 5080 §2.2.2).
             port.answered(key, &reply);
@@ -353,9 +365,9 @@ async fn handle_datagram(
         Code::AccessRequest => {
             let facts = match request::access_facts(&packet, nas, secret) {
                 Ok(f) => f,
-                Err(reason) => {
+                Err((reason, detail)) => {
                     port.forget(&key);
-                    shared.drop_packet(Some(nas), source, reason, "Access-Request");
+                    shared.drop_packet(Some(nas), source, reason, detail);
                     return;
                 }
             };
@@ -377,9 +389,9 @@ async fn handle_datagram(
         Code::AccountingRequest => {
             let record = match request::acct_record(&packet, nas.id, unix_now()) {
                 Ok(r) => r,
-                Err(why) => {
+                Err((reason, why)) => {
                     port.forget(&key);
-                    shared.drop_packet(Some(nas), source, DropReason::Malformed, why);
+                    shared.drop_packet(Some(nas), source, reason, why);
                     return;
                 }
             };

@@ -27,15 +27,36 @@ pub fn credential(p: &Packet<'_>, secret: &[u8]) -> Credential {
     Credential::Missing
 }
 
-fn text(p: &Packet<'_>, typ: u8) -> Option<String> {
-    p.attr_str(typ).ok().flatten().map(str::to_owned)
+/// A text attribute the request depends on. One that is not UTF-8 or holds a
+/// NUL byte could not be stored as text by any database: the request is
+/// refused here (a counted `invalid_text` drop) rather than failing in storage.
+fn clean_text<'a>(p: &Packet<'a>, typ: u8) -> Result<Option<&'a str>, (DropReason, &'static str)> {
+    match p.attr_str(typ) {
+        Ok(Some(s)) if s.contains('\0') => Err((DropReason::InvalidText, text_name(typ, true))),
+        Ok(v) => Ok(v),
+        Err(_) => Err((DropReason::InvalidText, text_name(typ, false))),
+    }
 }
 
-fn mac(p: &Packet<'_>) -> Option<String> {
-    p.attr_str(attr::CALLING_STATION_ID)
-        .ok()
-        .flatten()
-        .and_then(normalize_mac)
+fn text_name(typ: u8, nul: bool) -> &'static str {
+    match (typ, nul) {
+        (attr::USER_NAME, true) => "User-Name contains a NUL byte",
+        (attr::USER_NAME, false) => "User-Name is not UTF-8",
+        (attr::ACCT_SESSION_ID, true) => "Acct-Session-Id contains a NUL byte",
+        (attr::ACCT_SESSION_ID, false) => "Acct-Session-Id is not UTF-8",
+        (attr::CALLING_STATION_ID, true) => "Calling-Station-Id contains a NUL byte",
+        (attr::CALLING_STATION_ID, false) => "Calling-Station-Id is not UTF-8",
+        (_, true) => "a text attribute contains a NUL byte",
+        (_, false) => "a text attribute is not UTF-8",
+    }
+}
+
+fn text(p: &Packet<'_>, typ: u8) -> Result<Option<String>, (DropReason, &'static str)> {
+    Ok(clean_text(p, typ)?.map(str::to_owned))
+}
+
+fn mac(p: &Packet<'_>) -> Result<Option<String>, (DropReason, &'static str)> {
+    Ok(clean_text(p, attr::CALLING_STATION_ID)?.and_then(normalize_mac))
 }
 
 fn framed_ip(p: &Packet<'_>) -> Option<String> {
@@ -51,10 +72,10 @@ pub fn access_facts(
     p: &Packet<'_>,
     nas: &crate::model::Nas,
     secret: &[u8],
-) -> Result<AccessFacts, DropReason> {
-    let username = match p.attr_str(attr::USER_NAME) {
-        Ok(Some(u)) if !u.is_empty() => u.to_owned(),
-        _ => return Err(DropReason::MissingUserName),
+) -> Result<AccessFacts, (DropReason, &'static str)> {
+    let username = match clean_text(p, attr::USER_NAME)? {
+        Some(u) if !u.is_empty() => u.to_owned(),
+        _ => return Err((DropReason::MissingUserName, "Access-Request")),
     };
     Ok(AccessFacts {
         nas_id: nas.id,
@@ -62,8 +83,8 @@ pub fn access_facts(
         nas_site: nas.site.clone(),
         username,
         credential: credential(p, secret),
-        mac: mac(p),
-        acct_session_id: text(p, attr::ACCT_SESSION_ID).filter(|s| !s.is_empty()),
+        mac: mac(p)?,
+        acct_session_id: text(p, attr::ACCT_SESSION_ID)?.filter(|s| !s.is_empty()),
         framed_ip: framed_ip(p),
     })
 }
@@ -73,16 +94,17 @@ pub fn acct_record(
     p: &Packet<'_>,
     nas_id: i64,
     received_at: i64,
-) -> Result<AcctRecord, &'static str> {
+) -> Result<AcctRecord, (DropReason, &'static str)> {
+    let malformed = |why| (DropReason::Malformed, why);
     let status = match p.attr_u32(attr::ACCT_STATUS_TYPE) {
-        Ok(Some(v)) => acct_status(v).ok_or("unsupported Acct-Status-Type")?,
-        _ => return Err("missing or malformed Acct-Status-Type"),
+        Ok(Some(v)) => acct_status(v).ok_or(malformed("unsupported Acct-Status-Type"))?,
+        _ => return Err(malformed("missing or malformed Acct-Status-Type")),
     };
-    let acct_session_id = text(p, attr::ACCT_SESSION_ID).unwrap_or_default();
+    let acct_session_id = text(p, attr::ACCT_SESSION_ID)?.unwrap_or_default();
     if acct_session_id.is_empty()
         && !matches!(status, AcctStatus::AccountingOn | AcctStatus::AccountingOff)
     {
-        return Err("missing Acct-Session-Id");
+        return Err(malformed("missing Acct-Session-Id"));
     }
     let u32_or_0 = |t| p.attr_u32(t).ok().flatten().unwrap_or(0);
     let octets = |low, high| u64::from(u32_or_0(high)) << 32 | u64::from(u32_or_0(low));
@@ -95,8 +117,8 @@ pub fn acct_record(
         nas_id,
         status,
         acct_session_id,
-        username: text(p, attr::USER_NAME).unwrap_or_default(),
-        mac: mac(p),
+        username: text(p, attr::USER_NAME)?.unwrap_or_default(),
+        mac: mac(p)?,
         framed_ip: framed_ip(p),
         session_time: u64::from(u32_or_0(attr::ACCT_SESSION_TIME)),
         input_octets: octets(attr::ACCT_INPUT_OCTETS, attr::ACCT_INPUT_GIGAWORDS),

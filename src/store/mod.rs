@@ -60,6 +60,24 @@ pub struct AuthEvent {
     pub result: String,
     /// Reject reason label ([`RejectReason::label`]); `None` for accepts.
     pub reason: Option<String>,
+    /// How many identical outcomes this row stands for (the login guard sums
+    /// up its refusals); 1 for a single decision.
+    pub repeats: i64,
+    /// With `repeats` > 1: when the last of them happened (`at` is the first).
+    pub last_at: Option<Timestamp>,
+}
+
+/// Refusals summed up into one auth-log row (see `handler::guard`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RepeatedRejects {
+    pub nas_id: i64,
+    pub nas_name: String,
+    pub username: String,
+    pub mac: Option<String>,
+    pub reason: RejectReason,
+    pub count: u64,
+    pub first: Timestamp,
+    pub last: Timestamp,
 }
 
 #[derive(Clone, Debug, Default)]
@@ -198,6 +216,18 @@ pub trait Store: Send + Sync + 'static {
     async fn auth_events(&self, filter: &AuthEventFilter) -> StoreResult<Vec<AuthEvent>>;
     /// Delete auth events older than `before`. Returns how many.
     async fn prune_auth_events(&self, before: Timestamp) -> StoreResult<u64>;
+    /// Write summed-up refusals to the auth log, one row each.
+    async fn log_repeated_rejects(&self, rows: &[RepeatedRejects]) -> StoreResult<()>;
+}
+
+/// Why `nas add` refuses an address another NAS entry already has: requests
+/// from it would all go to one entry, and the other router would get no answer.
+pub fn address_taken(address: &impl std::fmt::Display, holder: &str) -> StoreError {
+    StoreError::Invalid(format!(
+        "address {address} already belongs to NAS {holder}: requests from one address are \
+         answered with one entry's secret, so a second router there would get no answer; \
+         give each router its own address (or remove {holder} first)"
+    ))
 }
 
 /// Helper for implementations: the auth-event fields for a decision.

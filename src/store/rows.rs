@@ -46,7 +46,8 @@ pub const LIVE_SESSION_COLS: &str =
     "nas_id, acct_session_id, voucher_id, mac, state, authorized_at";
 
 /// Columns of `auth_events`, in [`AuthEventRow`] order.
-pub const AUTH_EVENT_COLS: &str = "id, at, nas_id, nas_name, username, mac, result, reason";
+pub const AUTH_EVENT_COLS: &str =
+    "id, at, nas_id, nas_name, username, mac, result, reason, repeats, last_at";
 
 pub fn now() -> Timestamp {
     chrono::Utc::now().timestamp()
@@ -367,6 +368,8 @@ pub struct AuthEventRow {
     pub mac: Option<String>,
     pub result: String,
     pub reason: Option<String>,
+    pub repeats: i64,
+    pub last_at: Option<i64>,
 }
 
 impl AuthEventRow {
@@ -380,6 +383,8 @@ impl AuthEventRow {
             mac: self.mac,
             result: self.result,
             reason: self.reason,
+            repeats: self.repeats,
+            last_at: self.last_at,
         }
     }
 }

@@ -107,6 +107,10 @@ impl RestAttributes {
     pub fn text(&self, name: &str) -> Result<Option<String>, InvalidBody> {
         self.bytes(name)
             .map(|b| {
+                // No database keeps a NUL in text: refused here, not by storage.
+                if b.contains(&0) {
+                    return Err(invalid(format!("{name} contains a NUL byte")));
+                }
                 String::from_utf8(b.to_vec()).map_err(|_| invalid(format!("{name} is not UTF-8")))
             })
             .transpose()

@@ -15,7 +15,7 @@ use crate::store::rows::{
     now, opt_u64_to_i64, AuthEventRow, NasRow, PlanRow, SessionRow, VoucherRow, AUTH_EVENT_COLS,
     NAS_COLS, PLAN_COLS, SESSION_COLS, VOUCHER_COLS,
 };
-use crate::store::{AuthEvent, AuthEventFilter, StoreError, StoreResult};
+use crate::store::{AuthEvent, AuthEventFilter, RepeatedRejects, StoreError, StoreResult};
 
 /// Map a unique-constraint violation to `Duplicate(what)`.
 fn unique_or(e: sqlx::Error, what: impl FnOnce() -> String) -> StoreError {
@@ -41,6 +41,18 @@ pub(super) async fn add_nas(pool: &PgPool, nas: &NewNas) -> StoreResult<Nas> {
     }
     let created_at = now();
     let mut tx = pool.begin().await?;
+    // Serialise NAS additions so two at once cannot both take one address.
+    sqlx::query("LOCK TABLE nas IN SHARE ROW EXCLUSIVE MODE")
+        .execute(&mut *tx)
+        .await?;
+    let holder: Option<String> =
+        sqlx::query_scalar("SELECT name FROM nas WHERE address = $1 LIMIT 1")
+            .bind(nas.address.to_string())
+            .fetch_optional(&mut *tx)
+            .await?;
+    if let Some(holder) = holder {
+        return Err(crate::store::address_taken(&nas.address, &holder));
+    }
     let id: i64 = sqlx::query_scalar(
         "INSERT INTO nas (name, address, secret, require_message_authenticator, coa_port, site, \
          created_at) VALUES ($1, $2, $3, $4, $5, $6, $7) RETURNING id",
@@ -434,4 +446,32 @@ pub(super) async fn prune_auth_events(pool: &PgPool, before: Timestamp) -> Store
         .execute(pool)
         .await?;
     Ok(done.rows_affected())
+}
+
+pub(super) async fn log_repeated_rejects(
+    pool: &PgPool,
+    rows: &[RepeatedRejects],
+) -> StoreResult<()> {
+    if rows.is_empty() {
+        return Ok(());
+    }
+    let mut tx = pool.begin().await?;
+    for r in rows {
+        sqlx::query(
+            "INSERT INTO auth_events (at, nas_id, nas_name, username, mac, result, reason, \
+             repeats, last_at) VALUES ($1, $2, $3, $4, $5, 'reject', $6, $7, $8)",
+        )
+        .bind(r.first)
+        .bind(r.nas_id)
+        .bind(&r.nas_name)
+        .bind(&r.username)
+        .bind(&r.mac)
+        .bind(r.reason.label())
+        .bind(i64::try_from(r.count).unwrap_or(i64::MAX))
+        .bind(r.last)
+        .execute(&mut *tx)
+        .await?;
+    }
+    tx.commit().await?;
+    Ok(())
 }

@@ -376,4 +376,11 @@ impl Store for PgStore {
     async fn prune_auth_events(&self, before: Timestamp) -> StoreResult<u64> {
         admin::prune_auth_events(&self.pool, before).await
     }
+
+    async fn log_repeated_rejects(
+        &self,
+        rows: &[crate::store::RepeatedRejects],
+    ) -> StoreResult<()> {
+        admin::log_repeated_rejects(&self.pool, rows).await
+    }
 }

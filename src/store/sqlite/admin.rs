@@ -12,7 +12,7 @@ use crate::store::rows::{
     now, opt_u64_to_i64, AuthEventRow, NasRow, PlanRow, SessionRow, VoucherRow, AUTH_EVENT_COLS,
     NAS_COLS, PLAN_COLS, SESSION_COLS, VOUCHER_COLS,
 };
-use crate::store::{AuthEvent, AuthEventFilter, StoreError, StoreResult};
+use crate::store::{AuthEvent, AuthEventFilter, RepeatedRejects, StoreError, StoreResult};
 
 /// Map a unique-constraint violation to `Duplicate(what)`.
 fn unique_or(e: rusqlite::Error, what: impl FnOnce() -> String) -> StoreError {
@@ -114,6 +114,8 @@ fn event_row(r: &Row<'_>) -> rusqlite::Result<AuthEventRow> {
         mac: r.get(5)?,
         result: r.get(6)?,
         reason: r.get(7)?,
+        repeats: r.get(8)?,
+        last_at: r.get(9)?,
     })
 }
 
@@ -159,6 +161,16 @@ pub fn add_nas(c: &mut Connection, nas: &NewNas) -> StoreResult<Nas> {
     }
     let created_at = now();
     let tx = c.transaction_with_behavior(TransactionBehavior::Immediate)?;
+    let holder: Option<String> = tx
+        .query_row(
+            "SELECT name FROM nas WHERE address = ?1 LIMIT 1",
+            [nas.address.to_string()],
+            |r| r.get(0),
+        )
+        .optional()?;
+    if let Some(holder) = holder {
+        return Err(crate::store::address_taken(&nas.address, &holder));
+    }
     let id: i64 = tx
         .query_row(
             "INSERT INTO nas (name, address, secret, require_message_authenticator, coa_port, \
@@ -448,4 +460,31 @@ pub fn prune_auth_events(c: &mut Connection, before: Timestamp) -> StoreResult<u
     let n = tx.execute("DELETE FROM auth_events WHERE at < ?1", [before])?;
     tx.commit()?;
     Ok(n as u64)
+}
+
+pub fn log_repeated_rejects(c: &mut Connection, rows: &[RepeatedRejects]) -> StoreResult<()> {
+    if rows.is_empty() {
+        return Ok(());
+    }
+    let tx = c.transaction_with_behavior(TransactionBehavior::Immediate)?;
+    {
+        let mut stmt = tx.prepare_cached(
+            "INSERT INTO auth_events (at, nas_id, nas_name, username, mac, result, reason, \
+             repeats, last_at) VALUES (?1, ?2, ?3, ?4, ?5, 'reject', ?6, ?7, ?8)",
+        )?;
+        for r in rows {
+            stmt.execute(params![
+                r.first,
+                r.nas_id,
+                r.nas_name,
+                r.username,
+                r.mac,
+                r.reason.label(),
+                i64::try_from(r.count).unwrap_or(i64::MAX),
+                r.last
+            ])?;
+        }
+    }
+    tx.commit()?;
+    Ok(())
 }

@@ -513,4 +513,13 @@ impl Store for SqliteStore {
         self.call(move |c| admin::prune_auth_events(c, before))
             .await
     }
+
+    async fn log_repeated_rejects(
+        &self,
+        rows: &[crate::store::RepeatedRejects],
+    ) -> StoreResult<()> {
+        let rows = rows.to_vec();
+        self.call(move |c| admin::log_repeated_rejects(c, &rows))
+            .await
+    }
 }

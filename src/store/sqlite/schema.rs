@@ -25,6 +25,11 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         "sessions live devices",
         include_str!("../../../migrations/sqlite/0003_sessions_live_devices.sql"),
     ),
+    (
+        4,
+        "auth event repeats",
+        include_str!("../../../migrations/sqlite/0004_auth_event_repeats.sql"),
+    ),
 ];
 
 pub fn migrate(conn: &mut Connection) -> StoreResult<()> {
