@@ -47,6 +47,7 @@ use tokio::task::JoinHandle;
 
 pub use body::{InvalidBody, RestAttributes};
 
+use super::listener::HttpLimits;
 use crate::config::MIN_REST_SECRET_LEN;
 use crate::handler::{unix_now, Origin, Refused, RequestHandler};
 use crate::metrics::Metrics;
@@ -302,8 +303,8 @@ fn refusal(refused: Refused) -> Response {
     plain(status, refused)
 }
 
-/// Serve the shim on `listener` until `shutdown` resolves, then finish the
-/// requests in flight. Logs "REST shim listening" with the bound address.
+/// Serve the shim on `listener` with `limits` until `shutdown` resolves, then
+/// finish the requests in flight. Logs "REST shim listening" with the bound address.
 /// `nas` is the process's NAS table, shared with the UDP server, which keeps it
 /// current: the shim identifies routers exactly as the server does. `handler`
 /// is the UDP server's too.
@@ -312,6 +313,7 @@ pub async fn spawn(
     handler: RequestHandler,
     secret: RestSecret,
     nas: NasDirectory,
+    limits: HttpLimits,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<JoinHandle<()>> {
     let addr: SocketAddr = listener.local_addr()?;
@@ -322,12 +324,10 @@ pub async fn spawn(
         nas,
     };
     tracing::info!(%addr, "REST shim listening on {AUTH_PATH} and {ACCT_PATH}");
+    let metrics = state.metrics.clone();
     let app = router(state);
     Ok(tokio::spawn(async move {
-        let serve = axum::serve(listener, app).with_graceful_shutdown(shutdown);
-        if let Err(e) = serve.await {
-            tracing::error!(error = %e, "REST shim stopped");
-        }
+        super::listener::serve(listener, app, limits, &metrics, "rest", shutdown).await;
     }))
 }
 
@@ -366,6 +366,7 @@ mod tests {
             handler,
             RestSecret::new(SECRET).unwrap(),
             Arc::new(RwLock::new(Arc::new(table))),
+            HttpLimits::rest(),
             std::future::pending(),
         )
         .await
