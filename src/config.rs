@@ -46,11 +46,11 @@ pub struct FileConfig {
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct HttpSection {
-    /// Time a request's head may take (from the accept, or from its first byte).
+    /// Time a request's head may take from its first byte.
     pub header_timeout: Option<String>,
     /// Time from a request's head to its response, body included.
     pub request_timeout: Option<String>,
-    /// Time a kept-alive connection may wait for its next request.
+    /// Time a connection may wait for a request (new, or kept alive).
     pub idle_timeout: Option<String>,
     /// Open connections per listener.
     pub max_connections: Option<usize>,

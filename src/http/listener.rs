@@ -2,13 +2,16 @@
 //! listener), with the limits a listener facing a hostile network needs:
 //!
 //! - **header timeout**: a request's head (request line and headers) must
-//!   arrive within `header_timeout` of the connection being accepted, or of its
-//!   first byte on a kept-alive connection — a slowloris client sending a byte
-//!   at a time is cut off;
+//!   arrive within `header_timeout` of its first byte — a slowloris client
+//!   sending a byte at a time is cut off;
 //! - **request timeout**: from the head to the response, body included, at most
 //!   `request_timeout`; past it the answer is 408 and the connection is closed;
-//! - **idle timeout**: a kept-alive connection with no request is closed after
-//!   `idle_timeout` (a response the client does not read counts as idle too);
+//! - **idle timeout**: a connection with no request under way — new, or kept
+//!   alive after a response — is closed after `idle_timeout` (a response the
+//!   client does not read counts as idle too). A new connection is idle rather
+//!   than slow until it sends a byte: FreeRADIUS's rlm_rest opens pool
+//!   connections ahead of need (`connect_uri`), and an idle connection held
+//!   open gains an attacker nothing while eviction (below) can reclaim it;
 //! - **connection caps**: at most `max_connections` per listener and
 //!   `max_connections_per_peer` per client address (per /64 for IPv6). A client
 //!   over its own cap is closed at once. At the listener's cap a new connection
@@ -62,7 +65,7 @@ const MAX_CONNECTION_BUFFER: usize = 16 * 1024;
 /// [`HttpLimits::metrics`]; the config file's `[http]` section changes them.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct HttpLimits {
-    /// Time a request's head may take, from the accept or from its first byte.
+    /// Time a request's head may take from its first byte.
     pub header_timeout: Duration,
     /// Time from a request's head to its response, the body read included.
     pub request_timeout: Duration,
@@ -228,8 +231,8 @@ struct Activity(Mutex<ActivityState>);
 struct ActivityState {
     /// Requests being processed (HTTP/1: at most one).
     requests: u32,
-    /// When the head now being read began: the accept, or the first byte after
-    /// the previous response. `None` while idle or while a request is processed.
+    /// When the head now being read began: its first byte. `None` while idle
+    /// or while a request is processed.
     head_started: Option<Instant>,
     /// The last read or write that moved bytes, or the end of the last request.
     last: Instant,
@@ -239,9 +242,7 @@ impl Activity {
     fn new(accepted: Instant) -> Activity {
         Activity(Mutex::new(ActivityState {
             requests: 0,
-            // The first request's head is due within the header timeout of the
-            // accept: a connection that sends nothing is not idle, it is slow.
-            head_started: Some(accepted),
+            head_started: None,
             last: accepted,
         }))
     }
@@ -730,16 +731,19 @@ mod tests {
         };
         let t0 = Instant::now();
         let a = Arc::new(Activity::new(t0));
-        // Nothing sent since the accept: the header timeout runs.
-        assert_eq!(a.due(t0 + Duration::from_secs(4), &l), None);
+        // Nothing sent since the accept: idle.
+        assert_eq!(a.due(t0 + Duration::from_secs(59), &l), None);
         assert_eq!(
-            a.due(t0 + Duration::from_secs(5), &l),
-            Some(Cut::HeaderTimeout)
+            a.due(t0 + Duration::from_secs(60), &l),
+            Some(Cut::IdleTimeout)
         );
-        // Bytes trickling in do not reset it.
-        a.read(t0 + Duration::from_secs(4));
+        // The first byte starts the header timeout; more bytes trickling in do
+        // not reset it.
+        a.read(t0 + Duration::from_secs(1));
+        assert_eq!(a.due(t0 + Duration::from_secs(5), &l), None);
+        a.read(t0 + Duration::from_secs(5));
         assert_eq!(
-            a.due(t0 + Duration::from_secs(5), &l),
+            a.due(t0 + Duration::from_secs(6), &l),
             Some(Cut::HeaderTimeout)
         );
         // A request in progress is the request timeout's business.
