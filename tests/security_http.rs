@@ -326,7 +326,7 @@ fn slow_clients_are_cut_off_at_the_timeouts() {
 }
 
 /// (c) One address at its cap is refused; another address still gets through,
-/// and the first one's connections stay open.
+/// and the first one's connections stay open (and do not hold up a stop).
 #[test]
 fn one_address_cannot_take_every_slot() {
     let db = TestDb::sqlite();
@@ -337,6 +337,7 @@ fn one_address_cannot_take_every_slot() {
     );
     let hog = Ipv4Addr::new(127, 0, 0, 3);
     let other = Ipv4Addr::new(127, 0, 0, 2);
+    let mut all_held = Vec::new();
     for (listener, addr, cap) in [("rest", http, 4), ("metrics", server.metrics, 2)] {
         let held: Vec<TcpStream> = (0..cap).map(|_| connect_from(hog, addr)).collect();
         let mut over = connect_from(hog, addr);
@@ -362,7 +363,21 @@ fn one_address_cannot_take_every_slot() {
             ),
             1.0
         );
+        all_held.extend(held);
     }
+    // Held connections, one with half a head, do not hold up a stop.
+    let mut half = connect_from(other, http);
+    half.write_all(b"POST /api/v1/radius/auth HTTP/1.1\r\nHost:")
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(100));
+    let t = Instant::now();
+    assert!(server.stop().success());
+    assert!(
+        t.elapsed() < Duration::from_secs(8),
+        "stopped after {:?}",
+        t.elapsed()
+    );
+    drop(all_held);
 }
 
 /// A User-Name that tries to start a log line of its own: a newline, a fake

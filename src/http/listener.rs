@@ -471,8 +471,9 @@ struct Shared {
 }
 
 /// Serve `router` on `listener` with `limits` until `shutdown` resolves; then
-/// stop accepting, let each connection finish its request in progress (idle
-/// ones close at once) and return when every connection is closed.
+/// stop accepting, let each connection finish its request in progress (the
+/// others, idle or part-way through a head, close at once) and return when
+/// every connection is closed.
 /// `listener_label` names the listener in metrics (`rest`, `metrics`).
 pub async fn serve(
     listener: TcpListener,
@@ -591,6 +592,12 @@ async fn connection(
                 break;
             }
             _ = stop.wait_for(|s| *s), if !stopping => {
+                // Idle, or part of a head only: nothing is owed, close now
+                // (hyper would wait for the rest of a head). A request in
+                // progress is answered, then the connection closes.
+                if activity.idle_since().is_some() {
+                    break;
+                }
                 stopping = true;
                 conn.as_mut().graceful_shutdown();
             }
@@ -785,6 +792,52 @@ mod tests {
         let mut out = String::new();
         s.read_to_string(&mut out).await.unwrap();
         out
+    }
+
+    #[tokio::test]
+    async fn a_stop_answers_the_request_in_progress_and_closes_the_rest() {
+        let (release_tx, release_rx) = watch::channel(false);
+        let router = Router::new().route(
+            "/slow",
+            get(move || {
+                let mut rx = release_rx.clone();
+                async move {
+                    let _ = rx.wait_for(|r| *r).await;
+                    "done"
+                }
+            }),
+        );
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let (stop_tx, mut stop_rx) = watch::channel(false);
+        let served = tokio::spawn(async move {
+            let stop = async move {
+                let _ = stop_rx.wait_for(|s| *s).await;
+            };
+            serve(listener, router, limits(), &Metrics::new(), "rest", stop).await
+        });
+        let in_progress = tokio::spawn(fetch(addr, "/slow"));
+        let mut idle = TcpStream::connect(addr).await.unwrap();
+        let mut half = TcpStream::connect(addr).await.unwrap();
+        half.write_all(b"GET /slow HTTP/1.1\r\nHo").await.unwrap();
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        stop_tx.send(true).unwrap();
+        let mut buf = [0u8; 64];
+        for s in [&mut idle, &mut half] {
+            let n = tokio::time::timeout(Duration::from_secs(2), s.read(&mut buf))
+                .await
+                .expect("closed at once")
+                .unwrap_or(0);
+            assert_eq!(n, 0);
+        }
+        assert!(!served.is_finished(), "a request is still in progress");
+        release_tx.send(true).unwrap();
+        let answer = in_progress.await.unwrap();
+        assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+        tokio::time::timeout(Duration::from_secs(2), served)
+            .await
+            .expect("serve returns once the last connection closed")
+            .unwrap();
     }
 
     #[tokio::test]
