@@ -31,7 +31,9 @@
 //! (`rrnet_radius_http_connections_refused_total`,
 //! `rrnet_radius_http_connections_closed_total`,
 //! `rrnet_radius_http_requests_shed_total`), with the open connections in
-//! `rrnet_radius_http_connections_open`.
+//! `rrnet_radius_http_connections_open`. The 503s and 408s answered here come
+//! from outside the routers, so the shim's `rrnet_radius_http_requests_total`
+//! (counted by its router) does not include them.
 
 use std::collections::HashMap;
 use std::convert::Infallible;
