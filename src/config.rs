@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
+use crate::http::listener::HttpLimits;
 use crate::server::ServerConfig;
 use crate::units::parse_duration;
 
@@ -38,6 +39,8 @@ pub struct FileConfig {
     pub server: ServerSection,
     #[serde(default)]
     pub guard: GuardSection,
+    #[serde(default)]
+    pub http: HttpSection,
 }
 
 /// `[guard]`: the defence against guessing voucher codes (see `handler::guard`).
@@ -52,6 +55,29 @@ pub struct GuardSection {
     pub guarded_new_per_second: Option<u32>,
     pub max_devices: Option<usize>,
     pub reject_delay: Option<String>,
+}
+
+/// `[http]` section: limits of the REST shim and metrics listeners
+/// (`http::listener`). Durations as strings like "5s".
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HttpSection {
+    /// Time a request's head may take from its first byte.
+    pub header_timeout: Option<String>,
+    /// Time from a request's head to its response, body included.
+    pub request_timeout: Option<String>,
+    /// Time a connection may wait for a request (new, or kept alive).
+    pub idle_timeout: Option<String>,
+    /// Open connections per listener.
+    pub max_connections: Option<usize>,
+    /// Open connections from one client address on the REST shim.
+    pub rest_max_connections_per_peer: Option<usize>,
+    /// Open connections from one client address on the metrics listener.
+    pub metrics_max_connections_per_peer: Option<usize>,
+    /// Requests processed at once by the REST shim; more are answered 503.
+    pub rest_max_requests: Option<usize>,
+    /// Requests processed at once by the metrics listener; more are answered 503.
+    pub metrics_max_requests: Option<usize>,
 }
 
 /// `[server]` section: durations as strings like "5s", "30d".
@@ -182,6 +208,49 @@ impl FileConfig {
         }
         Ok(c)
     }
+
+    /// Apply the `[http]` section over the defaults: the limits of the REST
+    /// shim and of the metrics listener. Durations are at least 1s, counts at least 1.
+    pub fn http_limits(&self) -> anyhow::Result<(HttpLimits, HttpLimits)> {
+        let h = &self.http;
+        let (mut rest, mut metrics) = (HttpLimits::rest(), HttpLimits::metrics());
+        let dur = |v: &Option<String>, key: &str| -> anyhow::Result<Option<Duration>> {
+            v.as_deref()
+                .map(|x| {
+                    parse_duration(x)
+                        .map(|s| Duration::from_secs(s.max(1)))
+                        .map_err(|e| anyhow::anyhow!("[http] {key}: {e}"))
+                })
+                .transpose()
+        };
+        for l in [&mut rest, &mut metrics] {
+            if let Some(v) = dur(&h.header_timeout, "header_timeout")? {
+                l.header_timeout = v;
+            }
+            if let Some(v) = dur(&h.request_timeout, "request_timeout")? {
+                l.request_timeout = v;
+            }
+            if let Some(v) = dur(&h.idle_timeout, "idle_timeout")? {
+                l.idle_timeout = v;
+            }
+            if let Some(v) = h.max_connections {
+                l.max_connections = v.max(1);
+            }
+        }
+        if let Some(v) = h.rest_max_connections_per_peer {
+            rest.max_connections_per_peer = v.max(1);
+        }
+        if let Some(v) = h.metrics_max_connections_per_peer {
+            metrics.max_connections_per_peer = v.max(1);
+        }
+        if let Some(v) = h.rest_max_requests {
+            rest.max_requests = v.max(1);
+        }
+        if let Some(v) = h.metrics_max_requests {
+            metrics.max_requests = v.max(1);
+        }
+        Ok((rest, metrics))
+    }
 }
 
 #[cfg(test)]
@@ -234,6 +303,7 @@ mod tests {
             dictionaries: _,
             server,
             guard,
+            http,
         } = &f;
         assert!(database.is_some() && auth_listen.is_some() && acct_listen.is_some());
         assert!(http_listen.is_some() && metrics_listen.is_some() && log_format.is_some());
@@ -296,6 +366,58 @@ mod tests {
             format!("{:?}", f.server_config().unwrap()),
             format!("{:?}", ServerConfig::default())
         );
+        let HttpSection {
+            header_timeout,
+            request_timeout,
+            idle_timeout,
+            max_connections,
+            rest_max_connections_per_peer,
+            metrics_max_connections_per_peer,
+            rest_max_requests,
+            metrics_max_requests,
+        } = http;
+        assert!(
+            [header_timeout, request_timeout, idle_timeout]
+                .iter()
+                .all(|v| v.is_some())
+                && [
+                    max_connections,
+                    rest_max_connections_per_peer,
+                    metrics_max_connections_per_peer,
+                    rest_max_requests,
+                    metrics_max_requests
+                ]
+                .iter()
+                .all(|v| v.is_some()),
+            "{http:?}"
+        );
+        assert_eq!(
+            f.http_limits().unwrap(),
+            (HttpLimits::rest(), HttpLimits::metrics())
+        );
+    }
+
+    #[test]
+    fn http_section() {
+        let f: FileConfig = toml::from_str(
+            "[http]\nheader_timeout = \"2s\"\nmax_connections = 10\nrest_max_connections_per_peer = 0\nmetrics_max_requests = 3",
+        )
+        .unwrap();
+        let (rest, metrics) = f.http_limits().unwrap();
+        assert_eq!(rest.header_timeout, Duration::from_secs(2));
+        assert_eq!(metrics.header_timeout, Duration::from_secs(2));
+        assert_eq!((rest.max_connections, metrics.max_connections), (10, 10));
+        assert_eq!(rest.max_connections_per_peer, 1);
+        assert_eq!(metrics.max_connections_per_peer, 16);
+        assert_eq!((rest.max_requests, metrics.max_requests), (256, 3));
+        let f: FileConfig = toml::from_str("[http]\nidle_timeout = \"0\"").unwrap();
+        assert_eq!(
+            f.http_limits().unwrap().0.idle_timeout,
+            Duration::from_secs(1)
+        );
+        let f: FileConfig = toml::from_str("[http]\nrequest_timeout = \"soon\"").unwrap();
+        assert!(f.http_limits().is_err());
+        assert!(toml::from_str::<FileConfig>("[http]\nmax_conections = 3").is_err());
     }
 
     #[test]

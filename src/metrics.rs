@@ -151,7 +151,20 @@ pub struct Metrics {
     /// can tell a router that went silent from one with no users; 0 for a NAS
     /// that has sent nothing since the server started.
     pub nas_last_seen: IntGaugeVec,
+    /// Open connections per HTTP listener (`rest`, `metrics`).
+    pub http_connections_open: IntGaugeVec,
+    /// Connections closed at once on accept, by listener and reason
+    /// (`peer_full`, `listener_full`).
+    pub http_connections_refused: IntCounterVec,
+    /// Connections the server closed, by listener and reason (`header_timeout`,
+    /// `request_timeout`, `idle_timeout`, `evicted`).
+    pub http_connections_closed: IntCounterVec,
+    /// Requests answered 503 because the listener had its most requests in progress.
+    pub http_requests_shed: IntCounterVec,
 }
+
+/// The `listener` label values of the HTTP listener metrics.
+pub const HTTP_LISTENERS: &[&str] = &["rest", "metrics"];
 
 impl Metrics {
     pub fn new() -> Self {
@@ -309,6 +322,38 @@ impl Metrics {
         for port in ["auth", "acct"] {
             socket_receive_drops.with_label_values(&[port]);
         }
+        let http_connections_open = IntGaugeVec::new(
+            Opts::new(
+                "rrnet_radius_http_connections_open",
+                "Open connections per HTTP listener",
+            ),
+            &["listener"],
+        )
+        .unwrap();
+        let http_connections_refused = IntCounterVec::new(
+            Opts::new(
+                "rrnet_radius_http_connections_refused_total",
+                "HTTP connections closed at once on accept, by listener and reason",
+            ),
+            &["listener", "reason"],
+        )
+        .unwrap();
+        let http_connections_closed = IntCounterVec::new(
+            Opts::new(
+                "rrnet_radius_http_connections_closed_total",
+                "HTTP connections closed by the server (timeouts, eviction at the cap), by listener and reason",
+            ),
+            &["listener", "reason"],
+        )
+        .unwrap();
+        let http_requests_shed = IntCounterVec::new(
+            Opts::new(
+                "rrnet_radius_http_requests_shed_total",
+                "HTTP requests answered 503 because the listener had its most requests in progress",
+            ),
+            &["listener"],
+        )
+        .unwrap();
         let build_info = IntGaugeVec::new(
             Opts::new(
                 "rrnet_radius_build_info",
@@ -327,6 +372,16 @@ impl Metrics {
         // Failures are rare; created at zero so `increase()` sees the first one.
         for op in STORAGE_OPS {
             storage_errors.with_label_values(&[op]);
+        }
+        for listener in HTTP_LISTENERS {
+            http_connections_open.with_label_values(&[listener]);
+            http_requests_shed.with_label_values(&[listener]);
+            for reason in crate::http::listener::Refusal::ALL {
+                http_connections_refused.with_label_values(&[listener, reason.label()]);
+            }
+            for reason in crate::http::listener::Cut::ALL {
+                http_connections_closed.with_label_values(&[listener, reason.label()]);
+            }
         }
 
         for c in [
@@ -349,6 +404,10 @@ impl Metrics {
             Box::new(guard_started.clone()),
             Box::new(guard_devices.clone()),
             Box::new(socket_receive_drops.clone()),
+            Box::new(http_connections_open.clone()),
+            Box::new(http_connections_refused.clone()),
+            Box::new(http_connections_closed.clone()),
+            Box::new(http_requests_shed.clone()),
             Box::new(build_info),
         ] {
             registry.register(c).expect("metric names are unique");
@@ -384,6 +443,10 @@ impl Metrics {
             guard_started,
             guard_devices,
             socket_receive_drops,
+            http_connections_open,
+            http_connections_refused,
+            http_connections_closed,
+            http_requests_shed,
         }
     }
 

@@ -65,6 +65,7 @@ pub async fn run(cli: &Cli, args: &ServeArgs) -> anyhow::Result<()> {
         s => Some(parse_addr(&s, "--metrics-listen")?),
     };
     let server_config = file.server_config()?;
+    let (rest_limits, metrics_limits) = file.http_limits()?;
     let http_addr = args
         .http_listen
         .or(file.http_listen)
@@ -111,10 +112,18 @@ pub async fn run(cli: &Cli, args: &ServeArgs) -> anyhow::Result<()> {
             store: store.clone(),
             sockets_ready: sockets_ready.clone(),
         });
+        let metrics = metrics.clone();
+        // It serves until the process ends, so /metrics can be scraped during shutdown.
         tokio::spawn(async move {
-            if let Err(e) = axum::serve(listener, app).await {
-                tracing::error!(error = %e, "metrics listener stopped");
-            }
+            crate::http::listener::serve(
+                listener,
+                app,
+                metrics_limits,
+                &metrics,
+                "metrics",
+                std::future::pending(),
+            )
+            .await;
         });
     }
 
@@ -132,9 +141,16 @@ pub async fn run(cli: &Cli, args: &ServeArgs) -> anyhow::Result<()> {
                 .with_context(|| format!("cannot bind the REST shim listener {http_addr}"))?;
             let mut stop = stop_rx.clone();
             Some(
-                shim::spawn(listener, handler.clone(), secret, nas.clone(), async move {
-                    let _ = stop.wait_for(|s| *s).await;
-                })
+                shim::spawn(
+                    listener,
+                    handler.clone(),
+                    secret,
+                    nas.clone(),
+                    rest_limits,
+                    async move {
+                        let _ = stop.wait_for(|s| *s).await;
+                    },
+                )
                 .await?,
             )
         }

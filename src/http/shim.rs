@@ -47,6 +47,7 @@ use tokio::task::JoinHandle;
 
 pub use body::{InvalidBody, RestAttributes};
 
+use super::listener::HttpLimits;
 use crate::config::MIN_REST_SECRET_LEN;
 use crate::handler::{unix_now, Origin, Refused, RequestHandler};
 use crate::metrics::Metrics;
@@ -56,11 +57,16 @@ use crate::server::{NasDirectory, NasTable};
 pub const AUTH_PATH: &str = "/api/v1/radius/auth";
 pub const ACCT_PATH: &str = "/api/v1/radius/acct";
 
-/// Routes, methods and every status each can answer; `docs/openapi.yaml` is
-/// tested against this list and against the running shim.
+/// Routes, methods and every status each can answer (408 and the second cause
+/// of 503 come from [`super::listener`]); `docs/openapi.yaml` is tested against
+/// this list and against the running shim.
 pub const ROUTES: &[(&str, &str, &[u16])] = &[
-    (AUTH_PATH, "post", &[200, 400, 401, 413, 415, 500, 503]),
-    (ACCT_PATH, "post", &[204, 400, 401, 403, 413, 415, 500, 503]),
+    (AUTH_PATH, "post", &[200, 400, 401, 408, 413, 415, 500, 503]),
+    (
+        ACCT_PATH,
+        "post",
+        &[204, 400, 401, 403, 408, 413, 415, 500, 503],
+    ),
 ];
 
 /// Largest request body read. A RADIUS packet is at most 4096 bytes (RFC 2865
@@ -302,8 +308,8 @@ fn refusal(refused: Refused) -> Response {
     plain(status, refused)
 }
 
-/// Serve the shim on `listener` until `shutdown` resolves, then finish the
-/// requests in flight. Logs "REST shim listening" with the bound address.
+/// Serve the shim on `listener` with `limits` until `shutdown` resolves, then
+/// finish the requests in flight. Logs "REST shim listening" with the bound address.
 /// `nas` is the process's NAS table, shared with the UDP server, which keeps it
 /// current: the shim identifies routers exactly as the server does. `handler`
 /// is the UDP server's too.
@@ -312,6 +318,7 @@ pub async fn spawn(
     handler: RequestHandler,
     secret: RestSecret,
     nas: NasDirectory,
+    limits: HttpLimits,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<JoinHandle<()>> {
     let addr: SocketAddr = listener.local_addr()?;
@@ -322,12 +329,10 @@ pub async fn spawn(
         nas,
     };
     tracing::info!(%addr, "REST shim listening on {AUTH_PATH} and {ACCT_PATH}");
+    let metrics = state.metrics.clone();
     let app = router(state);
     Ok(tokio::spawn(async move {
-        let serve = axum::serve(listener, app).with_graceful_shutdown(shutdown);
-        if let Err(e) = serve.await {
-            tracing::error!(error = %e, "REST shim stopped");
-        }
+        super::listener::serve(listener, app, limits, &metrics, "rest", shutdown).await;
     }))
 }
 
@@ -368,6 +373,7 @@ mod tests {
             handler,
             RestSecret::new(SECRET).unwrap(),
             Arc::new(RwLock::new(Arc::new(table))),
+            HttpLimits::rest(),
             std::future::pending(),
         )
         .await
