@@ -93,6 +93,24 @@ fn configure(conn: &Connection) -> rusqlite::Result<()> {
     Ok(())
 }
 
+/// Create the database file, if it is missing, readable by its owner only: it
+/// holds NAS secrets and voucher passwords. SQLite gives the `-wal` and `-shm`
+/// files it makes beside it the same mode. An existing file keeps its mode.
+fn create_private(path: &Path) -> StoreResult<()> {
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create_new(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+    match options.open(path) {
+        Ok(_) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(()),
+        Err(e) => Err(StoreError::Invalid(format!(
+            "cannot create {}: {e}",
+            path.display()
+        ))),
+    }
+}
+
 /// The file named by `sqlite://PATH` or `sqlite:PATH` (query options ignored).
 fn path_of(url: &str) -> StoreResult<PathBuf> {
     let rest = url
@@ -129,6 +147,7 @@ impl DeciderLock {
     }
 
     fn claim(&self) -> StoreResult<()> {
+        use std::os::unix::fs::OpenOptionsExt;
         if self.held.load(Ordering::Acquire) {
             return Ok(());
         }
@@ -140,6 +159,7 @@ impl DeciderLock {
             .create(true)
             .truncate(false)
             .write(true)
+            .mode(0o600)
             .open(&self.path)
             .map_err(|e| {
                 StoreError::Invalid(format!("cannot open {}: {e}", self.path.display()))
@@ -169,6 +189,7 @@ impl SqliteStore {
     /// Does not migrate.
     pub async fn open(url: &str) -> StoreResult<Self> {
         let path = path_of(url)?;
+        create_private(&path)?;
         let (jobs, rx) = mpsc::channel::<Job>();
         let (ready_tx, ready_rx) = tokio::sync::oneshot::channel();
         let engine_path = path.clone();
