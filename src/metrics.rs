@@ -47,6 +47,9 @@ pub struct NasCounters {
     pub status_answered: IntCounter,
     /// `duplicates_answered{nas}`.
     pub duplicates: IntCounter,
+    /// Access-Requests of this NAS queued or being decided now (not exported:
+    /// the per-NAS budget of the request handler counts with it).
+    pub in_flight: std::sync::atomic::AtomicUsize,
 }
 
 /// The Acct-Status-Type values counted, in [`NasCounters::accounting`] order.
@@ -93,6 +96,7 @@ impl NasCounters {
             accounting: ACCT_STATUSES.iter().map(|_| counter()).collect(),
             status_answered: counter(),
             duplicates: counter(),
+            in_flight: Default::default(),
         }
     }
 }
@@ -493,6 +497,7 @@ impl Metrics {
                 .requests
                 .with_label_values(&["status_server", nas, "answered"]),
             duplicates: self.duplicates_answered.with_label_values(&[nas]),
+            in_flight: Default::default(),
         }
     }
 

@@ -91,12 +91,11 @@ async fn decider(core: Arc<Core>, mut rx: mpsc::Receiver<AccessJob>) {
         core.metrics.access_batch_size.observe(facts.len() as f64);
         let decided_at = Instant::now();
         for ((w, outcome), facts) in waiting.drain(..).zip(outcomes).zip(facts.iter()) {
-            let nas_id = w.origin.nas.id;
             let decision = match outcome {
                 Ok(d) => d,
                 Err(detail) => {
                     core.fail(&w.origin, w.answer, &detail);
-                    core.release_nas_slot(nas_id);
+                    core.release_nas_slot(&w.origin);
                     continue;
                 }
             };
@@ -148,7 +147,7 @@ async fn decider(core: Arc<Core>, mut rx: mpsc::Receiver<AccessJob>) {
                     let _ = tx.send(Ok(decision));
                 }
             }
-            core.release_nas_slot(nas_id);
+            core.release_nas_slot(&w.origin);
             core.metrics
                 .access_duration
                 .observe(w.origin.received.elapsed().as_secs_f64());

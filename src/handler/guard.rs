@@ -124,6 +124,8 @@ impl Held {
 }
 
 struct Device {
+    /// Known by its MAC (else by its User-Name).
+    by_mac: bool,
     failures: u32,
     window_start: Instant,
     blocked_until: Option<Instant>,
@@ -146,17 +148,13 @@ struct Nas {
     held: Held,
 }
 
-/// A device: its NAS and its MAC (or, without one, its User-Name).
-#[derive(Clone, Debug, Hash, PartialEq, Eq)]
-struct DeviceKey {
-    nas_id: i64,
-    id: Box<str>,
-    by_mac: bool,
-}
-
 #[derive(Default)]
 struct State {
-    devices: HashMap<DeviceKey, Device>,
+    /// Devices by NAS id, then by MAC (or User-Name): looked up by borrowed
+    /// text, so a request costs no allocation.
+    devices: HashMap<i64, HashMap<Box<str>, Device>>,
+    /// Devices in `devices`, over all NASes.
+    tracked: usize,
     nas: HashMap<i64, Nas>,
     pruned: Option<Instant>,
 }
@@ -175,16 +173,9 @@ pub struct Who<'a> {
 }
 
 impl Who<'_> {
-    fn key(&self) -> DeviceKey {
-        let (id, by_mac) = match self.mac {
-            Some(mac) => (mac, true),
-            None => (self.username, false),
-        };
-        DeviceKey {
-            nas_id: self.nas_id,
-            id: id.into(),
-            by_mac,
-        }
+    /// What the device is known by: its MAC, else its User-Name.
+    fn id(&self) -> &str {
+        self.mac.unwrap_or(self.username)
     }
 }
 
@@ -212,8 +203,10 @@ impl LoginGuard {
         }
         let mut state = self.state.lock().expect("guard lock poisoned");
         let state = &mut *state;
-        let key = who.key();
-        let device = state.devices.get_mut(&key);
+        let device = state
+            .devices
+            .get_mut(&who.nas_id)
+            .and_then(|m| m.get_mut(who.id()));
         let (failed_here, good) = match &device {
             Some(d) => (d.failures > 0 || d.trips > 0, d.good),
             None => (false, false),
@@ -257,21 +250,25 @@ impl LoginGuard {
         let c = &self.config;
         let mut state = self.state.lock().expect("guard lock poisoned");
         let state = &mut *state;
-        let key = who.key();
-        if !state.devices.contains_key(&key) {
-            if state.devices.len() >= c.max_devices {
+        let known = state
+            .devices
+            .get(&who.nas_id)
+            .is_some_and(|m| m.contains_key(who.id()));
+        if !known {
+            if state.tracked >= c.max_devices {
                 prune(state, c, now);
             }
-            if state.devices.len() >= c.max_devices {
+            if state.tracked >= c.max_devices {
                 // Full of live entries: the NAS-wide guard below still counts.
                 if failed {
                     started.extend(count_nas_failure(state, c, who, now));
                 }
                 return started;
             }
-            state.devices.insert(
-                key.clone(),
+            state.devices.entry(who.nas_id).or_default().insert(
+                who.id().into(),
                 Device {
+                    by_mac: who.mac.is_some(),
                     failures: 0,
                     window_start: now,
                     blocked_until: None,
@@ -282,8 +279,13 @@ impl LoginGuard {
                     held: Held::default(),
                 },
             );
+            state.tracked += 1;
         }
-        let d = state.devices.get_mut(&key).expect("inserted above");
+        let d = state
+            .devices
+            .get_mut(&who.nas_id)
+            .and_then(|m| m.get_mut(who.id()))
+            .expect("inserted above");
         d.last_seen = now;
         if !failed {
             d.good = true;
@@ -317,14 +319,18 @@ impl LoginGuard {
         let mut state = self.state.lock().expect("guard lock poisoned");
         let state = &mut *state;
         let mut out = Vec::new();
-        for (key, d) in state.devices.iter_mut() {
+        for (nas_id, id, d) in state
+            .devices
+            .iter_mut()
+            .flat_map(|(nas_id, m)| m.iter_mut().map(move |(id, d)| (*nas_id, id, d)))
+        {
             if d.held.count > 0 {
                 let held = std::mem::take(&mut d.held);
                 out.push(HeldSummary {
-                    nas_id: key.nas_id,
+                    nas_id,
                     nas_name: d.nas_name.clone(),
                     scope: Scope::Device,
-                    mac: key.by_mac.then(|| key.id.to_string()),
+                    mac: d.by_mac.then(|| id.to_string()),
                     username: held.username,
                     count: held.count,
                     first: held.first,
@@ -403,7 +409,7 @@ fn count_nas_failure(
 /// blocked devices and those with failures stay: devices that logged in are
 /// re-learnt at their next login. At most once a second unless full.
 fn prune(state: &mut State, c: &GuardConfig, now: Instant) {
-    let full = state.devices.len() >= c.max_devices;
+    let full = state.tracked >= c.max_devices;
     if !full
         && state
             .pruned
@@ -413,30 +419,37 @@ fn prune(state: &mut State, c: &GuardConfig, now: Instant) {
     }
     state.pruned = Some(now);
     let keep_for = c.max_block.max(c.window);
-    state.devices.retain(|_, d| {
+    let blocked = |d: &Device| d.held.count > 0 || d.blocked_until.is_some_and(|u| u > now);
+    retain_devices(state, |d| {
         let keep = if d.good {
             GOOD_FOR.max(keep_for)
         } else {
             keep_for
         };
-        d.held.count > 0
-            || d.blocked_until.is_some_and(|u| u > now)
-            || now.saturating_duration_since(d.last_seen) < keep
+        blocked(d) || now.saturating_duration_since(d.last_seen) < keep
     });
-    if state.devices.len() >= c.max_devices {
+    if state.tracked >= c.max_devices {
         // Still full of recent entries: keep the blocked ones and those with failures.
-        state.devices.retain(|_, d| {
-            d.held.count > 0 || d.blocked_until.is_some_and(|u| u > now) || d.failures > 0
-        });
+        retain_devices(state, |d| blocked(d) || d.failures > 0);
     }
     state.nas.retain(|_, n| {
         n.held.count > 0
             || n.guarded_until.is_some_and(|u| u > now)
             || now.saturating_duration_since(n.window_start) < c.window
     });
-    if state.devices.capacity() > 4 * state.devices.len().max(1024) {
-        state.devices.shrink_to_fit();
-    }
+}
+
+fn retain_devices(state: &mut State, mut keep: impl FnMut(&Device) -> bool) {
+    let mut tracked = 0;
+    state.devices.retain(|_, m| {
+        m.retain(|_, d| keep(d));
+        if m.capacity() > 4 * m.len().max(256) {
+            m.shrink_to_fit();
+        }
+        tracked += m.len();
+        !m.is_empty()
+    });
+    state.tracked = tracked;
 }
 
 #[cfg(test)]

@@ -37,6 +37,7 @@ pub(crate) mod test_store;
 mod tests;
 
 use std::net::SocketAddr;
+use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
@@ -220,37 +221,27 @@ struct Core {
     /// Reject log lines: a wrong-password flood must not fill the disk either.
     reject_log: LogLimiter,
     guard: LoginGuard,
-    /// Access-Requests queued per NAS id (see `HandlerConfig::nas_in_flight`).
-    in_flight: Mutex<std::collections::HashMap<i64, usize>>,
 }
 
 impl Core {
     /// Take one of `origin`'s NAS slots; `false` when its share is used up.
-    fn take_nas_slot(&self, nas_id: i64) -> bool {
+    fn take_nas_slot(&self, origin: &Origin) -> bool {
         let limit = self.config.nas_in_flight;
         if limit == 0 {
             return true;
         }
-        let mut map = self.in_flight.lock().expect("in-flight lock poisoned");
-        let n = map.entry(nas_id).or_insert(0);
-        if *n >= limit {
+        let n = &origin.counters.in_flight;
+        if n.fetch_add(1, Ordering::AcqRel) >= limit {
+            n.fetch_sub(1, Ordering::AcqRel);
             return false;
         }
-        *n += 1;
         true
     }
 
     /// Give back a slot taken by [`Core::take_nas_slot`].
-    fn release_nas_slot(&self, nas_id: i64) {
-        if self.config.nas_in_flight == 0 {
-            return;
-        }
-        let mut map = self.in_flight.lock().expect("in-flight lock poisoned");
-        if let Some(n) = map.get_mut(&nas_id) {
-            *n = n.saturating_sub(1);
-            if *n == 0 {
-                map.remove(&nas_id);
-            }
+    fn release_nas_slot(&self, origin: &Origin) {
+        if self.config.nas_in_flight > 0 {
+            origin.counters.in_flight.fetch_sub(1, Ordering::AcqRel);
         }
     }
 
@@ -367,7 +358,6 @@ impl RequestHandler {
             log_limit: LogLimiter::new(20),
             reject_log: LogLimiter::new(20),
             guard: LoginGuard::new(config.guard),
-            in_flight: Mutex::new(std::collections::HashMap::new()),
         });
         let (deciders, mut tasks) = access::spawn_deciders(&core);
         let (writers, writer_tasks) = accounting::spawn_writers(&core);
@@ -400,7 +390,7 @@ impl RequestHandler {
             access::refuse_early(&self.core, &facts, origin, answer, scope);
             return Ok(());
         }
-        if !self.core.take_nas_slot(origin.nas.id) {
+        if !self.core.take_nas_slot(&origin) {
             if let Answer::Packet(p) = &answer {
                 p.port.forget(&p.key);
             }
@@ -412,7 +402,6 @@ impl RequestHandler {
             );
             return Err(Refused::Overloaded);
         }
-        let nas_id = origin.nas.id;
         let shard = access::shard(&facts.username, self.deciders.len());
         let job = AccessJob {
             facts,
@@ -420,8 +409,8 @@ impl RequestHandler {
             answer,
         };
         self.deciders[shard].try_send(job).map_err(|e| {
-            self.core.release_nas_slot(nas_id);
             let job = e.into_inner();
+            self.core.release_nas_slot(&job.origin);
             self.core
                 .refuse(&job.origin, &job.answer, "too many requests in flight")
         })
