@@ -275,6 +275,7 @@ macro_rules! all_cases {
             close_nas_sessions_keep_prefix,
             stale_sessions,
             auth_events_filters_and_pruning,
+            repeated_rejects_share_a_row,
             authorize_snapshot_scope_and_active_macs,
             authorize_accept_effects,
             authorize_keeps_open_session,
@@ -1294,12 +1295,10 @@ mod cases {
         for i in 0..120 {
             let nas = if i % 2 == 0 { &r1 } else { &r2 };
             let user = if i % 3 == 0 { "ALICE" } else { "BOB" };
+            // A device each: identical rejects would share a row (see below).
+            let mac = format!("AA:BB:CC:DD:{i:02X}:FF");
             let d = s
-                .authorize(
-                    &facts(nas, user, Some("AA:BB:CC:DD:EE:FF"), None),
-                    t0 + i,
-                    opts,
-                )
+                .authorize(&facts(nas, user, Some(&mac), None), t0 + i, opts)
                 .await
                 .unwrap();
             assert_eq!(d, AccessDecision::Reject(RejectReason::UnknownVoucher));
@@ -1319,7 +1318,8 @@ mod cases {
             ("reject", Some("unknown_voucher"))
         );
         assert_eq!((e.nas_id, e.nas_name.as_str()), (r2.id, "r2"));
-        assert_eq!(e.mac.as_deref(), Some("AA:BB:CC:DD:EE:FF"));
+        assert_eq!(e.mac.as_deref(), Some("AA:BB:CC:DD:77:FF"));
+        assert_eq!((e.repeats, e.last_at), (1, None));
 
         let alice = s
             .auth_events(&AuthEventFilter {
@@ -1372,6 +1372,52 @@ mod cases {
             .unwrap();
         assert_eq!(rest.len(), 100);
         assert!(rest.iter().all(|e| e.at >= t0 + 20));
+    }
+
+    /// A reject identical to the user's last one within a minute (same NAS,
+    /// device, reason) adds to its row; anything else gets a row of its own.
+    pub async fn repeated_rejects_share_a_row<S: Backend>(fx: &Fixture<S>) {
+        let s = &fx.store;
+        let (r1, _) = setup(s).await;
+        let t0 = 1_700_000_000;
+        let opts = AuthorizeOptions::default();
+        let reject = |at: i64, mac: &'static str| {
+            let f = facts(&r1, "NOPE", Some(mac), None);
+            async move {
+                let d = s.authorize(&f, at, opts).await.unwrap();
+                assert_eq!(d, AccessDecision::Reject(RejectReason::UnknownVoucher));
+            }
+        };
+        for i in 0..10 {
+            reject(t0 + i, "AA:00:00:00:00:01").await;
+        }
+        // Another device: a row of its own, and it breaks the run.
+        reject(t0 + 10, "AA:00:00:00:00:02").await;
+        reject(t0 + 11, "AA:00:00:00:00:01").await;
+        reject(t0 + 12, "AA:00:00:00:00:01").await;
+        // More than a minute later: a new row.
+        reject(t0 + 80, "AA:00:00:00:00:01").await;
+        let mut rows = s
+            .auth_events(&AuthEventFilter {
+                username: Some("NOPE".into()),
+                ..Default::default()
+            })
+            .await
+            .unwrap();
+        rows.reverse();
+        let got: Vec<_> = rows
+            .iter()
+            .map(|e| (e.at, e.mac.clone().unwrap(), e.repeats, e.last_at))
+            .collect();
+        assert_eq!(
+            got,
+            [
+                (t0, "AA:00:00:00:00:01".to_string(), 10, Some(t0 + 9)),
+                (t0 + 10, "AA:00:00:00:00:02".to_string(), 1, None),
+                (t0 + 11, "AA:00:00:00:00:01".to_string(), 2, Some(t0 + 12)),
+                (t0 + 80, "AA:00:00:00:00:01".to_string(), 1, None),
+            ]
+        );
     }
 
     pub async fn authorize_snapshot_scope_and_active_macs<S: Backend>(fx: &Fixture<S>) {

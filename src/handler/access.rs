@@ -209,7 +209,7 @@ pub(super) fn refuse_early(
         log_suppressed(suppressed);
         tracing::info!(
             nas = %origin.nas.name,
-            user = %facts.username,
+            user = facts.username.as_str(),
             mac = facts.mac.as_deref(),
             reason = reason.label(),
             guard = scope.label(),
@@ -272,7 +272,7 @@ fn guard_learns(
                     tracing::warn!(
                         nas = %origin.nas.name,
                         mac = facts.mac.as_deref(),
-                        user = %facts.username,
+                        user = facts.username.as_str(),
                         block_seconds = block.as_secs(),
                         "login guard: too many failed logins from one device; blocked"
                     );

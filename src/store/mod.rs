@@ -67,6 +67,11 @@ pub struct AuthEvent {
     pub last_at: Option<Timestamp>,
 }
 
+/// Seconds within which a reject identical to the last one logged for that user
+/// (same NAS, device and reason) adds to its row (`repeats`, `last_at`) rather
+/// than writing one of its own.
+pub const REPEAT_WINDOW: Timestamp = 60;
+
 /// Refusals summed up into one auth-log row (see `handler::guard`).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct RepeatedRejects {

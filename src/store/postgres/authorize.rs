@@ -164,11 +164,29 @@ sessions_granted AS (
         updated_at = excluded.updated_at,
         interim_interval = COALESCE(excluded.interim_interval, sessions.interim_interval)
 ),
+events_in AS (
+    SELECT e.*
+    FROM UNNEST($15::bigint[], $16::text[], $17::text[], $18::text[], $19::text[], $20::text[])
+         WITH ORDINALITY AS e(nas_id, nas_name, username, mac, result, reason, ord)
+),
+repeated AS (
+    -- A reject identical to the user's last logged event within 60 s (REPEAT_WINDOW)
+    -- adds to that row.
+    UPDATE auth_events a SET repeats = a.repeats + 1, last_at = $7
+    FROM events_in e
+    WHERE e.result = 'reject'
+      AND a.id = (SELECT x.id FROM auth_events x
+                  WHERE x.username = e.username AND x.at >= $7 - 60
+                  ORDER BY x.at DESC, x.id DESC LIMIT 1)
+      AND a.nas_id = e.nas_id AND a.mac IS NOT DISTINCT FROM e.mac
+      AND a.result = 'reject' AND a.reason IS NOT DISTINCT FROM e.reason
+    RETURNING e.ord
+),
 events AS (
     INSERT INTO auth_events (at, nas_id, nas_name, username, mac, result, reason)
     SELECT $7, e.nas_id, e.nas_name, e.username, e.mac, e.result, e.reason
-    FROM UNNEST($15::bigint[], $16::text[], $17::text[], $18::text[], $19::text[], $20::text[])
-         WITH ORDINALITY AS e(nas_id, nas_name, username, mac, result, reason, ord)
+    FROM events_in e
+    WHERE e.ord NOT IN (SELECT ord FROM repeated)
     ORDER BY e.ord
 )
 SELECT rrnet_vouchers_unchanged((SELECT count(*) FROM vouchers_changed), $21)";

@@ -626,7 +626,36 @@ pub fn write(
     now: Timestamp,
 ) -> StoreResult<()> {
     write_effects(conn, effects, now)?;
-    let rows: Vec<[&dyn ToSql; 7]> = events
+    // A reject identical to one logged within REPEAT_WINDOW (same NAS, user,
+    // device and reason) adds to that row instead of a row of its own: a
+    // customer retrying an expired code, or a router re-sending, cannot fill
+    // the disk.
+    let mut fresh = Vec::with_capacity(events.len());
+    if events.iter().any(|e| e.result == "reject") {
+        let mut bump = conn.prepare_cached(
+            "UPDATE auth_events SET repeats = repeats + 1, last_at = ?1 \
+             WHERE id = (SELECT id FROM auth_events WHERE username = ?2 AND at >= ?3 \
+                         ORDER BY at DESC, id DESC LIMIT 1) \
+               AND nas_id = ?4 AND mac IS ?5 AND result = 'reject' AND reason IS ?6",
+        )?;
+        for e in events {
+            let bumped = e.result == "reject"
+                && bump.execute(params![
+                    now,
+                    e.username,
+                    now - crate::store::REPEAT_WINDOW,
+                    e.nas_id,
+                    e.mac,
+                    e.reason
+                ])? > 0;
+            if !bumped {
+                fresh.push(e);
+            }
+        }
+    } else {
+        fresh.extend(events.iter());
+    }
+    let rows: Vec<[&dyn ToSql; 7]> = fresh
         .iter()
         .map(|e| -> [&dyn ToSql; 7] {
             [
