@@ -225,12 +225,13 @@ pub(super) fn refuse_early(
                 p.signer.secret_of(&origin.nas),
                 &p.mac_key,
             ) {
-                p.port.answered(p.key, &reply);
                 // A full socket buffer drops it; the NAS retries and is refused again.
                 let _ = p.port.socket.try_send_to(&reply, p.source);
-            } else {
-                p.port.forget(&p.key);
             }
+            // Not kept for retransmissions: refusing again costs as little as
+            // answering from the cache, and a guessing flood then takes no room
+            // there.
+            p.port.forget(&p.key);
         }
         Answer::Channel(tx) => {
             let _ = tx.send(Ok(decision));

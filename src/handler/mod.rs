@@ -157,6 +157,15 @@ impl DatagramPort {
             .answered(key, reply.to_vec());
     }
 
+    /// Drop expired duplicate-cache entries now (and give back the room a
+    /// burst took), also when no request comes to do it.
+    pub fn tidy(&self) {
+        self.dedup
+            .lock()
+            .expect("dedup lock poisoned")
+            .expire(Instant::now());
+    }
+
     /// Forget a request that gets no reply, so its retransmission is worked on.
     pub fn forget(&self, key: &DedupKey) {
         self.dedup.lock().expect("dedup lock poisoned").forget(key);

@@ -34,6 +34,9 @@ pub enum Seen<'a> {
     Answered(&'a [u8]),
 }
 
+/// Room a cache keeps however empty it gets.
+const MIN_ROOM: usize = 1024;
+
 #[derive(Debug)]
 pub struct DuplicateCache {
     entries: HashMap<DedupKey, (Instant, Entry)>,
@@ -64,7 +67,10 @@ impl DuplicateCache {
         self.entries.is_empty()
     }
 
-    fn expire(&mut self, now: Instant) {
+    /// Drop entries older than the lifetime. After a burst the cache gives
+    /// its room back: once it holds less than a quarter of what it has room
+    /// for, it shrinks to twice what it holds (never below [`MIN_ROOM`]).
+    pub fn expire(&mut self, now: Instant) {
         while let Some(&(at, key)) = self.order.front() {
             if now.saturating_duration_since(at) < self.lifetime {
                 break;
@@ -77,6 +83,15 @@ impl DuplicateCache {
                     self.entries.remove(&key);
                 }
             }
+        }
+        let room = self.entries.capacity();
+        if room > 2 * MIN_ROOM && self.entries.len() * 4 < room {
+            self.entries
+                .shrink_to((self.entries.len() * 2).max(MIN_ROOM));
+        }
+        let room = self.order.capacity();
+        if room > 2 * MIN_ROOM && self.order.len() * 4 < room {
+            self.order.shrink_to((self.order.len() * 2).max(MIN_ROOM));
         }
     }
 
@@ -96,6 +111,13 @@ impl DuplicateCache {
             if self.entries.get(&old).is_some_and(|(t, _)| *t == at) {
                 self.entries.remove(&old);
             }
+        }
+        // Forgotten entries leave their slot in `order` until it expires; when
+        // those pile up (every request forgotten, as refusals are), drop them.
+        if self.order.len() >= 2 * self.capacity.max(MIN_ROOM) {
+            let entries = &self.entries;
+            self.order
+                .retain(|(at, k)| entries.get(k).is_some_and(|(t, _)| t == at));
         }
         self.entries.insert(key, (now, Entry::InProgress));
         self.order.push_back((now, key));
@@ -126,6 +148,40 @@ mod tests {
             identifier: id,
             authenticator: [id; 16],
         }
+    }
+
+    #[test]
+    fn forgotten_entries_do_not_pile_up_and_room_is_given_back() {
+        let t0 = Instant::now();
+        let mut c = DuplicateCache::new(Duration::from_secs(5), 4096);
+        for i in 0..100_000u32 {
+            let k = DedupKey {
+                source: "127.0.0.1:5000".parse().unwrap(),
+                identifier: i as u8,
+                authenticator: [(i >> 8) as u8; 16],
+            };
+            let mut k = k;
+            k.authenticator[..4].copy_from_slice(&i.to_be_bytes());
+            assert_eq!(c.check(k, t0), Seen::New);
+            c.forget(&k);
+        }
+        assert!(c.order.len() <= 2 * 4096, "{}", c.order.len());
+        // A burst that filled the cache, then quiet: the room goes back.
+        for i in 0..4096u32 {
+            let mut k = key(0);
+            k.authenticator[..4].copy_from_slice(&i.to_be_bytes());
+            c.check(k, t0);
+            c.answered(k, vec![0; 40]);
+        }
+        assert_eq!(c.len(), 4096);
+        c.expire(t0 + Duration::from_secs(6));
+        assert!(c.is_empty());
+        assert!(
+            c.entries.capacity() <= 2 * MIN_ROOM,
+            "{}",
+            c.entries.capacity()
+        );
+        assert!(c.order.capacity() <= 4 * MIN_ROOM, "{}", c.order.capacity());
     }
 
     #[test]

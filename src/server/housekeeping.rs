@@ -32,8 +32,14 @@ pub(super) async fn run(
                 reload_nas(&shared).await;
                 log_guard_refusals(&shared).await;
                 count_kernel_drops(&shared, &ports, &mut drops_seen);
+                for port in &ports {
+                    port.tidy();
+                }
             }
-            _ = chores.tick() => sweep(&shared, &mut gauge_nas).await,
+            _ = chores.tick() => {
+                sweep(&shared, &mut gauge_nas).await;
+                release_free_memory();
+            }
         }
     }
     log_guard_refusals(&shared).await;
@@ -168,3 +174,21 @@ async fn sweep(shared: &Shared, gauge_nas: &mut HashSet<String>) {
         Err(e) => tracing::warn!(error = %e, "counting open sessions failed"),
     }
 }
+
+/// Hand memory freed after a flood back to the system. glibc keeps freed
+/// memory in its arenas for reuse, so without this the process would stay as
+/// big as its biggest burst (measured with bench/flood).
+#[cfg(all(target_os = "linux", target_env = "gnu"))]
+fn release_free_memory() {
+    extern "C" {
+        fn malloc_trim(pad: usize) -> std::os::raw::c_int;
+    }
+    // SAFETY: malloc_trim takes no pointers and may be called at any time from
+    // any thread; it only returns free pages of the allocator to the kernel.
+    unsafe {
+        malloc_trim(0);
+    }
+}
+
+#[cfg(not(all(target_os = "linux", target_env = "gnu")))]
+fn release_free_memory() {}
