@@ -331,6 +331,7 @@ fn new_nas(name: &str, address: &str, site: Option<&str>) -> NewNas {
         secret: Secret::new(format!("secret-{name}")),
         require_message_authenticator: true,
         coa_port: 3799,
+        coa_address: None,
         site: site.map(Into::into),
     }
 }
@@ -562,6 +563,7 @@ mod cases {
             expires_at: Some(1_900_000_000),
             data_quota: Some(2 << 30),
             rate_limit: Some("2M/2M".into()),
+            after_data_rate_limit: Some("256k/256k".into()),
             shared_users: 3,
             mac_lock: true,
             idle_timeout: Some(300),

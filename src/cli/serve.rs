@@ -143,6 +143,16 @@ pub async fn run(cli: &Cli, args: &ServeArgs) -> anyhow::Result<()> {
         None => None,
     };
 
+    // Disconnect/CoA requests queued by revokes (this process or the CLI),
+    // accounting and plan changes go out from here (see crate::coa).
+    let coa = crate::coa::CoaWorker::new(
+        store.clone(),
+        Arc::new(crate::coa::CoaClient::default()),
+        crate::coa::CoaMetrics::register(&metrics.registry),
+        handler.last_sources().clone(),
+    );
+    let coa = tokio::spawn(coa.run(stop_rx.clone()));
+
     sockets_ready.store(true, Ordering::Release);
     let shutdown = async move {
         shutdown_signal().await;
@@ -155,5 +165,6 @@ pub async fn run(cli: &Cli, args: &ServeArgs) -> anyhow::Result<()> {
     if let Some(shim) = shim {
         let _ = tokio::time::timeout(std::time::Duration::from_secs(5), shim).await;
     }
+    let _ = tokio::time::timeout(std::time::Duration::from_secs(3), coa).await;
     served
 }

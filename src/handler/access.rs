@@ -78,10 +78,15 @@ async fn decider(core: Arc<Core>, mut rx: mpsc::Receiver<AccessJob>) {
         match result {
             Ok(decisions) => {
                 core.metrics.access_batch_size.observe(facts.len() as f64);
-                for ((w, decision), facts) in waiting.drain(..).zip(decisions).zip(facts.iter()) {
+                for ((w, mut decision), facts) in waiting.drain(..).zip(decisions).zip(facts.iter())
+                {
+                    if let AccessDecision::Accept(grant) = &mut decision {
+                        crate::policy::with_default_interim(grant, core.config.default_interim);
+                    }
                     record_outcome(&core, &w, facts, &decision);
                     match w.answer {
                         Answer::Packet(p) => {
+                            core.last_sources.note(&w.origin.nas, p.source.ip());
                             let reply = access_reply(
                                 std::mem::take(&mut reply_buf),
                                 &p.echo,

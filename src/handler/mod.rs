@@ -76,6 +76,9 @@ pub struct HandlerConfig {
     pub acct_batch_max: usize,
     /// Accounting writers (sessions are sharded, so each session's records stay in order).
     pub acct_writers: usize,
+    /// Acct-Interim-Interval (seconds) of an Access-Accept whose plan sets none:
+    /// every Accept carries one (`policy::with_default_interim`).
+    pub default_interim: u32,
 }
 
 /// Who asked and when: what counting and timing a request needs.
@@ -208,6 +211,8 @@ struct Core {
     metrics: Metrics,
     config: HandlerConfig,
     log_limit: LogLimiter,
+    /// Where each network-addressed NAS last sent from, for CoA (`crate::coa`).
+    last_sources: Arc<crate::coa::LastSources>,
 }
 
 impl Core {
@@ -322,6 +327,7 @@ impl RequestHandler {
             metrics,
             config,
             log_limit: LogLimiter::new(20),
+            last_sources: Arc::default(),
         });
         let (deciders, mut tasks) = access::spawn_deciders(&core);
         let (writers, writer_tasks) = accounting::spawn_writers(&core);
@@ -404,6 +410,12 @@ impl RequestHandler {
 
     pub fn metrics(&self) -> &Metrics {
         &self.core.metrics
+    }
+
+    /// The source addresses NASes last sent authenticated requests from
+    /// (network-addressed NASes only), for the CoA worker.
+    pub fn last_sources(&self) -> &Arc<crate::coa::LastSources> {
+        &self.core.last_sources
     }
 
     /// Count and log a datagram that gets no reply (see [`DropReason`]).

@@ -24,6 +24,7 @@ fn config(max_in_flight: usize, auth_batch_max: usize) -> HandlerConfig {
         acct_queue: 16,
         acct_batch_max: 256,
         acct_writers: 1,
+        default_interim: 300,
     }
 }
 

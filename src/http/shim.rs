@@ -356,6 +356,7 @@ mod tests {
             acct_queue: 16,
             acct_batch_max: 64,
             acct_writers: 1,
+            default_interim: 300,
         };
         let (handler, _workers) = RequestHandler::start(store.clone(), metrics.clone(), config);
         let table = NasTable::new(vec![nas("radius-secret")], 1).count_with(&metrics);

@@ -97,6 +97,7 @@ impl ServerConfig {
             acct_queue: self.acct_queue,
             acct_batch_max: self.acct_batch_max,
             acct_writers: self.acct_writers,
+            default_interim: u32::try_from(self.default_interim).unwrap_or(u32::MAX),
         }
     }
 }

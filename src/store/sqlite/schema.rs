@@ -25,6 +25,11 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         "sessions live devices",
         include_str!("../../../migrations/sqlite/0003_sessions_live_devices.sql"),
     ),
+    (
+        4,
+        "coa",
+        include_str!("../../../migrations/sqlite/0004_coa.sql"),
+    ),
 ];
 
 pub fn migrate(conn: &mut Connection) -> StoreResult<()> {
