@@ -23,6 +23,14 @@ pub(super) enum Sessions {
     OfPlan(i64),
 }
 
+/// Whether a request for `reason` is sent once per session: an end (revoke,
+/// quota) or a slow-down is not sent again once acknowledged or while in
+/// flight; a plan change is sent again for every change (the values are
+/// read when it is sent, so one still waiting covers the next change).
+fn once(reason: &str) -> bool {
+    reason != "plan_changed"
+}
+
 /// Queue `kind` for the open sessions `which` names, except those with a
 /// request for the same reason waiting or acknowledged; a Disconnect marks the
 /// sessions `disconnect_requested_at`. Returns how many were queued.
@@ -45,12 +53,13 @@ pub(super) async fn queue(
          SELECT s.id, $2, $3, 'pending', $4 FROM sessions s \
          WHERE {filter} AND s.state = 'open' AND NOT EXISTS (SELECT 1 FROM coa_requests r \
          WHERE r.session_id = s.id AND r.reason = $3 \
-         AND (r.state <> 'done' OR r.result LIKE '% ack'))"
+         AND (r.state = 'pending' OR ($5 AND (r.state = 'sending' OR r.result LIKE '% ack'))))"
     ))
     .bind(id)
     .bind(kind.label())
     .bind(reason)
     .bind(now)
+    .bind(once(reason))
     .execute(&mut *conn)
     .await?
     .rows_affected();
