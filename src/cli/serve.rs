@@ -15,25 +15,34 @@ use crate::http::ops::{self, OpsState};
 use crate::http::shim::{self, RestSecret};
 use crate::metrics::Metrics;
 
-/// Resolves when SIGINT or SIGTERM arrives.
-pub async fn shutdown_signal() {
-    let ctrl_c = async {
-        let _ = tokio::signal::ctrl_c().await;
-    };
+/// Resolves when SIGINT or SIGTERM arrives. The handlers are installed when
+/// this is called, not when the future is first polled: a SIGTERM that comes
+/// right after the server said it listens (a service manager, a test) must
+/// stop it cleanly rather than kill it.
+pub fn shutdown_signal() -> impl std::future::Future<Output = ()> + Send {
     #[cfg(unix)]
-    let term = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut s) => {
-                s.recv().await;
+    {
+        use tokio::signal::unix::{signal, Signal, SignalKind};
+        async fn received(s: Option<Signal>) {
+            match s {
+                Some(mut s) => {
+                    s.recv().await;
+                }
+                None => std::future::pending::<()>().await,
             }
-            Err(_) => std::future::pending::<()>().await,
         }
-    };
+        let term = received(signal(SignalKind::terminate()).ok());
+        let int = received(signal(SignalKind::interrupt()).ok());
+        async move {
+            tokio::select! {
+                _ = term => {},
+                _ = int => {},
+            }
+        }
+    }
     #[cfg(not(unix))]
-    let term = std::future::pending::<()>();
-    tokio::select! {
-        _ = ctrl_c => {},
-        _ = term => {},
+    async {
+        let _ = tokio::signal::ctrl_c().await;
     }
 }
 
@@ -154,8 +163,9 @@ pub async fn run(cli: &Cli, args: &ServeArgs) -> anyhow::Result<()> {
     let coa = tokio::spawn(coa.run(stop_rx.clone()));
 
     sockets_ready.store(true, Ordering::Release);
+    let signal = shutdown_signal();
     let shutdown = async move {
-        shutdown_signal().await;
+        signal.await;
         let _ = stop_tx.send(true);
     };
     // The server waits for the handler's work in flight, which includes the
