@@ -227,6 +227,17 @@ fn nas(db: &TestDb, standin: &NasStandIn) {
     ]);
 }
 
+/// SIGTERM; the server must exit cleanly (its log is shown otherwise).
+fn stop(server: Server) {
+    let logs = server.logs.clone();
+    let status = server.stop();
+    assert!(
+        status.success(),
+        "{status:?}\n{}",
+        logs.lock().unwrap().join("\n")
+    );
+}
+
 fn plan(db: &TestDb, name: &str, flags: &[&str]) {
     let mut args = vec!["plan", "add", "--name", name];
     args.extend_from_slice(flags);
@@ -349,7 +360,7 @@ fn revoke_while_the_server_is_down_is_sent_at_start(db: &TestDb) {
     let server = Server::start(db);
     let mut c = Client::new();
     open_session(&mut c, &server, "DOWN1", "82000001", MAC1, IP1);
-    assert!(server.stop().success());
+    stop(server);
     // Durable: the request waits in the database for the next server.
     db.cli(&["voucher", "revoke", "DOWN1"]);
     std::thread::sleep(Duration::from_millis(600));
@@ -616,6 +627,9 @@ fn nas_without_a_coa_address_is_logged_not_retried(db: &TestDb) {
     let server = Server::start(db);
     let mut c = Client::new();
     account(&mut c, &server, 1, "NET1", "8a000001", MAC1, IP1, 0, 0);
+    // A new server has heard nothing from the network yet.
+    stop(server);
+    let server = Server::start(db);
     db.cli(&["voucher", "revoke", "NET1"]);
     server.wait_metric(
         "rrnet_radius_coa_requests_total{error_cause=\"\",kind=\"disconnect\",nas=\"hotspot1\",result=\"unreachable\"}",
@@ -634,14 +648,36 @@ fn nas_without_a_coa_address_is_logged_not_retried(db: &TestDb) {
     );
     assert!(standin.seen().is_empty());
 
-    // With an address set, the next request goes there.
-    db.cli(&["nas", "set", "hotspot1", "--coa-address", "127.0.0.1"]);
+    // Once a router of the network sent an authenticated packet, requests go
+    // to the address it came from.
     voucher(db, "NET2", "1h");
     account(&mut c, &server, 1, "NET2", "8a000002", MAC2, IP2, 0, 0);
-    std::thread::sleep(Duration::from_millis(1200)); // the worker's NAS table
     db.cli(&["voucher", "revoke", "NET2"]);
     let seen = standin.wait_for(1, WAIT);
     assert_eq!(seen[0].acct_session_id.as_deref(), Some("8a000002"));
+
+    // And with an address set, there.
+    stop(server);
+    db.cli(&["nas", "set", "hotspot1", "--coa-address", "127.0.0.1"]);
+    let _server = Server::start(db);
+    voucher(db, "NET3", "1h");
+    let mut c = Client::new();
+    let server_acct = _server.acct;
+    let req = c.accounting_request(
+        1,
+        "NET3",
+        "8a000003",
+        Some(MAC1),
+        0,
+        0,
+        0,
+        &[(attr::FRAMED_IP_ADDRESS, IP1.to_vec())],
+    );
+    let auth: [u8; 16] = req[4..20].try_into().unwrap();
+    assert!(c.exchange(server_acct, &req, &auth).is_some());
+    db.cli(&["voucher", "revoke", "NET3"]);
+    let seen = standin.wait_for(2, WAIT);
+    assert_eq!(seen[1].acct_session_id.as_deref(), Some("8a000003"));
 }
 
 fn cli_session_disconnect_prints_ack_and_nak(db: &TestDb) {

@@ -39,7 +39,8 @@ pub use worker::{CoaWorker, POLL_INTERVAL};
 
 use crate::model::{Nas, Session};
 
-/// The source address of each NAS's latest authenticated request, for NAS
+/// The source address of each NAS's latest authenticated request (Access- or
+/// Accounting-Request, noted by the request handler), for NAS
 /// entries that are a network (a CIDR) and have no `coa_address`: the only way
 /// to know which router of the network holds a session. One entry per such
 /// NAS (bounded by the NAS table). std Mutex: never held across an await.

@@ -86,6 +86,7 @@ async fn writer(
                 for (w, record) in waiting.drain(..).zip(records.iter()) {
                     match w.answer {
                         Answer::Packet(p) => {
+                            core.last_sources.note(&w.origin.nas, p.source.ip());
                             let reply = accounting_reply(
                                 std::mem::take(&mut reply_buf),
                                 &p.echo,
