@@ -48,6 +48,7 @@ on_both_backends!(
     revoke_disconnects_within_two_seconds,
     revoke_while_the_server_is_down_is_sent_at_start,
     revoke_no_disconnect_sends_nothing,
+    revoke_right_after_login_reaches_the_session,
     interim_over_the_data_quota_disconnects,
     stop_over_the_time_quota_disconnects_the_other_session,
     fair_use_slows_by_coa_instead,
@@ -389,6 +390,39 @@ fn revoke_no_disconnect_sends_nothing(db: &TestDb) {
         .login(server.auth, "QUIET1", Cred::Pap("QUIET1"), Some(MAC1))
         .unwrap();
     assert_eq!(r.code(), Code::AccessReject);
+}
+
+fn revoke_right_after_login_reaches_the_session(db: &TestDb) {
+    // RouterOS names the session in its Access-Request; a revoke between the
+    // Accept and the Accounting-Start still ends it.
+    let standin = NasStandIn::start(SECRET);
+    nas(db, &standin);
+    plan(db, "1h", &["--time", "1h"]);
+    voucher(db, "EARLY1", "1h");
+    let server = Server::start(db);
+    let auth: [u8; 16] = rand::random();
+    let mut b = PacketBuilder::new(Code::AccessRequest, 7);
+    b.reserve_message_authenticator();
+    b.add_str(attr::USER_NAME, "EARLY1").unwrap();
+    b.add_user_password(b"EARLY1", SECRET.as_bytes(), &auth)
+        .unwrap();
+    b.add_str(attr::CALLING_STATION_ID, MAC1).unwrap();
+    b.add_str(attr::ACCT_SESSION_ID, "8c000001").unwrap();
+    b.add(attr::FRAMED_IP_ADDRESS, &IP1).unwrap();
+    let req = b.finish_access_request(&auth, SECRET.as_bytes());
+    let r = Client::new()
+        .exchange(server.auth, &req, &auth)
+        .expect("an answer");
+    assert_eq!(r.code(), Code::AccessAccept);
+    wait_until("the authorized session row", WAIT, || {
+        db.session_json("8c000001").map(|_| ())
+    });
+    db.cli(&["voucher", "revoke", "EARLY1"]);
+    let seen = standin.wait_for(1, WAIT);
+    assert_eq!(seen[0].code, Code::DisconnectRequest);
+    assert_eq!(seen[0].acct_session_id.as_deref(), Some("8c000001"));
+    assert_eq!(seen[0].user.as_deref(), Some("EARLY1"));
+    wait_session_result(db, "8c000001", "disconnect ack");
 }
 
 fn interim_over_the_data_quota_disconnects(db: &TestDb) {

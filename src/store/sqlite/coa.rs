@@ -15,6 +15,14 @@ use crate::store::{CoaRequest, StoreError, StoreResult};
 /// slow-down from being sent again at every Interim-Update.
 const KEEP_DONE: i64 = 7 * 86_400;
 
+/// Sessions that may be online on the router: open ones, and accepted ones
+/// whose Accounting-Start has not arrived yet (RouterOS sends the real
+/// Acct-Session-Id in the Access-Request; rows with a server-made id cannot be
+/// named to the router). Authorized rows stop being live after
+/// `authorized_ttl`, when the stale sweep closes them.
+const LIVE: &str = "(s.state = 'open' OR (s.state = 'authorized' \
+     AND substr(s.acct_session_id, 1, 5) <> 'auth-'))";
+
 /// Which open sessions a queued request is for.
 pub(super) enum Sessions {
     /// The open sessions of one voucher.
@@ -53,7 +61,7 @@ pub(super) fn queue(
         .prepare_cached(&format!(
             "INSERT INTO coa_requests (session_id, kind, reason, state, created_at) \
              SELECT s.id, ?2, ?3, 'pending', ?4 FROM sessions s \
-             WHERE {filter} AND s.state = 'open' AND NOT EXISTS (SELECT 1 FROM coa_requests r \
+             WHERE {filter} AND {LIVE} AND NOT EXISTS (SELECT 1 FROM coa_requests r \
              WHERE r.session_id = s.id AND r.reason = ?3 \
              AND (r.state = 'pending' OR (?5 AND (r.state = 'sending' OR r.result LIKE '% ack'))))"
         ))?
@@ -61,7 +69,7 @@ pub(super) fn queue(
     if kind == CoaKind::Disconnect && n > 0 {
         tx.prepare_cached(&format!(
             "UPDATE sessions SET disconnect_requested_at = ?2 FROM \
-             (SELECT s.id AS sid FROM sessions s WHERE {filter} AND s.state = 'open') \
+             (SELECT s.id AS sid FROM sessions s WHERE {filter} AND {LIVE}) \
              WHERE id = sid AND disconnect_requested_at IS NULL"
         ))?
         .execute(params![id, now])?;
