@@ -19,7 +19,7 @@ use super::packet::CoaKind;
 use super::{coa_target, session_ident, LastSources};
 use crate::handler::unix_now;
 use crate::model::{Nas, SessionState};
-use crate::policy::{session_changes, voucher_quota_end, QuotaEnd};
+use crate::policy::{change_for_session, SessionChange};
 use crate::store::{CoaRequest, Store};
 
 /// How often the table is polled: a revoke reaches the router within about
@@ -158,12 +158,9 @@ impl CoaWorker {
             // The new limits come from the voucher and plan as they are now.
             match self.voucher_and_plan(session.voucher_id).await {
                 Some((voucher, plan)) => {
-                    if voucher_quota_end(&plan, &voucher) == Some(QuotaEnd::Disconnect)
-                        || voucher.state == crate::model::VoucherState::Revoked
-                    {
-                        kind = CoaKind::Disconnect;
-                    } else {
-                        changes = session_changes(&plan, &voucher, session.session_time, now);
+                    match change_for_session(&plan, &voucher, session.session_time, now) {
+                        SessionChange::End => kind = CoaKind::Disconnect,
+                        SessionChange::Limits(c) => changes = c,
                     }
                 }
                 None => {

@@ -33,7 +33,8 @@ pub use batch::{
 pub use credential::{chap_response, credential_matches};
 pub use decide::decide;
 pub use session_change::{
-    quota_end, session_changes, voucher_quota_end, with_default_interim, QuotaEnd, QuotaUse,
+    change_for_session, quota_end, session_changes, voucher_quota_end, with_default_interim,
+    QuotaEnd, QuotaUse, SessionChange,
 };
 
 /// The credential a request carried, already un-hidden by the protocol layer.

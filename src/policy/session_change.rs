@@ -104,6 +104,32 @@ pub fn session_changes(
     out
 }
 
+/// What a CoA-Request queued for an open session does when it is sent.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum SessionChange {
+    /// The voucher has ended since (revoked, time or data used up with no fair
+    /// use): end the session instead.
+    End,
+    /// Apply these limits ([`session_changes`]); empty: nothing to change.
+    Limits(Vec<ReplyAttribute>),
+}
+
+/// [`SessionChange`] for an open session of `voucher`, `session_time` seconds
+/// into it, with the voucher and plan as they are at `now`.
+pub fn change_for_session(
+    plan: &Plan,
+    voucher: &Voucher,
+    session_time: u64,
+    now: Timestamp,
+) -> SessionChange {
+    if voucher.state == crate::model::VoucherState::Revoked
+        || voucher_quota_end(plan, voucher) == Some(QuotaEnd::Disconnect)
+    {
+        return SessionChange::End;
+    }
+    SessionChange::Limits(session_changes(plan, voucher, session_time, now))
+}
+
 /// Every Access-Accept carries Acct-Interim-Interval (DESIGN §5): RouterOS
 /// with `radius-interim-update=received` sends no Interim-Update without it,
 /// and without Interim-Updates quotas are only counted at Stop and the stale

@@ -918,6 +918,39 @@ mod session_changes {
     }
 
     #[test]
+    fn a_queued_change_becomes_an_end_when_the_voucher_ended() {
+        use crate::policy::session_change::{change_for_session, SessionChange};
+        let mut i = Input::baseline();
+        i.plan().rate_limit = Some("1M/1M".into());
+        let s = i.snapshot.clone().unwrap();
+        assert_eq!(
+            change_for_session(&s.plan, &s.voucher, 0, NOW),
+            SessionChange::Limits(vec![MikrotikRateLimit("1M/1M".into())])
+        );
+        i.voucher().state = VoucherState::Revoked;
+        let s = i.snapshot.clone().unwrap();
+        assert_eq!(
+            change_for_session(&s.plan, &s.voucher, 0, NOW),
+            SessionChange::End
+        );
+        let mut i = Input::baseline();
+        i.plan().data_quota = Some(10);
+        i.voucher().used_bytes = 10;
+        let s = i.snapshot.clone().unwrap();
+        assert_eq!(
+            change_for_session(&s.plan, &s.voucher, 0, NOW),
+            SessionChange::End
+        );
+        // With fair use the same voucher is slowed, not ended.
+        i.plan().after_data_rate_limit = Some("64k/64k".into());
+        let s = i.snapshot.clone().unwrap();
+        assert_eq!(
+            change_for_session(&s.plan, &s.voucher, 0, NOW),
+            SessionChange::Limits(vec![MikrotikRateLimit("64k/64k".into())])
+        );
+    }
+
+    #[test]
     fn every_accept_gets_an_interim_interval() {
         let AccessDecision::Accept(mut g) = accept(vec![SessionTimeout(60), IdleTimeout(300)])
         else {
