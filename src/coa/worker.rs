@@ -69,6 +69,10 @@ impl CoaWorker {
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let mut running: JoinSet<()> = JoinSet::new();
         let mut nas_cache = NasCache::default();
+        // Polls that failed in a row: a database that is down is logged at the
+        // first failure and then once a minute, not twice a second.
+        let mut failing: u32 = 0;
+        let log_every = (60_000 / worker.poll.as_millis().max(1)).max(1) as u32;
         if *stop.borrow() {
             return;
         }
@@ -92,9 +96,18 @@ impl CoaWorker {
                         .claim_coa_requests(now, (room as u32).min(CLAIM_BATCH), now - RECLAIM_AFTER)
                         .await;
                     let requests = match claimed {
-                        Ok(r) => r,
+                        Ok(r) => {
+                            if failing > 0 {
+                                tracing::info!(failed_polls = failing, "reading the CoA queue works again");
+                            }
+                            failing = 0;
+                            r
+                        }
                         Err(e) => {
-                            tracing::warn!(error = %e, "reading the CoA queue failed");
+                            if failing.is_multiple_of(log_every) {
+                                tracing::warn!(error = %e, failed_polls = failing + 1, "reading the CoA queue failed; requests wait in the database");
+                            }
+                            failing = failing.saturating_add(1);
                             continue;
                         }
                     };
