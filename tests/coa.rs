@@ -57,6 +57,7 @@ on_both_backends!(
     no_answer_is_three_tries_then_a_timeout,
     nas_without_a_coa_address_is_logged_not_retried,
     cli_session_disconnect_prints_ack_and_nak,
+    cli_refuses_what_cannot_work,
 );
 
 /// How the stand-in answers.
@@ -749,6 +750,105 @@ fn cli_session_disconnect_prints_ack_and_nak(db: &TestDb) {
         "disconnect nak Session-Context-Not-Found"
     );
     drop(server);
+}
+
+fn cli_refuses_what_cannot_work(db: &TestDb) {
+    let fails = |args: &[&str], why: &str| {
+        let out = db.cli_output(args);
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success(), "{args:?} succeeded");
+        assert!(err.contains(why), "{args:?}: {err}");
+    };
+    db.cli(&[
+        "nas",
+        "add",
+        "--name",
+        "net",
+        "--address",
+        "10.8.0.0/24",
+        "--secret",
+        SECRET,
+    ]);
+    fails(&["nas", "set", "net"], "nothing to change");
+    fails(
+        &["nas", "set", "net", "--coa-address", "router"],
+        "expected an IP address",
+    );
+    fails(
+        &["nas", "set", "nope", "--coa-port", "1700"],
+        "NAS nope not found",
+    );
+    let out = db.cli(&[
+        "nas",
+        "set",
+        "net",
+        "--coa-address",
+        "10.8.0.2",
+        "--coa-port",
+        "1700",
+    ]);
+    assert!(out.contains("10.8.0.2:1700"), "{out}");
+    let nas = parse_json(&db.cli(&["nas", "list", "--format", "json"]));
+    assert_eq!(nas[0]["coa_address"], "10.8.0.2");
+    assert_eq!(nas[0]["coa_port"], 1700);
+    db.cli(&["nas", "set", "net", "--coa-address", "none"]);
+    let nas = parse_json(&db.cli(&["nas", "list", "--format", "json"]));
+    assert!(nas[0]["coa_address"].is_null());
+
+    fails(
+        &[
+            "plan",
+            "add",
+            "--name",
+            "x",
+            "--after-data-rate-limit",
+            "256k/256k",
+        ],
+        "needs --data",
+    );
+    fails(
+        &[
+            "plan",
+            "add",
+            "--name",
+            "x",
+            "--data",
+            "1GiB",
+            "--after-data-rate-limit",
+            "256k;drop",
+        ],
+        "RouterOS syntax",
+    );
+    db.cli(&["plan", "add", "--name", "p", "--time", "1h"]);
+    fails(
+        &["plan", "set", "p", "--after-data-rate-limit", "1M/1M"],
+        "data quota",
+    );
+    fails(&["plan", "set", "p", "--shared-users", "0"], "at least 1");
+    fails(
+        &["plan", "set", "nope", "--time", "2h"],
+        "plan nope not found",
+    );
+    db.cli(&[
+        "plan",
+        "set",
+        "p",
+        "--data",
+        "1GiB",
+        "--after-data-rate-limit",
+        "1M/1M",
+        "--time",
+        "none",
+    ]);
+    let plans = parse_json(&db.cli(&["plan", "list", "--format", "json"]));
+    assert_eq!(plans[0]["after_data_rate_limit"], "1M/1M");
+    assert!(plans[0]["time_quota_seconds"].is_null());
+    assert_eq!(plans[0]["data_quota_bytes"], 1u64 << 30);
+    fails(
+        &["voucher", "set", "NOPE", "--plan", "p"],
+        "voucher NOPE not found",
+    );
+    fails(&["session", "disconnect"], "--id");
 }
 
 #[test]
