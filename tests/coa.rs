@@ -839,11 +839,20 @@ fn cli_refuses_what_cannot_work(db: &TestDb) {
         "1M/1M",
         "--time",
         "none",
+        "--mac-lock",
     ]);
     let plans = parse_json(&db.cli(&["plan", "list", "--format", "json"]));
     assert_eq!(plans[0]["after_data_rate_limit"], "1M/1M");
     assert!(plans[0]["time_quota_seconds"].is_null());
     assert_eq!(plans[0]["data_quota_bytes"], 1u64 << 30);
+    assert_eq!(plans[0]["mac_lock"], true);
+    db.cli(&["plan", "set", "p", "--no-mac-lock"]);
+    let plans = parse_json(&db.cli(&["plan", "list", "--format", "json"]));
+    assert_eq!(plans[0]["mac_lock"], false);
+    fails(
+        &["plan", "set", "p", "--mac-lock", "--no-mac-lock"],
+        "cannot be used with",
+    );
     fails(
         &["voucher", "set", "NOPE", "--plan", "p"],
         "voucher NOPE not found",

@@ -302,8 +302,11 @@ fn changed_plan(mut p: Plan, a: &PlanSetArgs) -> anyhow::Result<Plan> {
         }
         p.shared_users = n;
     }
-    if let Some(m) = a.mac_lock {
-        p.mac_lock = m;
+    if a.mac_lock {
+        p.mac_lock = true;
+    }
+    if a.no_mac_lock {
+        p.mac_lock = false;
     }
     if let Some(v) = clearable(&a.idle_timeout) {
         p.idle_timeout = opt_u32_duration(&v, "idle-timeout")?;

@@ -278,9 +278,12 @@ pub struct PlanSetArgs {
     pub after_data_rate_limit: Option<String>,
     #[arg(long)]
     pub shared_users: Option<u32>,
-    /// true or false.
+    /// Bind vouchers to the first device that logs in.
+    #[arg(long, conflicts_with = "no_mac_lock")]
+    pub mac_lock: bool,
+    /// Stop binding vouchers to their first device.
     #[arg(long)]
-    pub mac_lock: Option<bool>,
+    pub no_mac_lock: bool,
     #[arg(long)]
     pub idle_timeout: Option<String>,
     #[arg(long)]
