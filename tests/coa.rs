@@ -352,6 +352,9 @@ fn revoke_disconnects_within_two_seconds(db: &TestDb) {
     // The listing shows it too.
     let text = db.cli(&["session", "list"]);
     assert!(text.contains("disconnect ack"), "{text}");
+    let text = db.cli(&["voucher", "show", "REV1"]);
+    assert!(text.contains("81000001 open"), "{text}");
+    assert!(text.contains("(disconnect ack)"), "{text}");
 }
 
 fn revoke_while_the_server_is_down_is_sent_at_start(db: &TestDb) {

@@ -650,14 +650,18 @@ pub async fn voucher(store: Arc<dyn Store>, cmd: &VoucherCommand) -> anyhow::Res
                     println!("sessions:      {}", sessions.len());
                     for s in &sessions {
                         println!(
-                            "  {} {} {} {} {}s in={} out={}",
+                            "  {} {} {} {} {}s in={} out={}{}",
                             s.nas_name,
                             s.acct_session_id,
                             s.state.as_str(),
                             opt(&s.mac),
                             s.session_time,
                             s.input_octets,
-                            s.output_octets
+                            s.output_octets,
+                            s.coa_result
+                                .as_ref()
+                                .map(|r| format!(" ({r})"))
+                                .unwrap_or_default()
                         );
                     }
                 }
