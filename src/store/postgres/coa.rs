@@ -39,9 +39,10 @@ fn once(reason: &str) -> bool {
     reason != "plan_changed"
 }
 
-/// Queue `kind` for the open sessions `which` names, except those with a
-/// request for the same reason waiting or acknowledged; a Disconnect marks the
-/// sessions `disconnect_requested_at`. Returns how many were queued.
+/// Queue `kind` for the live sessions `which` names ([`LIVE`]), except those
+/// that already have a request for the same reason waiting to be sent — or,
+/// for a reason sent [`once`], one in flight or acknowledged. A Disconnect also
+/// marks the sessions `disconnect_requested_at`. Returns how many were queued.
 pub(super) async fn queue(
     conn: &mut PgConnection,
     which: Sessions,
