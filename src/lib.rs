@@ -10,11 +10,14 @@
 //! - [`handler`]: the request handler every transport hands requests to:
 //!   batched decisions, group-committed accounting, outcome metrics.
 //! - [`server`]: UDP loops for authentication and accounting.
+//! - [`coa`]: Disconnect and CoA requests to routers (RFC 5176) and the worker
+//!   that sends the queued ones.
 //! - [`metrics`]: Prometheus registry.
 //! - [`http`]: operations endpoints and the REST shim.
 //! - [`config`], [`cli`], [`units`]: settings, the command line, human units.
 
 pub mod cli;
+pub mod coa;
 pub mod config;
 pub mod dictionary;
 pub mod handler;

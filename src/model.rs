@@ -155,6 +155,10 @@ pub struct Nas {
     pub require_message_authenticator: bool,
     /// UDP port of the router's `/radius incoming` listener for CoA/Disconnect.
     pub coa_port: u16,
+    /// Where CoA/Disconnect requests go when it is not the NAS's own address
+    /// (a CIDR entry, a router behind NAT). `None`: the address when it is one
+    /// host, else the source of the NAS's latest authenticated packet.
+    pub coa_address: Option<IpAddr>,
     /// Site/tenant scope: when set, only vouchers of the same site (or of no site) log in here.
     pub site: Option<String>,
     pub created_at: Timestamp,
@@ -181,6 +185,7 @@ pub struct NewNas {
     pub secret: Secret,
     pub require_message_authenticator: bool,
     pub coa_port: u16,
+    pub coa_address: Option<IpAddr>,
     pub site: Option<String>,
 }
 
@@ -199,6 +204,10 @@ pub struct Plan {
     pub data_quota: Option<u64>,
     /// Mikrotik-Rate-Limit string, `rx/tx [burst…]`, rx = client upload.
     pub rate_limit: Option<String>,
+    /// Fair use: once the data quota is used up, the session is slowed to this
+    /// Mikrotik-Rate-Limit (by CoA) instead of ended, and later logins are
+    /// accepted at this rate with no data limit.
+    pub after_data_rate_limit: Option<String>,
     /// Simultaneous devices (distinct MACs); at least 1.
     pub shared_users: u32,
     /// Bind the voucher to the MAC address of its first login.
@@ -225,6 +234,7 @@ pub struct NewPlan {
     pub expires_at: Option<Timestamp>,
     pub data_quota: Option<u64>,
     pub rate_limit: Option<String>,
+    pub after_data_rate_limit: Option<String>,
     pub shared_users: u32,
     pub mac_lock: bool,
     pub idle_timeout: Option<u32>,
@@ -351,6 +361,11 @@ pub struct Session {
     pub terminate_cause: Option<String>,
     /// Acct-Interim-Interval granted, to judge staleness.
     pub interim_interval: Option<u32>,
+    /// When the server first asked the router to end this session (RFC 5176).
+    pub disconnect_requested_at: Option<Timestamp>,
+    /// The last CoA/Disconnect outcome, e.g. `disconnect ack`,
+    /// `disconnect nak Session-Context-Not-Found`, `disconnect timeout`.
+    pub coa_result: Option<String>,
 }
 
 /// Normalise a Calling-Station-Id MAC to `AA:BB:CC:DD:EE:FF`. Accepts the formats

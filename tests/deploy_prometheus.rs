@@ -169,6 +169,9 @@ mod common_metrics {
         m.http_requests.with_label_values(&["r", "200"]).inc();
         m.storage_errors.with_label_values(&["o"]).inc();
         m.nas_last_seen.with_label_values(&["n"]).set(1);
+        let coa = rrnet_radius::coa::CoaMetrics::register(&m.registry);
+        coa.requests.with_label_values(&["n", "k", "r", "c"]).inc();
+        coa.bad_answers.with_label_values(&["n", "r"]).inc();
         m.render()
             .lines()
             .filter(|l| !l.starts_with('#'))

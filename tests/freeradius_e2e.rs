@@ -280,6 +280,8 @@ fn freeradius_forwards_to_the_shim() {
         fr_logs()
     );
     assert!(reply.contains("Session-Timeout = 3600"), "{out}");
+    // The plan has no --interim: the server's default_interim (5m).
+    assert!(reply.contains("Acct-Interim-Interval = 300"), "{out}");
     assert!(reply.contains("Mikrotik-Rate-Limit = \"2M/2M\""), "{out}");
     assert!(reply.contains("Class = 0x72726e65743a76313a31"), "{out}");
     // RouterOS 7.15+ drops replies without Message-Authenticator; radclient

@@ -17,6 +17,8 @@ const PAP_PASSWORD: &str = "pa\"ss/wö%rd";
 fn accept_body() -> serde_json::Value {
     serde_json::json!({
         "reply:Session-Timeout": 3600,
+        // The plan sets no interval: the server's default_interim (5m).
+        "reply:Acct-Interim-Interval": 300,
         "reply:Mikrotik-Rate-Limit": "2M/2M",
         "reply:Class": "0x72726e65743a76313a31",
         "control:Auth-Type": "Accept",

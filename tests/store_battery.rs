@@ -291,6 +291,8 @@ macro_rules! all_cases {
             accounting_batch_on_in_the_middle,
             accounting_concurrent_new_sessions,
             accounting_batch_counters_near_2_63,
+            coa_queue_revoke_claim_reclaim_finish,
+            coa_queue_from_accounting_and_plan_changes,
         );
     };
 }
@@ -332,6 +334,7 @@ fn new_nas(name: &str, address: &str, site: Option<&str>) -> NewNas {
         secret: Secret::new(format!("secret-{name}")),
         require_message_authenticator: true,
         coa_port: 3799,
+        coa_address: None,
         site: site.map(Into::into),
     }
 }
@@ -490,6 +493,243 @@ fn mac(i: usize) -> String {
 mod cases {
     use super::*;
 
+    /// Revoke queues a Disconnect for each open session, in the revoke's
+    /// transaction; a claim takes it once; a claim left unfinished (a server
+    /// that stopped mid-exchange) is taken again after `reclaim_before`; a
+    /// finished one never is, and its outcome is on the session.
+    pub async fn coa_queue_revoke_claim_reclaim_finish<S: Backend>(fx: &Fixture<S>) {
+        use rrnet_radius::store::CoaKind;
+        let s = &fx.store;
+        let (nas, plan) = setup(s).await;
+        s.add_vouchers(&[voucher("RQ1", &plan), voucher("RQ2", &plan)])
+            .await
+            .unwrap();
+        let t = 1_700_000_000;
+        s.record_accounting(&[
+            acct(&nas, AcctStatus::Start, "a1", "RQ1", t, 0, 0, 0),
+            acct(&nas, AcctStatus::Start, "a2", "RQ1", t, 0, 0, 0),
+            acct(&nas, AcctStatus::Start, "b1", "RQ2", t, 0, 0, 0),
+        ])
+        .await
+        .unwrap();
+        s.record_accounting(&[acct(&nas, AcctStatus::Stop, "a2", "RQ1", t + 5, 5, 0, 0)])
+            .await
+            .unwrap();
+        assert!(s
+            .claim_coa_requests(t, 10, t - 30)
+            .await
+            .unwrap()
+            .is_empty());
+
+        // --no-disconnect queues nothing.
+        s.revoke_voucher_with("RQ2", false).await.unwrap();
+        assert!(s
+            .claim_coa_requests(t, 10, t - 30)
+            .await
+            .unwrap()
+            .is_empty());
+        assert_eq!(session(s, "b1").await.disconnect_requested_at, None);
+
+        s.revoke_voucher("RQ1").await.unwrap();
+        let first = s.claim_coa_requests(t + 10, 10, t - 20).await.unwrap();
+        assert_eq!(first.len(), 1, "the open session only, not the stopped one");
+        let r = &first[0];
+        assert_eq!(r.kind, CoaKind::Disconnect);
+        assert_eq!(r.reason, "revoked");
+        assert_eq!(r.session.acct_session_id, "a1");
+        assert_eq!(r.session.username, "RQ1");
+        assert_eq!(r.session.framed_ip.as_deref(), Some("10.5.50.2"));
+        assert!(session(s, "a1").await.disconnect_requested_at.is_some());
+        // Claimed: not taken again while the claim is fresh...
+        assert!(s
+            .claim_coa_requests(t + 11, 10, t - 19)
+            .await
+            .unwrap()
+            .is_empty());
+        // ...but taken again once it is older than the reclaim limit.
+        let again = s.claim_coa_requests(t + 50, 10, t + 20).await.unwrap();
+        assert_eq!(again.len(), 1);
+        assert_eq!(again[0].id, r.id);
+        // A second revoke while it is in flight queues nothing more.
+        s.revoke_voucher("RQ1").await.unwrap();
+        s.finish_coa_request(
+            Some(r.id),
+            r.session.id,
+            CoaKind::Disconnect,
+            "disconnect ack",
+            t + 51,
+        )
+        .await
+        .unwrap();
+        assert!(s
+            .claim_coa_requests(t + 100, 10, t + 90)
+            .await
+            .unwrap()
+            .is_empty());
+        assert_eq!(
+            session(s, "a1").await.coa_result.as_deref(),
+            Some("disconnect ack")
+        );
+        // Acknowledged: a later revoke does not send it again.
+        s.revoke_voucher("RQ1").await.unwrap();
+        assert!(s
+            .claim_coa_requests(t + 101, 10, t + 90)
+            .await
+            .unwrap()
+            .is_empty());
+    }
+
+    /// Accounting that uses a quota up queues a Disconnect (or, on a fair-use
+    /// plan, a CoA) in its own transaction; a plan change or a move to another
+    /// plan queues a CoA for each change.
+    pub async fn coa_queue_from_accounting_and_plan_changes<S: Backend>(fx: &Fixture<S>) {
+        use rrnet_radius::store::CoaKind;
+        let s = &fx.store;
+        let (nas, plan) = setup(s).await;
+        let fair = s
+            .add_plan(&NewPlan {
+                name: "fair".into(),
+                data_quota: Some(1000),
+                after_data_rate_limit: Some("256k/256k".into()),
+                ..Default::default()
+            })
+            .await
+            .unwrap();
+        s.add_vouchers(&[voucher("Q1", &plan), voucher("F1", &fair)])
+            .await
+            .unwrap();
+        let t = 1_700_000_000;
+        s.record_accounting(&[
+            acct(&nas, AcctStatus::Start, "q1", "Q1", t, 0, 0, 0),
+            acct(&nas, AcctStatus::Start, "f1", "F1", t, 0, 0, 0),
+        ])
+        .await
+        .unwrap();
+        // Within the quotas: nothing.
+        s.record_accounting(&[
+            acct(
+                &nas,
+                AcctStatus::InterimUpdate,
+                "q1",
+                "Q1",
+                t + 60,
+                3599,
+                0,
+                0,
+            ),
+            acct(
+                &nas,
+                AcctStatus::InterimUpdate,
+                "f1",
+                "F1",
+                t + 60,
+                60,
+                400,
+                599,
+            ),
+        ])
+        .await
+        .unwrap();
+        assert!(s
+            .claim_coa_requests(t, 10, t - 30)
+            .await
+            .unwrap()
+            .is_empty());
+        // One second and one byte more: both used up.
+        s.record_accounting(&[
+            acct(
+                &nas,
+                AcctStatus::InterimUpdate,
+                "q1",
+                "Q1",
+                t + 120,
+                3600,
+                0,
+                0,
+            ),
+            acct(
+                &nas,
+                AcctStatus::InterimUpdate,
+                "f1",
+                "F1",
+                t + 120,
+                120,
+                400,
+                600,
+            ),
+        ])
+        .await
+        .unwrap();
+        let mut got: Vec<(String, CoaKind, String)> = s
+            .claim_coa_requests(t + 121, 10, t)
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|r| (r.session.acct_session_id, r.kind, r.reason))
+            .collect();
+        got.sort_by(|a, b| a.0.cmp(&b.0));
+        assert_eq!(
+            got,
+            vec![
+                ("f1".into(), CoaKind::Coa, "fair_use".into()),
+                ("q1".into(), CoaKind::Disconnect, "quota_used".into()),
+            ]
+        );
+
+        // A plan change: a CoA for each open session of the plan's vouchers,
+        // and again for the next change once the first was sent.
+        let mut changed = s.get_plan("fair").await.unwrap();
+        changed.after_data_rate_limit = Some("128k/128k".into());
+        assert_eq!(s.update_plan(&changed).await.unwrap(), 1);
+        assert_eq!(s.get_plan("fair").await.unwrap(), changed);
+        assert_eq!(s.update_plan(&changed).await.unwrap(), 0, "one is waiting");
+        let c = s.claim_coa_requests(t + 130, 10, t).await.unwrap();
+        assert_eq!(c.len(), 1);
+        assert_eq!(c[0].reason, "plan_changed");
+        s.finish_coa_request(
+            Some(c[0].id),
+            c[0].session.id,
+            CoaKind::Coa,
+            "coa ack",
+            t + 131,
+        )
+        .await
+        .unwrap();
+        assert_eq!(s.update_plan(&changed).await.unwrap(), 1);
+        // A move to another plan.
+        assert_eq!(
+            s.set_voucher_plan("F1", "1h").await.unwrap(),
+            0,
+            "one waiting"
+        );
+        let v = s.get_voucher("F1").await.unwrap();
+        assert_eq!(v.plan_name, "1h");
+        assert_eq!(s.get_voucher_by_id(v.id).await.unwrap(), v);
+        match s.set_voucher_plan("F1", "nope").await {
+            Err(StoreError::NotFound(what)) => assert_eq!(what, "plan nope"),
+            other => panic!("expected NotFound, got {other:?}"),
+        }
+        // NAS CoA settings.
+        let g = s.nas_generation().await.unwrap();
+        let n = s
+            .set_nas_coa(
+                "r1",
+                Some(1700),
+                Some(Some("198.51.100.9".parse().unwrap())),
+            )
+            .await
+            .unwrap();
+        assert_eq!(n.coa_port, 1700);
+        assert_eq!(n.coa_address, Some("198.51.100.9".parse().unwrap()));
+        assert_ne!(
+            s.nas_generation().await.unwrap(),
+            g,
+            "the server reloads it"
+        );
+        let n = s.set_nas_coa("r1", None, Some(None)).await.unwrap();
+        assert_eq!((n.coa_port, n.coa_address), (1700, None));
+    }
+
     pub async fn migrate_twice<S: Backend>(fx: &Fixture<S>) {
         let s = &fx.store;
         s.migrate().await.expect("second migrate is a no-op");
@@ -578,6 +818,7 @@ mod cases {
             expires_at: Some(1_900_000_000),
             data_quota: Some(2 << 30),
             rate_limit: Some("2M/2M".into()),
+            after_data_rate_limit: Some("256k/256k".into()),
             shared_users: 3,
             mac_lock: true,
             idle_timeout: Some(300),

@@ -261,6 +261,9 @@ fn pap_accept_carries_exact_reply_attributes(db: &TestDb) {
         reply_attrs(&r),
         vec![
             "Session-Timeout=3600".to_string(),
+            // No --interim on the plan: every Accept still carries one, the
+            // server's default_interim (5m), or RouterOS sends no Interim-Update.
+            "Acct-Interim-Interval=300".into(),
             "Mikrotik-Total-Limit=524288000".into(),
             format!("Class=rrnet:v1:{id}"),
         ]

@@ -9,7 +9,8 @@ use serde_json::json;
 
 use super::output::{csv_field, opt, print_table, ts};
 use super::{
-    Format, ListFormat, NasCommand, PlanAddArgs, PlanCommand, SessionCommand, VoucherCommand,
+    Format, ListFormat, NasCommand, PlanAddArgs, PlanCommand, PlanSetArgs, SessionCommand,
+    VoucherCommand,
 };
 use crate::model::{Cidr, NewNas, NewPlan, NewVoucher, Plan, Secret, Timestamp, Voucher};
 use crate::store::Store;
@@ -33,6 +34,7 @@ pub async fn nas(store: Arc<dyn Store>, cmd: &NasCommand) -> anyhow::Result<()> 
             secret,
             no_require_message_authenticator,
             coa_port,
+            coa_address,
             site,
         } => {
             let address: Cidr = address.parse()?;
@@ -49,6 +51,7 @@ pub async fn nas(store: Arc<dyn Store>, cmd: &NasCommand) -> anyhow::Result<()> 
                     secret: Secret::new(secret.clone()),
                     require_message_authenticator: !no_require_message_authenticator,
                     coa_port: *coa_port,
+                    coa_address: *coa_address,
                     site: site.clone(),
                 })
                 .await?;
@@ -68,6 +71,7 @@ pub async fn nas(store: Arc<dyn Store>, cmd: &NasCommand) -> anyhow::Result<()> 
                         "address": n.address.to_string(),
                         "require_message_authenticator": n.require_message_authenticator,
                         "coa_port": n.coa_port,
+                        "coa_address": n.coa_address.map(|a| a.to_string()),
                         "site": n.site,
                         "created_at": ts(Some(n.created_at)),
                         "previous_secret_until": n.previous_secret_until.map(|t| ts(Some(t))),
@@ -118,6 +122,30 @@ pub async fn nas(store: Arc<dyn Store>, cmd: &NasCommand) -> anyhow::Result<()> 
             }
             Ok(())
         }
+        NasCommand::Set {
+            name,
+            coa_port,
+            coa_address,
+        } => {
+            let address = match coa_address.as_deref() {
+                None => None,
+                Some("none") => Some(None),
+                Some(a) => Some(Some(a.parse::<std::net::IpAddr>().map_err(|_| {
+                    anyhow!("--coa-address {a:?}: expected an IP address or none")
+                })?)),
+            };
+            if coa_port.is_none() && address.is_none() {
+                bail!("nothing to change: give --coa-port or --coa-address");
+            }
+            let nas = store.set_nas_coa(name, *coa_port, address).await?;
+            let target = crate::coa::coa_target(&nas, None)
+                .map(|t| t.to_string())
+                .unwrap_or_else(|| {
+                    format!("the source of its latest request, port {}", nas.coa_port)
+                });
+            println!("NAS {}: CoA/Disconnect requests go to {target}", nas.name);
+            Ok(())
+        }
         NasCommand::Remove { name } => {
             store.remove_nas(name).await?;
             println!("removed NAS {name}");
@@ -163,24 +191,14 @@ fn new_plan(a: &PlanAddArgs) -> anyhow::Result<NewPlan> {
         .as_deref()
         .map(|s| parse_size(s).map_err(|e| anyhow!("--data: {e}")))
         .transpose()?;
-    for (v, what) in [
-        (&a.rate_limit, "rate-limit"),
-        (&a.group, "group"),
-        (&a.address_list, "address-list"),
-    ] {
-        if let Some(s) = v {
-            if s.is_empty() || s.len() > 247 {
-                bail!("--{what} must be 1 to 247 characters");
-            }
-        }
-    }
-    if let Some(r) = &a.rate_limit {
-        if !r
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || " /.".contains(c))
-        {
-            bail!("--rate-limit {r:?}: expected RouterOS syntax like 2M/4M or 1M/2M 4M/8M 1M/2M 10/10");
-        }
+    check_plan_strings(
+        &a.rate_limit,
+        &a.after_data_rate_limit,
+        &a.group,
+        &a.address_list,
+    )?;
+    if a.after_data_rate_limit.is_some() && a.data.is_none() {
+        bail!("--after-data-rate-limit needs --data: it applies once the data quota is used up");
     }
     Ok(NewPlan {
         name: a.name.clone(),
@@ -189,6 +207,7 @@ fn new_plan(a: &PlanAddArgs) -> anyhow::Result<NewPlan> {
         expires_at,
         data_quota,
         rate_limit: a.rate_limit.clone(),
+        after_data_rate_limit: a.after_data_rate_limit.clone(),
         shared_users: a.shared_users,
         mac_lock: a.mac_lock,
         idle_timeout: opt_u32_duration(&a.idle_timeout, "idle-timeout")?,
@@ -199,6 +218,123 @@ fn new_plan(a: &PlanAddArgs) -> anyhow::Result<NewPlan> {
     })
 }
 
+/// Lengths of the strings a plan sends as attributes, and RouterOS syntax of
+/// its rate limits.
+fn check_plan_strings(
+    rate_limit: &Option<String>,
+    after_data_rate_limit: &Option<String>,
+    group: &Option<String>,
+    address_list: &Option<String>,
+) -> anyhow::Result<()> {
+    for (v, what) in [
+        (rate_limit, "rate-limit"),
+        (after_data_rate_limit, "after-data-rate-limit"),
+        (group, "group"),
+        (address_list, "address-list"),
+    ] {
+        if let Some(s) = v {
+            if s.is_empty() || s.len() > 247 {
+                bail!("--{what} must be 1 to 247 characters");
+            }
+        }
+    }
+    for (v, what) in [
+        (rate_limit, "rate-limit"),
+        (after_data_rate_limit, "after-data-rate-limit"),
+    ] {
+        if let Some(r) = v {
+            if !r
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || " /.".contains(c))
+            {
+                bail!("--{what} {r:?}: expected RouterOS syntax like 2M/4M or 1M/2M 4M/8M 1M/2M 10/10");
+            }
+        }
+    }
+    Ok(())
+}
+
+/// `Some(None)` for `none` (clear), `Some(Some(v))` for a value, `None` when
+/// the flag was not given.
+fn clearable(v: &Option<String>) -> Option<Option<String>> {
+    v.as_ref().map(|s| (s != "none").then(|| s.clone()))
+}
+
+/// `plan set`: the plan as stored with the given flags applied.
+fn changed_plan(mut p: Plan, a: &PlanSetArgs) -> anyhow::Result<Plan> {
+    if let Some(n) = &a.rename {
+        if n.trim().is_empty() {
+            bail!("the plan name must not be empty");
+        }
+        p.name = n.clone();
+    }
+    if let Some(v) = clearable(&a.time) {
+        p.time_quota = opt_duration(&v, "time")?;
+    }
+    if let Some(v) = clearable(&a.validity) {
+        p.validity = opt_duration(&v, "validity")?;
+    }
+    if let Some(v) = clearable(&a.expires) {
+        p.expires_at = v
+            .as_deref()
+            .map(|s| {
+                chrono::DateTime::parse_from_rfc3339(s)
+                    .map(|d| d.timestamp())
+                    .map_err(|e| anyhow!("--expires {s:?}: not an RFC 3339 time ({e})"))
+            })
+            .transpose()?;
+    }
+    if let Some(v) = clearable(&a.data) {
+        p.data_quota = v
+            .as_deref()
+            .map(|s| parse_size(s).map_err(|e| anyhow!("--data: {e}")))
+            .transpose()?;
+    }
+    if let Some(v) = clearable(&a.rate_limit) {
+        p.rate_limit = v;
+    }
+    if let Some(v) = clearable(&a.after_data_rate_limit) {
+        p.after_data_rate_limit = v;
+    }
+    if let Some(n) = a.shared_users {
+        if n == 0 {
+            bail!("--shared-users must be at least 1");
+        }
+        p.shared_users = n;
+    }
+    if a.mac_lock {
+        p.mac_lock = true;
+    }
+    if a.no_mac_lock {
+        p.mac_lock = false;
+    }
+    if let Some(v) = clearable(&a.idle_timeout) {
+        p.idle_timeout = opt_u32_duration(&v, "idle-timeout")?;
+    }
+    if let Some(v) = clearable(&a.interim) {
+        p.interim_interval = opt_u32_duration(&v, "interim")?;
+    }
+    if let Some(v) = clearable(&a.group) {
+        p.mikrotik_group = v;
+    }
+    if let Some(v) = clearable(&a.address_list) {
+        p.address_list = v;
+    }
+    if let Some(v) = clearable(&a.price) {
+        p.price = v;
+    }
+    check_plan_strings(
+        &p.rate_limit,
+        &p.after_data_rate_limit,
+        &p.mikrotik_group,
+        &p.address_list,
+    )?;
+    if p.after_data_rate_limit.is_some() && p.data_quota.is_none() {
+        bail!("--after-data-rate-limit needs a data quota (--data)");
+    }
+    Ok(p)
+}
+
 fn plan_json(p: &Plan) -> serde_json::Value {
     json!({
         "name": p.name,
@@ -207,6 +343,7 @@ fn plan_json(p: &Plan) -> serde_json::Value {
         "expires_at": p.expires_at.map(|t| ts(Some(t))),
         "data_quota_bytes": p.data_quota,
         "rate_limit": p.rate_limit,
+        "after_data_rate_limit": p.after_data_rate_limit,
         "shared_users": p.shared_users,
         "mac_lock": p.mac_lock,
         "idle_timeout_seconds": p.idle_timeout,
@@ -222,6 +359,15 @@ pub async fn plan(store: Arc<dyn Store>, cmd: &PlanCommand) -> anyhow::Result<()
         PlanCommand::Add(a) => {
             let p = store.add_plan(&new_plan(a)?).await?;
             println!("added plan {}", p.name);
+            Ok(())
+        }
+        PlanCommand::Set(a) => {
+            let p = changed_plan(store.get_plan(&a.name).await?, a)?;
+            let queued = store.update_plan(&p).await?;
+            println!(
+                "changed plan {}; {queued} open session(s) will get the new limits by CoA",
+                p.name
+            );
             Ok(())
         }
         PlanCommand::List { format } => {
@@ -504,14 +650,18 @@ pub async fn voucher(store: Arc<dyn Store>, cmd: &VoucherCommand) -> anyhow::Res
                     println!("sessions:      {}", sessions.len());
                     for s in &sessions {
                         println!(
-                            "  {} {} {} {} {}s in={} out={}",
+                            "  {} {} {} {} {}s in={} out={}{}",
                             s.nas_name,
                             s.acct_session_id,
                             s.state.as_str(),
                             opt(&s.mac),
                             s.session_time,
                             s.input_octets,
-                            s.output_octets
+                            s.output_octets,
+                            s.coa_result
+                                .as_ref()
+                                .map(|r| format!(" ({r})"))
+                                .unwrap_or_default()
                         );
                     }
                 }
@@ -586,9 +736,23 @@ pub async fn voucher(store: Arc<dyn Store>, cmd: &VoucherCommand) -> anyhow::Res
             }
             Ok(())
         }
-        VoucherCommand::Revoke { code } => {
-            store.revoke_voucher(code).await?;
-            println!("revoked voucher {code}");
+        VoucherCommand::Revoke {
+            code,
+            no_disconnect,
+        } => {
+            store.revoke_voucher_with(code, !no_disconnect).await?;
+            if *no_disconnect {
+                println!("revoked voucher {code}; open sessions left running");
+            } else {
+                println!("revoked voucher {code}; the server ends its open sessions");
+            }
+            Ok(())
+        }
+        VoucherCommand::Set { code, plan } => {
+            let queued = store.set_voucher_plan(code, plan).await?;
+            println!(
+                "voucher {code} is now on plan {plan}; {queued} open session(s) will get the new limits by CoA"
+            );
             Ok(())
         }
         VoucherCommand::Print(a) => super::print::run(store, a).await,
@@ -614,6 +778,8 @@ pub async fn session(store: Arc<dyn Store>, cmd: &SessionCommand) -> anyhow::Res
                         "IN",
                         "OUT",
                         "CAUSE",
+                        "DISCONNECT-REQUESTED",
+                        "COA",
                     ],
                     &list
                         .iter()
@@ -630,6 +796,8 @@ pub async fn session(store: Arc<dyn Store>, cmd: &SessionCommand) -> anyhow::Res
                                 s.input_octets.to_string(),
                                 s.output_octets.to_string(),
                                 opt(&s.terminate_cause),
+                                ts(s.disconnect_requested_at),
+                                opt(&s.coa_result),
                             ]
                         })
                         .collect::<Vec<_>>(),
@@ -637,7 +805,105 @@ pub async fn session(store: Arc<dyn Store>, cmd: &SessionCommand) -> anyhow::Res
             }
             Ok(())
         }
+        SessionCommand::Disconnect { id, user } => disconnect(store, *id, user.as_deref()).await,
     }
+}
+
+/// `session disconnect`: send Disconnect-Request for each chosen session from
+/// this process and print each answer. The outcome is recorded on the session.
+async fn disconnect(
+    store: Arc<dyn Store>,
+    id: Option<i64>,
+    user: Option<&str>,
+) -> anyhow::Result<()> {
+    use crate::coa::{coa_target, session_ident, CoaClient, CoaKind, Outcome};
+    let sessions = match (id, user) {
+        (Some(id), _) => vec![store.get_session(id).await?],
+        (None, Some(code)) => {
+            let v = store.get_voucher(code).await?;
+            store
+                .list_sessions(true)
+                .await?
+                .into_iter()
+                .filter(|s| s.voucher_id == Some(v.id) || s.username == code)
+                .collect()
+        }
+        (None, None) => bail!("give --id or --user"),
+    };
+    if sessions.is_empty() {
+        println!("no open session");
+        return Ok(());
+    }
+    let nas: HashMap<i64, crate::model::Nas> = store
+        .list_nas()
+        .await?
+        .into_iter()
+        .map(|n| (n.id, n))
+        .collect();
+    let client = Arc::new(CoaClient::default());
+    let mut tasks = tokio::task::JoinSet::new();
+    for s in sessions {
+        let Some(n) = nas.get(&s.nas_id).cloned() else {
+            println!("session {} ({}): its NAS is gone", s.id, s.acct_session_id);
+            continue;
+        };
+        let client = client.clone();
+        tasks.spawn(async move {
+            let Some(target) = coa_target(&n, None) else {
+                return (s, n, None);
+            };
+            let ex = client
+                .send(
+                    target,
+                    CoaKind::Disconnect,
+                    &session_ident(&s),
+                    &[],
+                    &n.secret,
+                )
+                .await;
+            (s, n, Some((target, ex)))
+        });
+    }
+    let mut failed = 0;
+    while let Some(done) = tasks.join_next().await {
+        let (s, n, sent) = done?;
+        let head = format!(
+            "session {} (NAS {}, user {:?}, Acct-Session-Id {:?})",
+            s.id, n.name, s.username, s.acct_session_id
+        );
+        let Some((target, ex)) = sent else {
+            failed += 1;
+            println!(
+                "{head}: no CoA address (NAS {} is a network); set one with `nas set {} --coa-address IP`",
+                n.name, n.name
+            );
+            continue;
+        };
+        let line = match &ex.outcome {
+            Outcome::Ack => "ACK".to_string(),
+            Outcome::Nak(_) => format!("NAK {}", ex.outcome.error_cause()),
+            Outcome::Timeout => format!("no answer from {target} after {} tries", ex.tries),
+            Outcome::Failed(why) => format!("not sent: {why}"),
+        };
+        if ex.outcome != Outcome::Ack {
+            failed += 1;
+        }
+        println!("{head}: {line}");
+        let now = crate::server::unix_now();
+        store
+            .finish_coa_request(
+                None,
+                s.id,
+                CoaKind::Disconnect,
+                &ex.outcome.describe(CoaKind::Disconnect),
+                now,
+            )
+            .await?;
+    }
+    if failed > 0 {
+        bail!("{failed} session(s) not disconnected");
+    }
+    Ok(())
 }
 
 #[cfg(test)]

@@ -154,9 +154,23 @@ pub enum NasCommand {
         /// UDP port of the router's `/radius incoming` (CoA/Disconnect).
         #[arg(long, default_value_t = 3799)]
         coa_port: u16,
+        /// Where CoA/Disconnect requests go [default: --address when it is one
+        /// host, else the source of the router's latest authenticated packet].
+        #[arg(long)]
+        coa_address: Option<std::net::IpAddr>,
         /// Site/tenant scope: only vouchers of this site (or of no site) log in here.
         #[arg(long)]
         site: Option<String>,
+    },
+    /// Change a NAS's CoA/Disconnect settings.
+    Set {
+        name: String,
+        /// UDP port of the router's `/radius incoming`.
+        #[arg(long)]
+        coa_port: Option<u16>,
+        /// Where CoA/Disconnect requests go; `none` goes back to the default.
+        #[arg(long)]
+        coa_address: Option<String>,
     },
     /// List NAS entries (secrets are not shown).
     List {
@@ -184,6 +198,10 @@ pub enum NasCommand {
 pub enum PlanCommand {
     /// Add a plan.
     Add(Box<PlanAddArgs>),
+    /// Change a plan: any flag of `plan add` (`none` clears a text or duration
+    /// setting). Open sessions of its vouchers get the new rate limit and
+    /// Session-Timeout by CoA-Request from the running server.
+    Set(Box<PlanSetArgs>),
     /// List plans.
     List {
         #[arg(long, value_enum, default_value_t)]
@@ -210,6 +228,11 @@ pub struct PlanAddArgs {
     /// Mikrotik-Rate-Limit, `rx/tx [burst-rx/burst-tx …]` (rx = client upload), e.g. 2M/4M.
     #[arg(long)]
     pub rate_limit: Option<String>,
+    /// Fair use: when the data quota is used up, slow the session to this
+    /// Mikrotik-Rate-Limit (by CoA) instead of ending it; later logins get
+    /// this rate and no data limit. E.g. 256k/256k.
+    #[arg(long)]
+    pub after_data_rate_limit: Option<String>,
     /// Simultaneous devices.
     #[arg(long, default_value_t = 1)]
     pub shared_users: u32,
@@ -229,6 +252,46 @@ pub struct PlanAddArgs {
     #[arg(long)]
     pub address_list: Option<String>,
     /// Price shown on printed vouchers, e.g. "5.00 USD".
+    #[arg(long)]
+    pub price: Option<String>,
+}
+
+/// `plan set`: the flags of `plan add`, each optional.
+#[derive(Args, Debug)]
+pub struct PlanSetArgs {
+    /// The plan to change.
+    pub name: String,
+    /// A new name.
+    #[arg(long)]
+    pub rename: Option<String>,
+    #[arg(long)]
+    pub time: Option<String>,
+    #[arg(long)]
+    pub validity: Option<String>,
+    #[arg(long)]
+    pub expires: Option<String>,
+    #[arg(long)]
+    pub data: Option<String>,
+    #[arg(long)]
+    pub rate_limit: Option<String>,
+    #[arg(long)]
+    pub after_data_rate_limit: Option<String>,
+    #[arg(long)]
+    pub shared_users: Option<u32>,
+    /// Bind vouchers to the first device that logs in.
+    #[arg(long, conflicts_with = "no_mac_lock")]
+    pub mac_lock: bool,
+    /// Stop binding vouchers to their first device.
+    #[arg(long)]
+    pub no_mac_lock: bool,
+    #[arg(long)]
+    pub idle_timeout: Option<String>,
+    #[arg(long)]
+    pub interim: Option<String>,
+    #[arg(long)]
+    pub group: Option<String>,
+    #[arg(long)]
+    pub address_list: Option<String>,
     #[arg(long)]
     pub price: Option<String>,
 }
@@ -308,8 +371,21 @@ pub enum VoucherCommand {
         #[arg(long, value_enum, default_value_t)]
         format: ListFormat,
     },
-    /// Revoke a voucher: later logins are rejected.
-    Revoke { code: String },
+    /// Revoke a voucher: later logins are rejected, and the running server
+    /// ends its open sessions (Disconnect-Request to the router) within ~2 s.
+    Revoke {
+        code: String,
+        /// Leave the open sessions running until they end on their own.
+        #[arg(long)]
+        no_disconnect: bool,
+    },
+    /// Move a voucher to another plan; its open sessions get the new plan's
+    /// rate limit and Session-Timeout by CoA-Request from the running server.
+    Set {
+        code: String,
+        #[arg(long)]
+        plan: String,
+    },
     /// Print a batch as an A4 sheet of cards (HTML, with QR codes) or as CSV.
     Print(print::PrintArgs),
 }
@@ -323,6 +399,17 @@ pub enum SessionCommand {
         open: bool,
         #[arg(long, value_enum, default_value_t)]
         format: Format,
+    },
+    /// End sessions now: send Disconnect-Request to the router (RFC 5176) and
+    /// print its answer (ACK, or NAK with the Error-Cause) per session.
+    #[command(group(clap::ArgGroup::new("which").required(true).args(["id", "user"])))]
+    Disconnect {
+        /// The session's id (`session list --format json`).
+        #[arg(long)]
+        id: Option<i64>,
+        /// Every open session of this voucher.
+        #[arg(long)]
+        user: Option<String>,
     },
 }
 

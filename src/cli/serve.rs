@@ -14,35 +14,34 @@ use crate::http::ops::{self, OpsState};
 use crate::http::shim::{self, RestSecret};
 use crate::metrics::Metrics;
 
-/// Resolves when SIGINT or SIGTERM arrives.
-/// SIGINT or SIGTERM. The handlers are installed when this is called, not when
-/// the future is first polled: a SIGTERM that arrives while the server starts
-/// must stop it cleanly, not kill it with the default action.
-pub fn shutdown_signal() -> impl std::future::Future<Output = ()> {
+/// Resolves when SIGINT or SIGTERM arrives. The handlers are installed when
+/// this is called, not when the future is first polled: a SIGTERM that comes
+/// right after the server said it listens (a service manager, a test) must
+/// stop it cleanly rather than kill it.
+pub fn shutdown_signal() -> impl std::future::Future<Output = ()> + Send {
     #[cfg(unix)]
-    let term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok();
-    #[cfg(unix)]
-    let int = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::interrupt()).ok();
-    async move {
-        #[cfg(unix)]
-        {
-            let wait = |s: Option<tokio::signal::unix::Signal>| async move {
-                match s {
-                    Some(mut s) => {
-                        s.recv().await;
-                    }
-                    None => std::future::pending::<()>().await,
+    {
+        use tokio::signal::unix::{signal, Signal, SignalKind};
+        async fn received(s: Option<Signal>) {
+            match s {
+                Some(mut s) => {
+                    s.recv().await;
                 }
-            };
-            tokio::select! {
-                _ = wait(term) => {},
-                _ = wait(int) => {},
+                None => std::future::pending::<()>().await,
             }
         }
-        #[cfg(not(unix))]
-        {
-            let _ = tokio::signal::ctrl_c().await;
+        let term = received(signal(SignalKind::terminate()).ok());
+        let int = received(signal(SignalKind::interrupt()).ok());
+        async move {
+            tokio::select! {
+                _ = term => {},
+                _ = int => {},
+            }
         }
+    }
+    #[cfg(not(unix))]
+    async {
+        let _ = tokio::signal::ctrl_c().await;
     }
 }
 
@@ -169,6 +168,16 @@ pub async fn run(cli: &Cli, args: &ServeArgs) -> anyhow::Result<()> {
         None => None,
     };
 
+    // Disconnect/CoA requests queued by revokes (this process or the CLI),
+    // accounting and plan changes go out from here (see crate::coa).
+    let coa = crate::coa::CoaWorker::new(
+        store.clone(),
+        Arc::new(crate::coa::CoaClient::default()),
+        crate::coa::CoaMetrics::register(&metrics.registry),
+        handler.last_sources().clone(),
+    );
+    let coa = tokio::spawn(coa.run(stop_rx.clone()));
+
     sockets_ready.store(true, Ordering::Release);
     let shutdown = async move {
         signal.await;
@@ -181,5 +190,6 @@ pub async fn run(cli: &Cli, args: &ServeArgs) -> anyhow::Result<()> {
     if let Some(shim) = shim {
         let _ = tokio::time::timeout(std::time::Duration::from_secs(5), shim).await;
     }
+    let _ = tokio::time::timeout(std::time::Duration::from_secs(3), coa).await;
     served
 }

@@ -91,7 +91,7 @@ async fn decider(core: Arc<Core>, mut rx: mpsc::Receiver<AccessJob>) {
         core.metrics.access_batch_size.observe(facts.len() as f64);
         let decided_at = Instant::now();
         for ((w, outcome), facts) in waiting.drain(..).zip(outcomes).zip(facts.iter()) {
-            let decision = match outcome {
+            let mut decision = match outcome {
                 Ok(d) => d,
                 Err(detail) => {
                     core.fail(&w.origin, w.answer, &detail);
@@ -99,10 +99,14 @@ async fn decider(core: Arc<Core>, mut rx: mpsc::Receiver<AccessJob>) {
                     continue;
                 }
             };
+            if let AccessDecision::Accept(grant) = &mut decision {
+                crate::policy::with_default_interim(grant, core.config.default_interim);
+            }
             record_outcome(&core, &w, facts, &decision);
             guard_learns(&core, &w.origin, facts, &decision, decided_at);
             match w.answer {
                 Answer::Packet(p) => {
+                    core.last_sources.note(&w.origin.nas, p.source.ip());
                     match access_reply(
                         std::mem::take(&mut reply_buf),
                         &p.echo,

@@ -103,6 +103,7 @@ async fn writer(
             }
             match w.answer {
                 Answer::Packet(p) => {
+                    core.last_sources.note(&w.origin.nas, p.source.ip());
                     let reply = accounting_reply(
                         std::mem::take(&mut reply_buf),
                         &p.echo,

@@ -86,6 +86,9 @@ pub struct HandlerConfig {
     /// Most Access-Requests of one NAS queued at once, so one NAS cannot take
     /// every slot of `max_in_flight` (0: no per-NAS limit).
     pub nas_in_flight: usize,
+    /// Acct-Interim-Interval (seconds) of an Access-Accept whose plan sets none:
+    /// every Accept carries one (`policy::with_default_interim`).
+    pub default_interim: u32,
 }
 
 /// Who asked and when: what counting and timing a request needs.
@@ -230,6 +233,8 @@ struct Core {
     /// Reject log lines: a wrong-password flood must not fill the disk either.
     reject_log: LogLimiter,
     guard: LoginGuard,
+    /// Where each network-addressed NAS last sent from, for CoA (`crate::coa`).
+    last_sources: Arc<crate::coa::LastSources>,
 }
 
 impl Core {
@@ -367,6 +372,7 @@ impl RequestHandler {
             log_limit: LogLimiter::new(20),
             reject_log: LogLimiter::new(20),
             guard: LoginGuard::new(config.guard),
+            last_sources: Arc::default(),
         });
         let (deciders, mut tasks) = access::spawn_deciders(&core);
         let (writers, writer_tasks) = accounting::spawn_writers(&core);
@@ -485,6 +491,12 @@ impl RequestHandler {
 
     pub fn metrics(&self) -> &Metrics {
         &self.core.metrics
+    }
+
+    /// The source addresses NASes last sent authenticated requests from
+    /// (network-addressed NASes only), for the CoA worker.
+    pub fn last_sources(&self) -> &Arc<crate::coa::LastSources> {
+        &self.core.last_sources
     }
 
     /// Count and log a datagram that gets no reply (see [`DropReason`]).

@@ -78,6 +78,7 @@ pub fn nas(secret: &str) -> Nas {
         secret: Secret::new(secret),
         require_message_authenticator: true,
         coa_port: 3799,
+        coa_address: None,
         site: None,
         created_at: 0,
         previous_secret: None,

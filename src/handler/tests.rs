@@ -26,6 +26,7 @@ fn config(max_in_flight: usize, auth_batch_max: usize) -> HandlerConfig {
         acct_writers: 1,
         guard: Default::default(),
         nas_in_flight: 0,
+        default_interim: 300,
     }
 }
 

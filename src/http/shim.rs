@@ -363,6 +363,7 @@ mod tests {
             acct_writers: 1,
             guard: Default::default(),
             nas_in_flight: 0,
+            default_interim: 300,
         };
         let (handler, _workers) = RequestHandler::start(store.clone(), metrics.clone(), config);
         let table = NasTable::new(vec![nas("radius-secret")], 1).count_with(&metrics);

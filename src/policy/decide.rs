@@ -9,6 +9,7 @@
 use subtle::ConstantTimeEq;
 
 use super::credential::credential_matches;
+use super::session_change::fair_use_rate;
 use super::{
     class_for_voucher, AccessDecision, AccessFacts, Activation, Grant, RejectReason,
     ReplyAttribute, VoucherSnapshot,
@@ -74,7 +75,11 @@ fn check(
     if plan.time_quota.is_some_and(|q| voucher.used_seconds >= q) {
         return Err(RejectReason::TimeQuotaUsed);
     }
-    if plan.data_quota.is_some_and(|q| voucher.used_bytes >= q) {
+    // Fair use: with an after-data rate, a voucher whose data is used up
+    // still logs in, at that rate and with no data limit.
+    let data_used_up = plan.data_quota.is_some_and(|q| voucher.used_bytes >= q);
+    let fair_use = fair_use_rate(plan.after_data_rate_limit.as_deref());
+    if data_used_up && fair_use.is_none() {
         return Err(RejectReason::DataQuotaUsed);
     }
 
@@ -168,14 +173,22 @@ fn reply_attributes(
     }
     // String attributes are 1..=253 octets (RFC 2865 §5); an empty value in a plan
     // means "not set" rather than an attribute the NAS would reject.
-    if let Some(rate) = non_empty(&plan.rate_limit) {
+    let fair_use = fair_use_rate(plan.after_data_rate_limit.as_deref());
+    let data_used_up = plan.data_quota.is_some_and(|q| voucher.used_bytes >= q);
+    let rate = match fair_use {
+        Some(slow) if data_used_up => Some(slow),
+        _ => non_empty(&plan.rate_limit),
+    };
+    if let Some(rate) = rate {
         reply.push(ReplyAttribute::MikrotikRateLimit(rate.to_string()));
     }
 
     // Mikrotik-Total-Limit is a 32-bit integer; bytes above 4 GiB go in
     // Mikrotik-Total-Limit-Gigawords, the way Acct-*-Gigawords extend octet
     // counters (RFC 2869 §5.1). Gigawords is only sent when it is non-zero.
-    if let Some(q) = plan.data_quota {
+    // A fair-use plan sends none: the router would end the session at the
+    // limit, and the session is to be slowed (by CoA) instead.
+    if let Some(q) = plan.data_quota.filter(|_| fair_use.is_none()) {
         let left = q.saturating_sub(voucher.used_bytes);
         reply.push(ReplyAttribute::MikrotikTotalLimit(left as u32));
         let high = (left >> 32) as u32;
@@ -202,7 +215,7 @@ fn non_empty(s: &Option<String>) -> Option<&str> {
 }
 
 /// The smaller of the values that are present.
-fn min_some<T: Ord>(a: Option<T>, b: Option<T>) -> Option<T> {
+pub(super) fn min_some<T: Ord>(a: Option<T>, b: Option<T>) -> Option<T> {
     match (a, b) {
         (Some(a), Some(b)) => Some(a.min(b)),
         (a, b) => a.or(b),

@@ -21,6 +21,7 @@ mod attributes;
 pub mod batch;
 mod credential;
 mod decide;
+pub mod session_change;
 #[cfg(test)]
 mod tests;
 
@@ -31,6 +32,10 @@ pub use batch::{
 };
 pub use credential::{chap_response, credential_matches};
 pub use decide::decide;
+pub use session_change::{
+    change_for_session, quota_end, session_changes, voucher_quota_end, with_default_interim,
+    QuotaEnd, QuotaUse, SessionChange,
+};
 
 /// The credential a request carried, already un-hidden by the protocol layer.
 #[derive(Clone)]

@@ -37,6 +37,7 @@ impl Input {
             expires_at: None,
             data_quota: None,
             rate_limit: None,
+            after_data_rate_limit: None,
             shared_users: 1,
             mac_lock: false,
             idle_timeout: None,
@@ -415,6 +416,47 @@ fn cases() -> Vec<Case> {
             |i| {
                 i.plan().data_quota = Some(GIB);
                 i.voucher().used_bytes = GIB + 1;
+            },
+            reject(DataQuotaUsed),
+        ),
+        // --- 7b. fair use: data used up slows instead of refusing ---
+        case(
+            "fair use: data used up logs in at the slow rate, no data limit",
+            |i| {
+                i.plan().data_quota = Some(GIB);
+                i.plan().rate_limit = Some("2M/2M".into());
+                i.plan().after_data_rate_limit = Some("256k/256k".into());
+                i.voucher().used_bytes = GIB + 5;
+            },
+            accept(vec![MikrotikRateLimit("256k/256k".into())]),
+        ),
+        case(
+            "fair use: data left gets the plan rate and no data limit",
+            |i| {
+                i.plan().data_quota = Some(GIB);
+                i.plan().rate_limit = Some("2M/2M".into());
+                i.plan().after_data_rate_limit = Some("256k/256k".into());
+                i.voucher().used_bytes = 10;
+            },
+            accept(vec![MikrotikRateLimit("2M/2M".into())]),
+        ),
+        case(
+            "fair use does not lift the time quota",
+            |i| {
+                i.plan().data_quota = Some(GIB);
+                i.plan().after_data_rate_limit = Some("256k/256k".into());
+                i.voucher().used_bytes = GIB;
+                i.plan().time_quota = Some(60);
+                i.voucher().used_seconds = 60;
+            },
+            reject(TimeQuotaUsed),
+        ),
+        case(
+            "an empty fair-use rate is no fair use",
+            |i| {
+                i.plan().data_quota = Some(GIB);
+                i.plan().after_data_rate_limit = Some(String::new());
+                i.voucher().used_bytes = GIB;
             },
             reject(DataQuotaUsed),
         ),
@@ -805,4 +847,145 @@ fn access_facts_debug_hides_the_password() {
     input.facts.credential = chap(3, PASSWORD);
     let shown = format!("{:#?}", input.facts);
     assert!(shown.contains("Chap(****)"), "{shown}");
+}
+
+mod session_changes {
+    use super::*;
+    use crate::policy::session_change::{
+        quota_end, session_changes, with_default_interim, QuotaEnd, QuotaUse,
+    };
+
+    #[test]
+    fn quota_end_cases() {
+        let q = |t: Option<u64>, d: Option<u64>, fair: Option<&'static str>, s: u64, b: u64| {
+            quota_end(&QuotaUse {
+                time_quota: t,
+                data_quota: d,
+                after_data_rate_limit: fair,
+                used_seconds: s,
+                used_bytes: b,
+            })
+        };
+        assert_eq!(q(None, None, None, 1 << 40, 1 << 40), None);
+        assert_eq!(q(Some(60), None, None, 59, 0), None);
+        assert_eq!(q(Some(60), None, None, 60, 0), Some(QuotaEnd::Disconnect));
+        assert_eq!(q(None, Some(100), None, 0, 99), None);
+        assert_eq!(q(None, Some(100), None, 0, 100), Some(QuotaEnd::Disconnect));
+        assert_eq!(
+            q(None, Some(100), Some("256k/256k"), 0, 100),
+            Some(QuotaEnd::SlowDown)
+        );
+        assert_eq!(
+            q(None, Some(100), Some(""), 0, 100),
+            Some(QuotaEnd::Disconnect)
+        );
+        // Time beats fair use.
+        assert_eq!(
+            q(Some(10), Some(100), Some("256k/256k"), 10, 100),
+            Some(QuotaEnd::Disconnect)
+        );
+        assert_eq!(QuotaEnd::Disconnect.reason(), "quota_used");
+        assert_eq!(QuotaEnd::SlowDown.reason(), "fair_use");
+    }
+
+    #[test]
+    fn coa_attributes() {
+        let mut i = Input::baseline();
+        i.plan().rate_limit = Some("2M/2M".into());
+        i.plan().time_quota = Some(3600);
+        i.voucher().used_seconds = 600;
+        let s = i.snapshot.clone().unwrap();
+        // 300 s into this session, 3000 s left on the voucher.
+        assert_eq!(
+            session_changes(&s.plan, &s.voucher, 300, NOW),
+            vec![SessionTimeout(3300), MikrotikRateLimit("2M/2M".into())]
+        );
+        // Fair use with the data used up: the slow rate.
+        i.plan().data_quota = Some(GIB);
+        i.plan().after_data_rate_limit = Some("256k/256k".into());
+        i.voucher().used_bytes = GIB;
+        let s = i.snapshot.clone().unwrap();
+        assert_eq!(
+            session_changes(&s.plan, &s.voucher, 0, NOW),
+            vec![SessionTimeout(3000), MikrotikRateLimit("256k/256k".into())]
+        );
+        // Validity ends sooner than the time quota.
+        i.voucher().valid_until = Some(NOW + 100);
+        let s = i.snapshot.clone().unwrap();
+        assert_eq!(
+            session_changes(&s.plan, &s.voucher, 50, NOW)[0],
+            SessionTimeout(150)
+        );
+        // No limits, no rate: nothing to change.
+        let b = Input::baseline().snapshot.unwrap();
+        assert!(session_changes(&b.plan, &b.voucher, 10, NOW).is_empty());
+    }
+
+    #[test]
+    fn a_queued_change_becomes_an_end_when_the_voucher_ended() {
+        use crate::policy::session_change::{change_for_session, SessionChange};
+        let mut i = Input::baseline();
+        i.plan().rate_limit = Some("1M/1M".into());
+        let s = i.snapshot.clone().unwrap();
+        assert_eq!(
+            change_for_session(&s.plan, &s.voucher, 0, NOW),
+            SessionChange::Limits(vec![MikrotikRateLimit("1M/1M".into())])
+        );
+        i.voucher().state = VoucherState::Revoked;
+        let s = i.snapshot.clone().unwrap();
+        assert_eq!(
+            change_for_session(&s.plan, &s.voucher, 0, NOW),
+            SessionChange::End
+        );
+        let mut i = Input::baseline();
+        i.plan().data_quota = Some(10);
+        i.voucher().used_bytes = 10;
+        let s = i.snapshot.clone().unwrap();
+        assert_eq!(
+            change_for_session(&s.plan, &s.voucher, 0, NOW),
+            SessionChange::End
+        );
+        // With fair use the same voucher is slowed, not ended.
+        i.plan().after_data_rate_limit = Some("64k/64k".into());
+        let s = i.snapshot.clone().unwrap();
+        assert_eq!(
+            change_for_session(&s.plan, &s.voucher, 0, NOW),
+            SessionChange::Limits(vec![MikrotikRateLimit("64k/64k".into())])
+        );
+    }
+
+    #[test]
+    fn every_accept_gets_an_interim_interval() {
+        let AccessDecision::Accept(mut g) = accept(vec![SessionTimeout(60), IdleTimeout(300)])
+        else {
+            unreachable!()
+        };
+        with_default_interim(&mut g, 300);
+        assert_eq!(
+            g.reply,
+            vec![
+                SessionTimeout(60),
+                IdleTimeout(300),
+                AcctInterimInterval(300),
+                Class(format!("rrnet:v1:{VOUCHER_ID}"))
+            ]
+        );
+        assert_eq!(g.interim_interval, Some(300));
+        // The plan's own interval stays.
+        let AccessDecision::Accept(mut g) =
+            accept_with(vec![AcctInterimInterval(60)], None, None, Some(60))
+        else {
+            unreachable!()
+        };
+        with_default_interim(&mut g, 300);
+        assert_eq!(g.reply[0], AcctInterimInterval(60));
+        assert_eq!(g.reply.len(), 2);
+        assert_eq!(g.interim_interval, Some(60));
+        // Zero is never sent.
+        let AccessDecision::Accept(mut g) = accept(vec![]) else {
+            unreachable!()
+        };
+        with_default_interim(&mut g, 0);
+        assert_eq!(g.reply[0], AcctInterimInterval(1));
+    }
 }

@@ -110,6 +110,7 @@ impl ServerConfig {
             acct_writers: self.acct_writers,
             guard: self.guard,
             nas_in_flight: self.nas_in_flight,
+            default_interim: u32::try_from(self.default_interim).unwrap_or(u32::MAX),
         }
     }
 }

@@ -162,6 +162,7 @@ mod tests {
             secret: Secret::new("s"),
             require_message_authenticator: true,
             coa_port: 3799,
+            coa_address: None,
             site: None,
             created_at: 0,
             previous_secret: None,

@@ -151,7 +151,79 @@ pub trait Store: Send + Sync + 'static {
         plan: Option<&str>,
         batch: Option<&str>,
     ) -> StoreResult<Vec<Voucher>>;
-    async fn revoke_voucher(&self, code: &str) -> StoreResult<Voucher>;
+    /// Revoke a voucher and queue a Disconnect-Request for each of its open
+    /// sessions, in one transaction: [`Store::revoke_voucher_with`] with
+    /// `disconnect`.
+    async fn revoke_voucher(&self, code: &str) -> StoreResult<Voucher> {
+        self.revoke_voucher_with(code, true).await
+    }
+
+    /// Revoke a voucher; with `disconnect`, queue a Disconnect-Request for
+    /// each of its open sessions in the same transaction (the running server
+    /// sends them, see [`crate::coa`]).
+    async fn revoke_voucher_with(&self, _code: &str, _disconnect: bool) -> StoreResult<Voucher> {
+        Err(unsupported("revoke_voucher_with"))
+    }
+
+    // ---- CoA / Disconnect (RFC 5176) ----
+    /// Change where a NAS's CoA/Disconnect requests go: its port, and its
+    /// address (`Some(None)` clears it). Returns the NAS as stored.
+    async fn set_nas_coa(
+        &self,
+        _name: &str,
+        _coa_port: Option<u16>,
+        _coa_address: Option<Option<std::net::IpAddr>>,
+    ) -> StoreResult<Nas> {
+        Err(unsupported("set_nas_coa"))
+    }
+
+    /// Replace a plan's settings (found by `plan.id`; the name may change) and
+    /// queue a CoA-Request for each open session of its vouchers, in one
+    /// transaction. Returns how many were queued.
+    async fn update_plan(&self, _plan: &Plan) -> StoreResult<u64> {
+        Err(unsupported("update_plan"))
+    }
+
+    /// Move a voucher to another plan and queue a CoA-Request for each of its
+    /// open sessions, in one transaction. Returns how many were queued.
+    async fn set_voucher_plan(&self, _code: &str, _plan: &str) -> StoreResult<u64> {
+        Err(unsupported("set_voucher_plan"))
+    }
+
+    async fn get_voucher_by_id(&self, _id: i64) -> StoreResult<Voucher> {
+        Err(unsupported("get_voucher_by_id"))
+    }
+
+    async fn get_session(&self, _id: i64) -> StoreResult<Session> {
+        Err(unsupported("get_session"))
+    }
+
+    /// Take up to `limit` queued CoA/Disconnect requests to send: the pending
+    /// ones, and those claimed before `reclaim_before` and never finished (a
+    /// server that stopped mid-exchange). Each is marked claimed at `now`;
+    /// on PostgreSQL two servers never take the same one.
+    async fn claim_coa_requests(
+        &self,
+        _now: Timestamp,
+        _limit: u32,
+        _reclaim_before: Timestamp,
+    ) -> StoreResult<Vec<CoaRequest>> {
+        Ok(Vec::new())
+    }
+
+    /// Record the outcome of a CoA/Disconnect exchange on the session
+    /// (`coa_result`; a Disconnect also sets `disconnect_requested_at` if it
+    /// was not) and, for a queued request, mark it done.
+    async fn finish_coa_request(
+        &self,
+        _request_id: Option<i64>,
+        _session_id: i64,
+        _kind: CoaKind,
+        _result: &str,
+        _now: Timestamp,
+    ) -> StoreResult<()> {
+        Err(unsupported("finish_coa_request"))
+    }
 
     // ---- the hot path ----
     /// Decide one Access-Request: a batch of one.
@@ -233,6 +305,23 @@ pub fn address_taken(address: &impl std::fmt::Display, holder: &str) -> StoreErr
          answered with one entry's secret, so a second router there would get no answer; \
          give each router its own address (or remove {holder} first)"
     ))
+}
+
+fn unsupported(what: &str) -> StoreError {
+    StoreError::Invalid(format!("{what} is not supported by this store"))
+}
+
+pub use crate::coa::CoaKind;
+
+/// A queued CoA/Disconnect request and the session it is for, as the CoA
+/// worker sends it.
+#[derive(Clone, Debug)]
+pub struct CoaRequest {
+    pub id: i64,
+    pub kind: CoaKind,
+    /// Why it was queued: `revoked`, `quota_used`, `fair_use`, `plan_changed`.
+    pub reason: String,
+    pub session: Session,
 }
 
 /// Helper for implementations: the auth-event fields for a decision.

@@ -10,12 +10,12 @@ use crate::policy::{AcctSession, LiveSession};
 
 /// Columns of `nas`, in [`NasRow`] order.
 pub const NAS_COLS: &str = "id, name, address, secret, require_message_authenticator, \
-     coa_port, site, created_at, previous_secret, previous_secret_until";
+     coa_port, site, created_at, previous_secret, previous_secret_until, coa_address";
 
 /// Columns of `plans`, in [`PlanRow`] order.
 pub const PLAN_COLS: &str = "id, name, time_quota, validity, expires_at, data_quota, \
      rate_limit, shared_users, mac_lock, idle_timeout, interim_interval, mikrotik_group, \
-     address_list, price, created_at";
+     address_list, price, created_at, after_data_rate_limit";
 
 /// Columns of `plans p` beside a voucher's, prefixed `p_`, in [`VoucherPlanRow`] order.
 pub const PLAN_COLS_P: &str = "p.id AS p_id, p.name AS p_name, p.time_quota AS p_time_quota, \
@@ -23,7 +23,7 @@ pub const PLAN_COLS_P: &str = "p.id AS p_id, p.name AS p_name, p.time_quota AS p
      p.rate_limit AS p_rate_limit, p.shared_users AS p_shared_users, p.mac_lock AS p_mac_lock, \
      p.idle_timeout AS p_idle_timeout, p.interim_interval AS p_interim_interval, \
      p.mikrotik_group AS p_mikrotik_group, p.address_list AS p_address_list, p.price AS p_price, \
-     p.created_at AS p_created_at";
+     p.created_at AS p_created_at, p.after_data_rate_limit AS p_after_data_rate_limit";
 
 /// Columns of `vouchers v JOIN plans p`, in [`VoucherRow`] order.
 pub const VOUCHER_COLS: &str = "v.id, v.code, v.password, v.plan_id, p.name AS plan_name, \
@@ -34,7 +34,7 @@ pub const VOUCHER_COLS: &str = "v.id, v.code, v.password, v.plan_id, p.name AS p
 pub const SESSION_COLS: &str = "s.id, s.nas_id, n.name AS nas_name, s.acct_session_id, \
      s.username, s.voucher_id, s.mac, s.framed_ip, s.state, s.authorized_at, s.started_at, \
      s.updated_at, s.stopped_at, s.session_time, s.input_octets, s.output_octets, \
-     s.terminate_cause, s.interim_interval";
+     s.terminate_cause, s.interim_interval, s.disconnect_requested_at, s.coa_result";
 
 /// Columns of `sessions` that accounting reads and writes, in [`AcctSessionRow`] order.
 pub const ACCT_SESSION_COLS: &str = "id, nas_id, acct_session_id, username, voucher_id, mac, \
@@ -88,6 +88,7 @@ pub struct NasRow {
     pub created_at: i64,
     pub previous_secret: Option<String>,
     pub previous_secret_until: Option<i64>,
+    pub coa_address: Option<String>,
 }
 
 impl NasRow {
@@ -100,8 +101,17 @@ impl NasRow {
         let coa_port = u16::try_from(self.coa_port).map_err(|_| {
             StoreError::Invalid(format!("NAS {name}: stored CoA port {}", self.coa_port))
         })?;
+        let coa_address = self
+            .coa_address
+            .map(|a| {
+                a.parse().map_err(|_| {
+                    StoreError::Invalid(format!("NAS {name}: stored CoA address {a:?}"))
+                })
+            })
+            .transpose()?;
         Ok(Nas {
             id: self.id,
+            coa_address,
             address,
             secret: Secret::new(self.secret),
             require_message_authenticator: self.require_message_authenticator,
@@ -132,6 +142,7 @@ pub struct PlanRow {
     pub address_list: Option<String>,
     pub price: Option<String>,
     pub created_at: i64,
+    pub after_data_rate_limit: Option<String>,
 }
 
 impl PlanRow {
@@ -145,6 +156,7 @@ impl PlanRow {
             expires_at: self.expires_at,
             data_quota: self.data_quota.map(i64_to_u64),
             rate_limit: self.rate_limit,
+            after_data_rate_limit: self.after_data_rate_limit,
             shared_users: i64_to_u32(self.shared_users, "shared_users")?,
             mac_lock: self.mac_lock,
             idle_timeout: opt_u32(self.idle_timeout, "idle_timeout")?,
@@ -219,6 +231,7 @@ pub struct VoucherPlanRow {
     pub p_address_list: Option<String>,
     pub p_price: Option<String>,
     pub p_created_at: i64,
+    pub p_after_data_rate_limit: Option<String>,
 }
 
 impl VoucherPlanRow {
@@ -239,6 +252,7 @@ impl VoucherPlanRow {
             address_list: self.p_address_list,
             price: self.p_price,
             created_at: self.p_created_at,
+            after_data_rate_limit: self.p_after_data_rate_limit,
         };
         Ok((self.voucher.into_model()?, plan.into_model()?))
     }
@@ -264,6 +278,8 @@ pub struct SessionRow {
     pub output_octets: i64,
     pub terminate_cause: Option<String>,
     pub interim_interval: Option<i64>,
+    pub disconnect_requested_at: Option<i64>,
+    pub coa_result: Option<String>,
 }
 
 impl SessionRow {
@@ -290,6 +306,8 @@ impl SessionRow {
                 .interim_interval
                 .map(|v| i64_to_u32(v, "interim_interval"))
                 .transpose()?,
+            disconnect_requested_at: self.disconnect_requested_at,
+            coa_result: self.coa_result,
         })
     }
 }

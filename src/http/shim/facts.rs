@@ -152,6 +152,7 @@ mod tests {
             secret: Secret::new("s"),
             require_message_authenticator: true,
             coa_port: 3799,
+            coa_address: None,
             site: Some("north".into()),
             created_at: 0,
             previous_secret: None,

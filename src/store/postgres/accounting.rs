@@ -143,7 +143,17 @@ async fn account_sessions(conn: &mut PgConnection, records: &[AcctRecord]) -> St
             "accounting records without Acct-Session-Id ignored"
         );
     }
-    write_effects(conn, &effects).await
+    write_effects(conn, &effects).await?;
+    // A quota used up ends (or slows) the voucher's open sessions: the
+    // requests are queued in this transaction (see crate::coa).
+    let used: Vec<i64> = effects
+        .usage
+        .iter()
+        .filter(|(_, seconds, bytes)| *seconds > 0 || *bytes > 0)
+        .map(|u| u.0)
+        .collect();
+    let now = records.iter().map(|r| r.received_at).max().unwrap_or(0);
+    super::coa::queue_quota_ends(conn, &used, now).await
 }
 
 /// The stored sessions (locked), the vouchers and the adoptable rows a run needs.

@@ -55,7 +55,7 @@ pub(super) async fn add_nas(pool: &PgPool, nas: &NewNas) -> StoreResult<Nas> {
     }
     let id: i64 = sqlx::query_scalar(
         "INSERT INTO nas (name, address, secret, require_message_authenticator, coa_port, site, \
-         created_at) VALUES ($1, $2, $3, $4, $5, $6, $7) RETURNING id",
+         created_at, coa_address) VALUES ($1, $2, $3, $4, $5, $6, $7, $8) RETURNING id",
     )
     .bind(&nas.name)
     .bind(nas.address.to_string())
@@ -64,6 +64,7 @@ pub(super) async fn add_nas(pool: &PgPool, nas: &NewNas) -> StoreResult<Nas> {
     .bind(i64::from(nas.coa_port))
     .bind(&nas.site)
     .bind(created_at)
+    .bind(nas.coa_address.map(|a| a.to_string()))
     .fetch_one(&mut *tx)
     .await
     .map_err(|e| unique_or(e, || format!("NAS {}", nas.name)))?;
@@ -76,6 +77,7 @@ pub(super) async fn add_nas(pool: &PgPool, nas: &NewNas) -> StoreResult<Nas> {
         secret: nas.secret.clone(),
         require_message_authenticator: nas.require_message_authenticator,
         coa_port: nas.coa_port,
+        coa_address: nas.coa_address,
         site: nas.site.clone(),
         created_at,
         previous_secret: None,
@@ -150,8 +152,8 @@ pub(super) async fn add_plan(pool: &PgPool, plan: &NewPlan) -> StoreResult<Plan>
     let id: i64 = sqlx::query_scalar(
         "INSERT INTO plans (name, time_quota, validity, expires_at, data_quota, rate_limit, \
          shared_users, mac_lock, idle_timeout, interim_interval, mikrotik_group, address_list, \
-         price, created_at) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14) RETURNING id",
+         price, created_at, after_data_rate_limit) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15) RETURNING id",
     )
     .bind(&plan.name)
     .bind(opt_u64_to_i64(plan.time_quota, "time quota")?)
@@ -167,6 +169,7 @@ pub(super) async fn add_plan(pool: &PgPool, plan: &NewPlan) -> StoreResult<Plan>
     .bind(&plan.address_list)
     .bind(&plan.price)
     .bind(created_at)
+    .bind(&plan.after_data_rate_limit)
     .fetch_one(pool)
     .await
     .map_err(|e| unique_or(e, || format!("plan {}", plan.name)))?;
@@ -178,6 +181,7 @@ pub(super) async fn add_plan(pool: &PgPool, plan: &NewPlan) -> StoreResult<Plan>
         expires_at: plan.expires_at,
         data_quota: plan.data_quota,
         rate_limit: plan.rate_limit.clone(),
+        after_data_rate_limit: plan.after_data_rate_limit.clone(),
         shared_users,
         mac_lock: plan.mac_lock,
         idle_timeout: plan.idle_timeout,
@@ -306,25 +310,6 @@ pub(super) async fn list_vouchers(
     .fetch_all(pool)
     .await?;
     rows.into_iter().map(VoucherRow::into_model).collect()
-}
-
-pub(super) async fn revoke_voucher(pool: &PgPool, code: &str) -> StoreResult<Voucher> {
-    let mut tx = pool.begin().await?;
-    let done = sqlx::query("UPDATE vouchers SET state = 'revoked' WHERE code = $1")
-        .bind(code)
-        .execute(&mut *tx)
-        .await?;
-    if done.rows_affected() == 0 {
-        return Err(StoreError::NotFound(format!("voucher {code}")));
-    }
-    let row: VoucherRow = sqlx::query_as(&format!(
-        "SELECT {VOUCHER_COLS} FROM vouchers v JOIN plans p ON p.id = v.plan_id WHERE v.code = $1"
-    ))
-    .bind(code)
-    .fetch_one(&mut *tx)
-    .await?;
-    tx.commit().await?;
-    row.into_model()
 }
 
 // ---- sessions ----

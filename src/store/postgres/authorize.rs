@@ -69,7 +69,7 @@ const LOCK_VOUCHERS: &str =
 
 /// How many columns the session rows of [`READ_STATE`] leave NULL: the voucher
 /// and plan columns and the row version.
-const VOUCHER_ROW_COLS: usize = 14 + 15 + 2;
+const VOUCHER_ROW_COLS: usize = 14 + 16 + 2;
 
 /// Everything a batch is decided against, in one statement (one snapshot), as
 /// rows of three kinds: 0 a voucher named by `$1` (codes) with its plan and the

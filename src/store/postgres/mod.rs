@@ -36,6 +36,7 @@
 mod accounting;
 mod admin;
 mod authorize;
+mod coa;
 
 use std::time::Duration;
 
@@ -300,8 +301,53 @@ impl Store for PgStore {
         admin::list_vouchers(&self.pool, plan, batch).await
     }
 
-    async fn revoke_voucher(&self, code: &str) -> StoreResult<Voucher> {
-        admin::revoke_voucher(&self.pool, code).await
+    async fn revoke_voucher_with(&self, code: &str, disconnect: bool) -> StoreResult<Voucher> {
+        coa::revoke_voucher(&self.pool, code, disconnect).await
+    }
+
+    async fn set_nas_coa(
+        &self,
+        name: &str,
+        coa_port: Option<u16>,
+        coa_address: Option<Option<std::net::IpAddr>>,
+    ) -> StoreResult<Nas> {
+        coa::set_nas_coa(&self.pool, name, coa_port, coa_address).await
+    }
+
+    async fn update_plan(&self, plan: &Plan) -> StoreResult<u64> {
+        coa::update_plan(&self.pool, plan).await
+    }
+
+    async fn set_voucher_plan(&self, code: &str, plan: &str) -> StoreResult<u64> {
+        coa::set_voucher_plan(&self.pool, code, plan).await
+    }
+
+    async fn get_voucher_by_id(&self, id: i64) -> StoreResult<Voucher> {
+        coa::get_voucher_by_id(&self.pool, id).await
+    }
+
+    async fn get_session(&self, id: i64) -> StoreResult<Session> {
+        coa::get_session(&self.pool, id).await
+    }
+
+    async fn claim_coa_requests(
+        &self,
+        now: Timestamp,
+        limit: u32,
+        reclaim_before: Timestamp,
+    ) -> StoreResult<Vec<super::CoaRequest>> {
+        coa::claim(&self.pool, now, limit, reclaim_before).await
+    }
+
+    async fn finish_coa_request(
+        &self,
+        request_id: Option<i64>,
+        session_id: i64,
+        kind: super::CoaKind,
+        result: &str,
+        now: Timestamp,
+    ) -> StoreResult<()> {
+        coa::finish(&self.pool, request_id, session_id, kind, result, now).await
     }
 
     async fn authorize(

@@ -246,6 +246,16 @@ fn account_run(
             touched.push(Touched::Voucher(*id));
             stmt.execute(params![id, seconds, bytes])?;
         }
+        // A quota used up ends (or slows) the voucher's open sessions: the
+        // requests are queued in this transaction (see crate::coa).
+        let used: Vec<i64> = effects
+            .usage
+            .iter()
+            .filter(|(_, seconds, bytes)| *seconds > 0 || *bytes > 0)
+            .map(|u| u.0)
+            .collect();
+        let now = records.iter().map(|r| r.received_at).max().unwrap_or(0);
+        super::coa::queue_quota_ends(tx, &used, now)?;
     }
     Ok(())
 }

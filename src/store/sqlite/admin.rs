@@ -39,6 +39,7 @@ fn nas_row(r: &Row<'_>) -> rusqlite::Result<NasRow> {
         created_at: r.get(7)?,
         previous_secret: r.get(8)?,
         previous_secret_until: r.get(9)?,
+        coa_address: r.get(10)?,
     })
 }
 
@@ -59,6 +60,7 @@ fn plan_row(r: &Row<'_>) -> rusqlite::Result<PlanRow> {
         address_list: r.get(12)?,
         price: r.get(13)?,
         created_at: r.get(14)?,
+        after_data_rate_limit: r.get(15)?,
     })
 }
 
@@ -81,7 +83,7 @@ fn voucher_row(r: &Row<'_>) -> rusqlite::Result<VoucherRow> {
     })
 }
 
-fn session_row(r: &Row<'_>) -> rusqlite::Result<SessionRow> {
+pub(super) fn session_row(r: &Row<'_>) -> rusqlite::Result<SessionRow> {
     Ok(SessionRow {
         id: r.get(0)?,
         nas_id: r.get(1)?,
@@ -101,6 +103,8 @@ fn session_row(r: &Row<'_>) -> rusqlite::Result<SessionRow> {
         output_octets: r.get(15)?,
         terminate_cause: r.get(16)?,
         interim_interval: r.get(17)?,
+        disconnect_requested_at: r.get(18)?,
+        coa_result: r.get(19)?,
     })
 }
 
@@ -174,7 +178,7 @@ pub fn add_nas(c: &mut Connection, nas: &NewNas) -> StoreResult<Nas> {
     let id: i64 = tx
         .query_row(
             "INSERT INTO nas (name, address, secret, require_message_authenticator, coa_port, \
-             site, created_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7) RETURNING id",
+             site, created_at, coa_address) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8) RETURNING id",
             params![
                 nas.name,
                 nas.address.to_string(),
@@ -182,7 +186,8 @@ pub fn add_nas(c: &mut Connection, nas: &NewNas) -> StoreResult<Nas> {
                 nas.require_message_authenticator,
                 i64::from(nas.coa_port),
                 nas.site,
-                created_at
+                created_at,
+                nas.coa_address.map(|a| a.to_string())
             ],
             |r| r.get(0),
         )
@@ -196,6 +201,7 @@ pub fn add_nas(c: &mut Connection, nas: &NewNas) -> StoreResult<Nas> {
         secret: nas.secret.clone(),
         require_message_authenticator: nas.require_message_authenticator,
         coa_port: nas.coa_port,
+        coa_address: nas.coa_address,
         site: nas.site.clone(),
         created_at,
         previous_secret: None,
@@ -254,8 +260,8 @@ pub fn add_plan(c: &mut Connection, plan: &NewPlan) -> StoreResult<Plan> {
         .query_row(
             "INSERT INTO plans (name, time_quota, validity, expires_at, data_quota, rate_limit, \
              shared_users, mac_lock, idle_timeout, interim_interval, mikrotik_group, address_list, \
-             price, created_at) \
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14) RETURNING id",
+             price, created_at, after_data_rate_limit) \
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15) RETURNING id",
             params![
                 plan.name,
                 opt_u64_to_i64(plan.time_quota, "time quota")?,
@@ -270,7 +276,8 @@ pub fn add_plan(c: &mut Connection, plan: &NewPlan) -> StoreResult<Plan> {
                 plan.mikrotik_group,
                 plan.address_list,
                 plan.price,
-                created_at
+                created_at,
+                plan.after_data_rate_limit
             ],
             |r| r.get(0),
         )
@@ -285,6 +292,7 @@ pub fn add_plan(c: &mut Connection, plan: &NewPlan) -> StoreResult<Plan> {
         expires_at: plan.expires_at,
         data_quota: plan.data_quota,
         rate_limit: plan.rate_limit.clone(),
+        after_data_rate_limit: plan.after_data_rate_limit.clone(),
         shared_users,
         mac_lock: plan.mac_lock,
         idle_timeout: plan.idle_timeout,
@@ -399,7 +407,18 @@ pub fn list_vouchers(
     rows.map(|r| r?.into_model()).collect()
 }
 
+#[cfg(test)]
 pub fn revoke_voucher(c: &mut Connection, code: &str) -> StoreResult<Voucher> {
+    revoke_voucher_with(c, code, true)
+}
+
+/// Revoke; with `disconnect`, queue a Disconnect-Request for each open
+/// session of the voucher in the same transaction.
+pub fn revoke_voucher_with(
+    c: &mut Connection,
+    code: &str,
+    disconnect: bool,
+) -> StoreResult<Voucher> {
     let tx = c.transaction_with_behavior(TransactionBehavior::Immediate)?;
     if tx.execute(
         "UPDATE vouchers SET state = 'revoked' WHERE code = ?1",
@@ -409,9 +428,137 @@ pub fn revoke_voucher(c: &mut Connection, code: &str) -> StoreResult<Voucher> {
         return Err(StoreError::NotFound(format!("voucher {code}")));
     }
     let v = voucher_by_code(&tx, code)?;
+    if disconnect {
+        super::coa::queue(
+            &tx,
+            super::coa::Sessions::OfVoucher(v.id),
+            crate::coa::CoaKind::Disconnect,
+            "revoked",
+            now(),
+        )?;
+    }
     bump_admin_generation(&tx)?;
     tx.commit()?;
     Ok(v)
+}
+
+pub fn get_voucher_by_id(c: &mut Connection, id: i64) -> StoreResult<Voucher> {
+    c.prepare_cached(&format!(
+        "SELECT {VOUCHER_COLS} FROM vouchers v JOIN plans p ON p.id = v.plan_id WHERE v.id = ?1"
+    ))?
+    .query_row([id], voucher_row)
+    .optional()?
+    .ok_or_else(|| StoreError::NotFound(format!("voucher id {id}")))?
+    .into_model()
+}
+
+pub fn get_session(c: &mut Connection, id: i64) -> StoreResult<Session> {
+    c.prepare_cached(&format!(
+        "SELECT {SESSION_COLS} FROM sessions s JOIN nas n ON n.id = s.nas_id WHERE s.id = ?1"
+    ))?
+    .query_row([id], session_row)
+    .optional()?
+    .ok_or_else(|| StoreError::NotFound(format!("session {id}")))?
+    .into_model()
+}
+
+pub fn set_nas_coa(
+    c: &mut Connection,
+    name: &str,
+    coa_port: Option<u16>,
+    coa_address: Option<Option<std::net::IpAddr>>,
+) -> StoreResult<Nas> {
+    let tx = c.transaction_with_behavior(TransactionBehavior::Immediate)?;
+    let n = tx.execute(
+        "UPDATE nas SET coa_port = COALESCE(?2, coa_port),          coa_address = CASE WHEN ?3 THEN ?4 ELSE coa_address END WHERE name = ?1",
+        params![
+            name,
+            coa_port.map(i64::from),
+            coa_address.is_some(),
+            coa_address.flatten().map(|a| a.to_string())
+        ],
+    )?;
+    if n == 0 {
+        return Err(StoreError::NotFound(format!("NAS {name}")));
+    }
+    bump_nas_generation(&tx)?;
+    let nas = tx
+        .query_row(
+            &format!("SELECT {NAS_COLS} FROM nas WHERE name = ?1"),
+            [name],
+            nas_row,
+        )?
+        .into_model()?;
+    tx.commit()?;
+    Ok(nas)
+}
+
+/// Replace a plan's settings and queue a CoA-Request for the open sessions
+/// of its vouchers.
+pub fn update_plan(c: &mut Connection, plan: &Plan) -> StoreResult<u64> {
+    if plan.name.trim().is_empty() {
+        return Err(StoreError::Invalid("plan name is empty".into()));
+    }
+    let tx = c.transaction_with_behavior(TransactionBehavior::Immediate)?;
+    let n = tx
+        .execute(
+            "UPDATE plans SET name = ?2, time_quota = ?3, validity = ?4, expires_at = ?5,              data_quota = ?6, rate_limit = ?7, shared_users = ?8, mac_lock = ?9,              idle_timeout = ?10, interim_interval = ?11, mikrotik_group = ?12,              address_list = ?13, price = ?14, after_data_rate_limit = ?15 WHERE id = ?1",
+            params![
+                plan.id,
+                plan.name,
+                opt_u64_to_i64(plan.time_quota, "time quota")?,
+                opt_u64_to_i64(plan.validity, "validity")?,
+                plan.expires_at,
+                opt_u64_to_i64(plan.data_quota, "data quota")?,
+                plan.rate_limit,
+                i64::from(plan.shared_users.max(1)),
+                plan.mac_lock,
+                plan.idle_timeout.map(i64::from),
+                plan.interim_interval.map(i64::from),
+                plan.mikrotik_group,
+                plan.address_list,
+                plan.price,
+                plan.after_data_rate_limit,
+            ],
+        )
+        .map_err(|e| unique_or(e, || format!("plan {}", plan.name)))?;
+    if n == 0 {
+        return Err(StoreError::NotFound(format!("plan {}", plan.name)));
+    }
+    let queued = super::coa::queue(
+        &tx,
+        super::coa::Sessions::OfPlan(plan.id),
+        crate::coa::CoaKind::Coa,
+        "plan_changed",
+        now(),
+    )?;
+    bump_admin_generation(&tx)?;
+    tx.commit()?;
+    Ok(queued)
+}
+
+/// Move a voucher to another plan and queue a CoA-Request for its open sessions.
+pub fn set_voucher_plan(c: &mut Connection, code: &str, plan: &str) -> StoreResult<u64> {
+    let tx = c.transaction_with_behavior(TransactionBehavior::Immediate)?;
+    let plan_id: i64 = tx
+        .query_row("SELECT id FROM plans WHERE name = ?1", [plan], |r| r.get(0))
+        .optional()?
+        .ok_or_else(|| StoreError::NotFound(format!("plan {plan}")))?;
+    let v = voucher_by_code(&tx, code)?;
+    tx.execute(
+        "UPDATE vouchers SET plan_id = ?2 WHERE id = ?1",
+        params![v.id, plan_id],
+    )?;
+    let queued = super::coa::queue(
+        &tx,
+        super::coa::Sessions::OfVoucher(v.id),
+        crate::coa::CoaKind::Coa,
+        "plan_changed",
+        now(),
+    )?;
+    bump_admin_generation(&tx)?;
+    tx.commit()?;
+    Ok(queued)
 }
 
 pub fn list_sessions(c: &mut Connection, open_only: bool) -> StoreResult<Vec<Session>> {

@@ -494,7 +494,7 @@ const VOUCHER_BY_CODE: &str = "SELECT v.id, v.code, v.password, v.plan_id, p.nam
      v.state, v.first_login_at, v.valid_until, v.used_seconds, v.used_bytes, v.bound_mac, \
      v.batch, v.created_at, p.time_quota, p.validity, p.expires_at, p.data_quota, \
      p.rate_limit, p.shared_users, p.mac_lock, p.idle_timeout, p.interim_interval, \
-     p.mikrotik_group, p.address_list, p.price, p.created_at \
+     p.mikrotik_group, p.address_list, p.price, p.created_at, p.after_data_rate_limit \
      FROM vouchers v JOIN plans p ON p.id = v.plan_id WHERE v.code = ?1";
 
 fn read_voucher(conn: &Connection, code: &str) -> StoreResult<Option<(Voucher, Plan)>> {
@@ -564,6 +564,7 @@ fn voucher_and_plan(row: &rusqlite::Row<'_>) -> StoreResult<(Voucher, Plan)> {
         address_list: row.get(24)?,
         price: row.get(25)?,
         created_at: row.get(26)?,
+        after_data_rate_limit: row.get(27)?,
     }
     .into_model()?;
     Ok((voucher, plan))
@@ -788,6 +789,7 @@ mod tests {
                 secret: Secret::new("secret-r1".to_string()),
                 require_message_authenticator: true,
                 coa_port: 3799,
+                coa_address: None,
                 site: None,
             },
         )

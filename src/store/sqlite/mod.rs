@@ -37,6 +37,7 @@ mod accounting;
 mod admin;
 mod authorize;
 mod checkpoint;
+mod coa;
 mod engine;
 mod memory;
 mod schema;
@@ -455,9 +456,62 @@ impl Store for SqliteStore {
             .await
     }
 
-    async fn revoke_voucher(&self, code: &str) -> StoreResult<Voucher> {
+    async fn revoke_voucher_with(&self, code: &str, disconnect: bool) -> StoreResult<Voucher> {
         let code = code.to_owned();
-        self.call_write(move |c| admin::revoke_voucher(c, &code))
+        self.call_write(move |c| admin::revoke_voucher_with(c, &code, disconnect))
+            .await
+    }
+
+    async fn set_nas_coa(
+        &self,
+        name: &str,
+        coa_port: Option<u16>,
+        coa_address: Option<Option<std::net::IpAddr>>,
+    ) -> StoreResult<Nas> {
+        let name = name.to_owned();
+        self.call(move |c| admin::set_nas_coa(c, &name, coa_port, coa_address))
+            .await
+    }
+
+    async fn update_plan(&self, plan: &Plan) -> StoreResult<u64> {
+        let plan = plan.clone();
+        self.call_write(move |c| admin::update_plan(c, &plan)).await
+    }
+
+    async fn set_voucher_plan(&self, code: &str, plan: &str) -> StoreResult<u64> {
+        let (code, plan) = (code.to_owned(), plan.to_owned());
+        self.call_write(move |c| admin::set_voucher_plan(c, &code, &plan))
+            .await
+    }
+
+    async fn get_voucher_by_id(&self, id: i64) -> StoreResult<Voucher> {
+        self.call(move |c| admin::get_voucher_by_id(c, id)).await
+    }
+
+    async fn get_session(&self, id: i64) -> StoreResult<Session> {
+        self.call(move |c| admin::get_session(c, id)).await
+    }
+
+    async fn claim_coa_requests(
+        &self,
+        now: Timestamp,
+        limit: u32,
+        reclaim_before: Timestamp,
+    ) -> StoreResult<Vec<super::CoaRequest>> {
+        self.call(move |c| coa::claim(c, now, limit, reclaim_before))
+            .await
+    }
+
+    async fn finish_coa_request(
+        &self,
+        request_id: Option<i64>,
+        session_id: i64,
+        kind: super::CoaKind,
+        result: &str,
+        now: Timestamp,
+    ) -> StoreResult<()> {
+        let result = result.to_owned();
+        self.call(move |c| coa::finish(c, request_id, session_id, kind, &result, now))
             .await
     }
 

@@ -27,8 +27,13 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
     ),
     (
         4,
+        "coa",
+        include_str!("../../../migrations/sqlite/0004_coa.sql"),
+    ),
+    (
+        5,
         "auth event repeats",
-        include_str!("../../../migrations/sqlite/0004_auth_event_repeats.sql"),
+        include_str!("../../../migrations/sqlite/0005_auth_event_repeats.sql"),
     ),
 ];
 
