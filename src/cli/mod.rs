@@ -603,6 +603,47 @@ fn packet_decode(
 mod tests {
     use super::*;
 
+    /// A panic in a spawned task (a receive loop, a decider) ends the process
+    /// with SIGABRT instead of leaving it up but deaf. The test runs itself again
+    /// as a child process that installs the hook and panics in a task.
+    #[test]
+    fn a_panic_in_a_task_aborts_the_process() {
+        if std::env::var_os("RRNET_PANIC_CHILD").is_some() {
+            abort_on_panic();
+            let rt = tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(2)
+                .enable_all()
+                .build()
+                .unwrap();
+            rt.block_on(async {
+                let task = tokio::spawn(async { panic!("receive loop failed") });
+                // Without the hook the panic is caught in the JoinHandle and the
+                // process would go on; it must not get here.
+                let _ = task.await;
+                tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+            });
+            std::process::exit(0);
+        }
+        let out = std::process::Command::new(std::env::current_exe().unwrap())
+            .args([
+                "--exact",
+                "cli::tests::a_panic_in_a_task_aborts_the_process",
+                "--nocapture",
+            ])
+            .env("RRNET_PANIC_CHILD", "1")
+            .output()
+            .unwrap();
+        use std::os::unix::process::ExitStatusExt;
+        assert_eq!(
+            out.status.signal(),
+            Some(6),
+            "expected SIGABRT, got {:?}; stderr: {}",
+            out.status,
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert!(String::from_utf8_lossy(&out.stderr).contains("receive loop failed"));
+    }
+
     #[test]
     fn cli_is_consistent() {
         use clap::CommandFactory;
