@@ -484,3 +484,34 @@ fn a_flooding_nas_does_not_starve_another() {
         0.0
     );
 }
+
+/// Datagrams the kernel drops because the socket's receive buffer is full are
+/// counted in /metrics (they never reach the server, so nothing else would).
+#[test]
+fn kernel_receive_drops_are_counted() {
+    let db = TestDb::sqlite();
+    db.setup_basic();
+    let server = Server::start_with(
+        &db,
+        ServerOptions {
+            server_toml: "housekeeping_interval = \"1s\"\nnas_reload_interval = \"1s\"\n\
+                          socket_receive_buffer = \"64KiB\"\n"
+                .into(),
+            ..Default::default()
+        },
+    );
+    let sample = "rrnet_radius_socket_receive_drops_total{port=\"auth\"}";
+    assert_eq!(server.metric(sample), Some(0.0));
+    let sock = UdpSocket::bind("127.0.0.1:0").unwrap();
+    // A burst far faster than one receive loop reads: 1,000-byte datagrams that
+    // would be dropped as malformed anyway.
+    let junk = [0u8; 1000];
+    let start = Instant::now();
+    while start.elapsed() < Duration::from_millis(500) {
+        for _ in 0..1000 {
+            let _ = sock.send_to(&junk, server.auth);
+        }
+    }
+    let dropped = server.wait_metric(sample, 1.0, Duration::from_secs(5));
+    assert!(dropped >= 1.0);
+}
