@@ -17,11 +17,35 @@ pub struct DedupKey {
     pub authenticator: [u8; 16],
 }
 
-#[derive(Debug)]
-enum Entry {
-    InProgress,
-    Answered(Vec<u8>),
+/// How a request is kept: its key packed into 35 bytes (the address as IPv6
+/// bytes, the port, the Identifier, the Request Authenticator) rather than a
+/// 52-byte `DedupKey`, for the key is stored twice, in the map and in the
+/// expiry queue, and a busy port keeps tens of thousands.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+struct Packed {
+    ip: [u8; 16],
+    port: [u8; 2],
+    identifier: u8,
+    authenticator: [u8; 16],
 }
+
+impl Packed {
+    fn of(k: &DedupKey) -> Self {
+        let ip = match k.source.ip() {
+            std::net::IpAddr::V4(v4) => v4.to_ipv6_mapped().octets(),
+            std::net::IpAddr::V6(v6) => v6.octets(),
+        };
+        Packed {
+            ip,
+            port: k.source.port().to_be_bytes(),
+            identifier: k.identifier,
+            authenticator: k.authenticator,
+        }
+    }
+}
+
+/// A request's state: `None` while it is worked on, else its reply.
+type Entry = Option<Box<[u8]>>;
 
 /// What the cache says about an incoming request.
 #[derive(Debug, PartialEq, Eq)]
@@ -39,9 +63,14 @@ const MIN_ROOM: usize = 1024;
 
 #[derive(Debug)]
 pub struct DuplicateCache {
-    entries: HashMap<DedupKey, (Instant, Entry)>,
+    /// Each request with when it came, in milliseconds since `epoch`. An
+    /// `order` slot belongs to the entry with its timestamp; a key forgotten and
+    /// kept again within one millisecond shares it, harmlessly: both expire
+    /// together.
+    entries: HashMap<Packed, (u64, Entry)>,
     /// Insertion order, for expiry without scanning the map.
-    order: VecDeque<(Instant, DedupKey)>,
+    order: VecDeque<(u64, Packed)>,
+    epoch: Option<Instant>,
     lifetime: Duration,
     capacity: usize,
 }
@@ -53,8 +82,9 @@ impl DuplicateCache {
     /// spike costs at worst a repeated decision, never a refused request.
     pub fn new(lifetime: Duration, capacity: usize) -> Self {
         DuplicateCache {
-            entries: HashMap::with_capacity(capacity.min(65536)),
-            order: VecDeque::with_capacity(capacity.min(65536)),
+            entries: HashMap::with_capacity(capacity.min(MIN_ROOM)),
+            order: VecDeque::with_capacity(capacity.min(MIN_ROOM)),
+            epoch: None,
             lifetime,
             capacity,
         }
@@ -71,8 +101,10 @@ impl DuplicateCache {
     /// its room back: once it holds less than a quarter of what it has room
     /// for, it shrinks to twice what it holds (never below 1,024 entries).
     pub fn expire(&mut self, now: Instant) {
+        let now = self.ms(now);
+        let lifetime = self.lifetime.as_millis() as u64;
         while let Some(&(at, key)) = self.order.front() {
-            if now.saturating_duration_since(at) < self.lifetime {
+            if now.saturating_sub(at) < lifetime {
                 break;
             }
             self.order.pop_front();
@@ -95,13 +127,20 @@ impl DuplicateCache {
         }
     }
 
+    /// `now` in milliseconds since the first time the cache was asked.
+    fn ms(&mut self, now: Instant) -> u64 {
+        let epoch = *self.epoch.get_or_insert(now);
+        now.saturating_duration_since(epoch).as_millis() as u64
+    }
+
     /// Look up a request and, if new, mark it in progress.
     pub fn check(&mut self, key: DedupKey, now: Instant) -> Seen<'_> {
         self.expire(now);
+        let key = Packed::of(&key);
         if self.entries.contains_key(&key) {
             return match &self.entries[&key].1 {
-                Entry::InProgress => Seen::InProgress,
-                Entry::Answered(reply) => Seen::Answered(reply),
+                None => Seen::InProgress,
+                Some(reply) => Seen::Answered(reply),
             };
         }
         while self.entries.len() >= self.capacity {
@@ -119,22 +158,23 @@ impl DuplicateCache {
             self.order
                 .retain(|(at, k)| entries.get(k).is_some_and(|(t, _)| t == at));
         }
-        self.entries.insert(key, (now, Entry::InProgress));
-        self.order.push_back((now, key));
+        let at = self.ms(now);
+        self.entries.insert(key, (at, None));
+        self.order.push_back((at, key));
         Seen::New
     }
 
     /// Record the reply sent for `key`; later duplicates get these bytes.
     pub fn answered(&mut self, key: DedupKey, reply: Vec<u8>) {
-        if let Some(e) = self.entries.get_mut(&key) {
-            e.1 = Entry::Answered(reply);
+        if let Some(e) = self.entries.get_mut(&Packed::of(&key)) {
+            e.1 = Some(reply.into_boxed_slice());
         }
     }
 
     /// Forget a request that got no reply (e.g. storage failed), so the NAS's
     /// retransmission is processed afresh.
     pub fn forget(&mut self, key: &DedupKey) {
-        self.entries.remove(key);
+        self.entries.remove(&Packed::of(key));
     }
 }
 
