@@ -161,6 +161,10 @@ pub struct Nas {
     pub coa_address: Option<IpAddr>,
     /// Site/tenant scope: when set, only vouchers of the same site (or of no site) log in here.
     pub site: Option<String>,
+    /// The router's NAS-Identifier (its RouterOS `/system identity`). When set,
+    /// only packets carrying exactly this NAS-Identifier match the entry, which
+    /// lets several entries share one address (routers behind one NAT address).
+    pub identifier: Option<String>,
     pub created_at: Timestamp,
     /// The secret before the last rotation, still accepted until `previous_secret_until`.
     pub previous_secret: Option<Secret>,
@@ -187,6 +191,8 @@ pub struct NewNas {
     pub coa_port: u16,
     pub coa_address: Option<IpAddr>,
     pub site: Option<String>,
+    /// See [`Nas::identifier`].
+    pub identifier: Option<String>,
 }
 
 /// A voucher profile: what a sold voucher is worth.

@@ -264,6 +264,7 @@ macro_rules! all_cases {
         battery!($backend, $fixture;
             migrate_twice,
             nas_crud_and_generation,
+            nas_shared_address_needs_identifiers,
             plan_crud,
             voucher_crud,
             accounting_counters,
@@ -336,6 +337,14 @@ fn new_nas(name: &str, address: &str, site: Option<&str>) -> NewNas {
         coa_port: 3799,
         coa_address: None,
         site: site.map(Into::into),
+        identifier: None,
+    }
+}
+
+fn identified_nas(name: &str, address: &str, identifier: Option<&str>) -> NewNas {
+    NewNas {
+        identifier: identifier.map(Into::into),
+        ..new_nas(name, address, None)
     }
 }
 
@@ -400,6 +409,7 @@ fn acct(
         terminate_cause: (status == AcctStatus::Stop).then(|| "User-Request".into()),
         class_voucher_id: None,
         received_at: at,
+        event_at: at,
     }
 }
 
@@ -730,6 +740,75 @@ mod cases {
         assert_eq!((n.coa_port, n.coa_address), (1700, None));
     }
 
+    /// Several entries may share an address only when each has its own
+    /// identifier (routers behind one NAT address); otherwise `nas add` explains.
+    pub async fn nas_shared_address_needs_identifiers<S: Backend>(fx: &Fixture<S>) {
+        let s = &fx.store;
+        let invalid = |r: StoreResult<Nas>| match r {
+            Err(StoreError::Invalid(why)) => why,
+            other => panic!("expected Invalid, got {other:?}"),
+        };
+        s.add_nas(&identified_nas("nat-a", "198.51.100.7", Some("router-a")))
+            .await
+            .unwrap();
+        let g = s.nas_generation().await.unwrap();
+        // Without an identifier, the second entry could not be told apart.
+        let why = invalid(
+            s.add_nas(&identified_nas("nat-x", "198.51.100.7", None))
+                .await,
+        );
+        assert!(why.contains("already belongs to NAS nat-a"), "{why}");
+        assert!(why.contains("--identifier"), "{why}");
+        // The same identifier twice is refused too.
+        let why = invalid(
+            s.add_nas(&identified_nas("nat-y", "198.51.100.7", Some("router-a")))
+                .await,
+        );
+        assert!(why.contains("nat-a") && why.contains("router-a"), "{why}");
+        assert_eq!(s.nas_generation().await.unwrap(), g);
+        // A distinct identifier shares the address.
+        let b = s
+            .add_nas(&identified_nas("nat-b", "198.51.100.7", Some("router-b")))
+            .await
+            .unwrap();
+        assert_eq!(b.identifier.as_deref(), Some("router-b"));
+        // An entry without identifier keeps its address to itself, whatever
+        // the newcomer has.
+        s.add_nas(&identified_nas("plain", "198.51.100.8", None))
+            .await
+            .unwrap();
+        let why = invalid(
+            s.add_nas(&identified_nas("plain-2", "198.51.100.8", Some("r")))
+                .await,
+        );
+        assert!(
+            why.contains("plain") && why.contains("no identifier"),
+            "{why}"
+        );
+        // Networks follow the same rule.
+        s.add_nas(&identified_nas("vpn-a", "10.8.0.0/24", Some("a")))
+            .await
+            .unwrap();
+        s.add_nas(&identified_nas("vpn-b", "10.8.0.5/24", Some("b")))
+            .await
+            .unwrap();
+        let list = s.list_nas().await.unwrap();
+        let ids: Vec<_> = list
+            .iter()
+            .map(|n| (n.name.as_str(), n.identifier.as_deref()))
+            .collect();
+        assert_eq!(
+            ids,
+            vec![
+                ("nat-a", Some("router-a")),
+                ("nat-b", Some("router-b")),
+                ("plain", None),
+                ("vpn-a", Some("a")),
+                ("vpn-b", Some("b")),
+            ]
+        );
+    }
+
     pub async fn migrate_twice<S: Backend>(fx: &Fixture<S>) {
         let s = &fx.store;
         s.migrate().await.expect("second migrate is a no-op");
@@ -1012,6 +1091,7 @@ mod cases {
         // A retransmission (with a later arrival time: Acct-Delay-Time) adds nothing.
         s.record_accounting(&[AcctRecord {
             received_at: t0 + 302,
+            event_at: t0 + 302,
             ..interim
         }])
         .await
@@ -1085,6 +1165,7 @@ mod cases {
         // Retransmitted Stop and a late Interim change nothing and do not reopen.
         s.record_accounting(&[AcctRecord {
             received_at: t0 + 705,
+            event_at: t0 + 705,
             ..stop
         }])
         .await

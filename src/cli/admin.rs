@@ -36,8 +36,14 @@ pub async fn nas(store: Arc<dyn Store>, cmd: &NasCommand) -> anyhow::Result<()> 
             coa_port,
             coa_address,
             site,
+            identifier,
         } => {
             let address: Cidr = address.parse()?;
+            if let Some(id) = identifier {
+                if id.is_empty() || id.contains('\0') {
+                    bail!("--identifier must be a non-empty text without NUL");
+                }
+            }
             if secret.len() < 8 {
                 bail!("the shared secret must be at least 8 characters");
             }
@@ -53,9 +59,16 @@ pub async fn nas(store: Arc<dyn Store>, cmd: &NasCommand) -> anyhow::Result<()> 
                     coa_port: *coa_port,
                     coa_address: *coa_address,
                     site: site.clone(),
+                    identifier: identifier.clone(),
                 })
                 .await?;
-            println!("added NAS {} ({})", nas.name, nas.address);
+            match &nas.identifier {
+                Some(id) => println!(
+                    "added NAS {} ({}, NAS-Identifier {id:?})",
+                    nas.name, nas.address
+                ),
+                None => println!("added NAS {} ({})", nas.name, nas.address),
+            }
             if *no_require_message_authenticator {
                 eprintln!("warning: NAS {} may send Access-Requests without Message-Authenticator (BlastRADIUS, CVE-2024-3596)", nas.name);
             }
@@ -73,18 +86,27 @@ pub async fn nas(store: Arc<dyn Store>, cmd: &NasCommand) -> anyhow::Result<()> 
                         "coa_port": n.coa_port,
                         "coa_address": n.coa_address.map(|a| a.to_string()),
                         "site": n.site,
+                        "identifier": n.identifier,
                         "created_at": ts(Some(n.created_at)),
                         "previous_secret_until": n.previous_secret_until.map(|t| ts(Some(t))),
                     }))
                     .collect::<Vec<_>>())),
                 Format::Text => print_table(
-                    &["NAME", "ADDRESS", "REQUIRE-MA", "COA-PORT", "SITE"],
+                    &[
+                        "NAME",
+                        "ADDRESS",
+                        "IDENTIFIER",
+                        "REQUIRE-MA",
+                        "COA-PORT",
+                        "SITE",
+                    ],
                     &list
                         .iter()
                         .map(|n| {
                             vec![
                                 n.name.clone(),
                                 n.address.to_string(),
+                                opt(&n.identifier),
                                 if n.require_message_authenticator {
                                     "yes"
                                 } else {

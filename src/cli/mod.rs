@@ -161,6 +161,11 @@ pub enum NasCommand {
         /// Site/tenant scope: only vouchers of this site (or of no site) log in here.
         #[arg(long)]
         site: Option<String>,
+        /// The router's NAS-Identifier (RouterOS `/system identity`). Only
+        /// packets carrying exactly this identifier match the entry; several
+        /// entries may share an address when each has its own.
+        #[arg(long)]
+        identifier: Option<String>,
     },
     /// Change a NAS's CoA/Disconnect settings.
     Set {

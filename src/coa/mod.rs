@@ -105,6 +105,7 @@ mod tests {
             coa_port: 3799,
             coa_address: coa_address.map(|a| a.parse().unwrap()),
             site: None,
+            identifier: None,
             created_at: 0,
             previous_secret: None,
             previous_secret_until: None,

@@ -80,6 +80,7 @@ pub fn nas(secret: &str) -> Nas {
         coa_port: 3799,
         coa_address: None,
         site: None,
+        identifier: None,
         created_at: 0,
         previous_secret: None,
         previous_secret_until: None,

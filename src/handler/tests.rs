@@ -88,6 +88,7 @@ impl Fixture {
             terminate_cause: None,
             class_voucher_id: None,
             received_at: 0,
+            event_at: 0,
         }
     }
 

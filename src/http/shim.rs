@@ -228,14 +228,19 @@ async fn check(s: &ShimState, req: Request) -> Result<Checked, Response> {
     };
     let attrs = parsed.map_err(|e| plain(StatusCode::BAD_REQUEST, e))?;
     let client = facts::client_address(&attrs).map_err(|e| plain(StatusCode::BAD_REQUEST, e))?;
-    let origin = s.nas_table().lookup(client).map(|e| {
-        e.counters.last_seen.set(unix_now());
-        Origin {
-            nas: e.nas.clone(),
-            counters: e.counters.clone(),
-            received,
-        }
-    });
+    // The same rule as on UDP: NAS entries sharing an address are told apart
+    // by the request's NAS-Identifier.
+    let origin = s
+        .nas_table()
+        .lookup(client, attrs.bytes("NAS-Identifier"))
+        .map(|e| {
+            e.counters.last_seen.set(unix_now());
+            Origin {
+                nas: e.nas.clone(),
+                counters: e.counters.clone(),
+                received,
+            }
+        });
     Ok(Checked {
         attrs,
         origin,

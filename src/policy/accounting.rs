@@ -64,6 +64,10 @@ pub struct AcctRecord {
     /// When the server received it (Acct-Delay-Time is deliberately not used for
     /// counters: counters only move forward, so a retransmission counts once).
     pub received_at: Timestamp,
+    /// When the reported event happened ([`super::event_time`]): a session's
+    /// start and stop times, so that a Stop the router queued for 90 s records
+    /// when the session ended, not when the record arrived.
+    pub event_at: Timestamp,
 }
 
 /// Causes the server writes when it *guesses* a session ended. Accounting for
@@ -141,7 +145,7 @@ impl AcctSession {
             // keeps its end; only the counters may still move.
         } else if rec.status == AcctStatus::Stop {
             self.state = SessionState::Closed;
-            self.stopped_at = Some(rec.received_at);
+            self.stopped_at = Some(rec.event_at);
             self.terminate_cause = rec.terminate_cause.clone();
         } else {
             self.state = SessionState::Open;
@@ -149,10 +153,10 @@ impl AcctSession {
             self.terminate_cause = None;
         }
         // A session first seen by an Interim or a Stop (lost Start) began
-        // session_time seconds before this record.
+        // session_time seconds before the event this record reports.
         self.started_at = Some(
             self.started_at
-                .unwrap_or(rec.received_at.saturating_sub(session_time)),
+                .unwrap_or(rec.event_at.saturating_sub(session_time)),
         );
         self.voucher_id = voucher_id;
         if rec.mac.is_some() {

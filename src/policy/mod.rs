@@ -26,7 +26,7 @@ pub mod session_change;
 mod tests;
 
 pub use accounting::{account_batch, AcctEffects, AcctRecord, AcctSession, AcctState, AcctStatus};
-pub use attributes::{acct_status, chap_credential, terminate_cause_name};
+pub use attributes::{acct_status, chap_credential, event_time, terminate_cause_name};
 pub use batch::{
     decide_batch, decide_batch_state, AuthEffects, AuthState, LiveSession, SessionGrant,
 };

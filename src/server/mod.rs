@@ -164,7 +164,7 @@ pub async fn load_nas_table(store: &dyn Store) -> crate::store::StoreResult<NasT
 fn init_nas_metrics(metrics: &Metrics, table: &NasTable) {
     let drops: Vec<&str> = DropReason::ALL
         .iter()
-        .filter(|r| **r != DropReason::UnknownNas)
+        .filter(|r| !matches!(r, DropReason::UnknownNas | DropReason::UnknownNasIdentifier))
         .map(|r| r.label())
         .collect();
     let rejects: Vec<&str> = crate::policy::RejectReason::ALL
@@ -192,9 +192,11 @@ pub async fn serve(
 ) -> anyhow::Result<()> {
     let table = nas.read().expect("NAS table lock poisoned").clone();
     let metrics = handler.metrics().clone();
-    metrics
-        .drops
-        .with_label_values(&[UNKNOWN_NAS, DropReason::UnknownNas.label()]);
+    for reason in [DropReason::UnknownNas, DropReason::UnknownNasIdentifier] {
+        metrics
+            .drops
+            .with_label_values(&[UNKNOWN_NAS, reason.label()]);
+    }
     if table.is_empty() {
         tracing::warn!("no NAS is configured: every request will be dropped; add one with `rrnet-radius nas add`");
     }
@@ -285,7 +287,7 @@ async fn handle_datagram(
 ) {
     let received = Instant::now();
     let table = shared.nas_table();
-    let Some(nas) = table.lookup(source.ip()) else {
+    let Some(sources) = table.sources(source.ip()) else {
         shared.drop_packet(
             None,
             source,
@@ -297,9 +299,21 @@ async fn handle_datagram(
     let packet = match Packet::decode(datagram) {
         Ok(p) => p,
         Err(e) => {
-            shared.drop_packet(Some(nas), source, DropReason::Malformed, e.label());
+            let nas = sources.only().map(|e| &*e.nas);
+            shared.drop_packet(nas, source, DropReason::Malformed, e.label());
             return;
         }
+    };
+    // Several entries may share this address: the NAS-Identifier picks one,
+    // whose secret must then verify the packet (below).
+    let Some(nas) = sources.pick(packet.attr(crate::proto::attr::NAS_IDENTIFIER)) else {
+        shared.drop_packet(
+            None,
+            source,
+            DropReason::UnknownNasIdentifier,
+            "NAS-Identifier matches no NAS entry at this address",
+        );
+        return;
     };
     let code = packet.code();
     let allowed = match code {

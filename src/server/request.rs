@@ -2,7 +2,9 @@
 //! handler builds the replies, `handler::reply`). No I/O here.
 
 use crate::model::normalize_mac;
-use crate::policy::{acct_status, chap_credential, terminate_cause_name, AccessFacts, Credential};
+use crate::policy::{
+    acct_status, chap_credential, event_time, terminate_cause_name, AccessFacts, Credential,
+};
 use crate::proto::{attr, unhide_password, Packet};
 use crate::store::{AcctRecord, AcctStatus};
 
@@ -128,5 +130,10 @@ pub fn acct_record(
             .attr(attr::CLASS)
             .and_then(crate::policy::voucher_id_from_class),
         received_at,
+        event_at: event_time(
+            received_at,
+            p.attr_u32(attr::ACCT_DELAY_TIME).ok().flatten(),
+            p.attr_u32(attr::EVENT_TIMESTAMP).ok().flatten(),
+        ),
     })
 }

@@ -299,12 +299,42 @@ pub trait Store: Send + Sync + 'static {
 
 /// Why `nas add` refuses an address another NAS entry already has: requests
 /// from it would all go to one entry, and the other router would get no answer.
-pub fn address_taken(address: &impl std::fmt::Display, holder: &str) -> StoreError {
-    StoreError::Invalid(format!(
-        "address {address} already belongs to NAS {holder}: requests from one address are \
-         answered with one entry's secret, so a second router there would get no answer; \
-         give each router its own address (or remove {holder} first)"
-    ))
+/// Whether a new entry for `address` with `identifier` may join the entries
+/// that already have that address (`holders`: their names and identifiers).
+/// Several entries may share an address or network only when each has its
+/// own identifier (the router's NAS-Identifier): a packet from the shared
+/// address is then matched by it. Otherwise requests from one address would be
+/// checked with one entry's secret and the other router would get no answer.
+pub fn check_shared_address(
+    address: &impl std::fmt::Display,
+    identifier: Option<&str>,
+    holders: &[(String, Option<String>)],
+) -> StoreResult<()> {
+    let Some((first, _)) = holders.first() else {
+        return Ok(());
+    };
+    let explain = "several routers may share an address (behind one NAT address) only when every \
+                   entry for it has its own --identifier, the router's NAS-Identifier (RouterOS \
+                   `/system identity`)";
+    if let Some(id) = identifier {
+        if let Some((holder, _)) = holders.iter().find(|(_, h)| h.as_deref() == Some(id)) {
+            return Err(StoreError::Invalid(format!(
+                "address {address} already has NAS {holder} with identifier {id:?}: {explain}; \
+                 give this router another identity"
+            )));
+        }
+    }
+    match (identifier, holders.iter().find(|(_, h)| h.is_none())) {
+        (_, Some((holder, _))) => Err(StoreError::Invalid(format!(
+            "address {address} already belongs to NAS {holder}, which has no identifier: \
+             {explain}; add {holder} again with --identifier ID first (`nas remove {holder}`)"
+        ))),
+        (None, None) => Err(StoreError::Invalid(format!(
+            "address {address} already belongs to NAS {first}: {explain}; \
+             add this one with --identifier ID"
+        ))),
+        (Some(_), None) => Ok(()),
+    }
 }
 
 fn unsupported(what: &str) -> StoreError {

@@ -10,7 +10,7 @@ use crate::policy::{AcctSession, LiveSession};
 
 /// Columns of `nas`, in [`NasRow`] order.
 pub const NAS_COLS: &str = "id, name, address, secret, require_message_authenticator, \
-     coa_port, site, created_at, previous_secret, previous_secret_until, coa_address";
+     coa_port, site, created_at, previous_secret, previous_secret_until, coa_address, identifier";
 
 /// Columns of `plans`, in [`PlanRow`] order.
 pub const PLAN_COLS: &str = "id, name, time_quota, validity, expires_at, data_quota, \
@@ -89,6 +89,7 @@ pub struct NasRow {
     pub previous_secret: Option<String>,
     pub previous_secret_until: Option<i64>,
     pub coa_address: Option<String>,
+    pub identifier: Option<String>,
 }
 
 impl NasRow {
@@ -117,6 +118,7 @@ impl NasRow {
             require_message_authenticator: self.require_message_authenticator,
             coa_port,
             site: self.site,
+            identifier: self.identifier,
             created_at: self.created_at,
             previous_secret: self.previous_secret.map(Secret::new),
             previous_secret_until: self.previous_secret_until,

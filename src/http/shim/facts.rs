@@ -121,6 +121,12 @@ pub fn acct_record(
             .as_deref()
             .and_then(voucher_id_from_class),
         received_at,
+        // A value FreeRADIUS prints as a date rather than a number is ignored.
+        event_at: crate::policy::event_time(
+            received_at,
+            a.integer32("Acct-Delay-Time").ok().flatten(),
+            a.integer32("Event-Timestamp").ok().flatten(),
+        ),
     })
 }
 
@@ -154,6 +160,7 @@ mod tests {
             coa_port: 3799,
             coa_address: None,
             site: Some("north".into()),
+            identifier: None,
             created_at: 0,
             previous_secret: None,
             previous_secret_until: None,

@@ -45,17 +45,16 @@ pub(super) async fn add_nas(pool: &PgPool, nas: &NewNas) -> StoreResult<Nas> {
     sqlx::query("LOCK TABLE nas IN SHARE ROW EXCLUSIVE MODE")
         .execute(&mut *tx)
         .await?;
-    let holder: Option<String> =
-        sqlx::query_scalar("SELECT name FROM nas WHERE address = $1 LIMIT 1")
+    let holders: Vec<(String, Option<String>)> =
+        sqlx::query_as("SELECT name, identifier FROM nas WHERE address = $1 ORDER BY id")
             .bind(nas.address.to_string())
-            .fetch_optional(&mut *tx)
+            .fetch_all(&mut *tx)
             .await?;
-    if let Some(holder) = holder {
-        return Err(crate::store::address_taken(&nas.address, &holder));
-    }
+    crate::store::check_shared_address(&nas.address, nas.identifier.as_deref(), &holders)?;
     let id: i64 = sqlx::query_scalar(
         "INSERT INTO nas (name, address, secret, require_message_authenticator, coa_port, site, \
-         created_at, coa_address) VALUES ($1, $2, $3, $4, $5, $6, $7, $8) RETURNING id",
+         created_at, coa_address, identifier) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) \
+         RETURNING id",
     )
     .bind(&nas.name)
     .bind(nas.address.to_string())
@@ -65,6 +64,7 @@ pub(super) async fn add_nas(pool: &PgPool, nas: &NewNas) -> StoreResult<Nas> {
     .bind(&nas.site)
     .bind(created_at)
     .bind(nas.coa_address.map(|a| a.to_string()))
+    .bind(&nas.identifier)
     .fetch_one(&mut *tx)
     .await
     .map_err(|e| unique_or(e, || format!("NAS {}", nas.name)))?;
@@ -79,6 +79,7 @@ pub(super) async fn add_nas(pool: &PgPool, nas: &NewNas) -> StoreResult<Nas> {
         coa_port: nas.coa_port,
         coa_address: nas.coa_address,
         site: nas.site.clone(),
+        identifier: nas.identifier.clone(),
         created_at,
         previous_secret: None,
         previous_secret_until: None,

@@ -40,6 +40,7 @@ fn nas_row(r: &Row<'_>) -> rusqlite::Result<NasRow> {
         previous_secret: r.get(8)?,
         previous_secret_until: r.get(9)?,
         coa_address: r.get(10)?,
+        identifier: r.get(11)?,
     })
 }
 
@@ -165,20 +166,18 @@ pub fn add_nas(c: &mut Connection, nas: &NewNas) -> StoreResult<Nas> {
     }
     let created_at = now();
     let tx = c.transaction_with_behavior(TransactionBehavior::Immediate)?;
-    let holder: Option<String> = tx
-        .query_row(
-            "SELECT name FROM nas WHERE address = ?1 LIMIT 1",
-            [nas.address.to_string()],
-            |r| r.get(0),
-        )
-        .optional()?;
-    if let Some(holder) = holder {
-        return Err(crate::store::address_taken(&nas.address, &holder));
-    }
+    let holders = {
+        let mut stmt =
+            tx.prepare_cached("SELECT name, identifier FROM nas WHERE address = ?1 ORDER BY id")?;
+        let rows = stmt.query_map([nas.address.to_string()], |r| Ok((r.get(0)?, r.get(1)?)))?;
+        rows.collect::<rusqlite::Result<Vec<(String, Option<String>)>>>()?
+    };
+    crate::store::check_shared_address(&nas.address, nas.identifier.as_deref(), &holders)?;
     let id: i64 = tx
         .query_row(
             "INSERT INTO nas (name, address, secret, require_message_authenticator, coa_port, \
-             site, created_at, coa_address) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8) RETURNING id",
+             site, created_at, coa_address, identifier) \
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9) RETURNING id",
             params![
                 nas.name,
                 nas.address.to_string(),
@@ -187,7 +186,8 @@ pub fn add_nas(c: &mut Connection, nas: &NewNas) -> StoreResult<Nas> {
                 i64::from(nas.coa_port),
                 nas.site,
                 created_at,
-                nas.coa_address.map(|a| a.to_string())
+                nas.coa_address.map(|a| a.to_string()),
+                nas.identifier,
             ],
             |r| r.get(0),
         )
@@ -203,6 +203,7 @@ pub fn add_nas(c: &mut Connection, nas: &NewNas) -> StoreResult<Nas> {
         coa_port: nas.coa_port,
         coa_address: nas.coa_address,
         site: nas.site.clone(),
+        identifier: nas.identifier.clone(),
         created_at,
         previous_secret: None,
         previous_secret_until: None,

@@ -791,6 +791,7 @@ mod tests {
                 coa_port: 3799,
                 coa_address: None,
                 site: None,
+                identifier: None,
             },
         )
         .unwrap();

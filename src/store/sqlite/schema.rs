@@ -35,6 +35,11 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         "auth event repeats",
         include_str!("../../../migrations/sqlite/0005_auth_event_repeats.sql"),
     ),
+    (
+        6,
+        "nas identity",
+        include_str!("../../../migrations/sqlite/0006_nas_identity.sql"),
+    ),
 ];
 
 pub fn migrate(conn: &mut Connection) -> StoreResult<()> {

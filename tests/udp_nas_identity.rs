@@ -1,0 +1,441 @@
+//! Routers behind one address (carrier-grade NAT, several routers of one site):
+//! NAS entries that share 127.0.0.1 and are told apart by NAS-Identifier, over
+//! UDP with the real binary, on SQLite and PostgreSQL. Also the collisions
+//! such routers used to cause, as regressions: one router's Start closing the
+//! other's sessions as a reboot, and equal Acct-Session-Ids sharing one row.
+mod common;
+
+use std::time::Duration;
+
+use common::*;
+use rrnet_radius::proto::{attr, Code};
+
+const WAIT: Duration = Duration::from_secs(10);
+const SILENCE: Duration = Duration::from_millis(200);
+const NORTH_SECRET: &str = "north-router-secret";
+const SOUTH_SECRET: &str = "south-router-secret";
+
+macro_rules! on_both_backends {
+    ($($case:ident),* $(,)?) => {
+        mod sqlite {
+            $(
+                #[test]
+                fn $case() {
+                    let db = super::TestDb::sqlite();
+                    super::$case(&db);
+                }
+            )*
+        }
+        mod postgres {
+            $(
+                #[test]
+                fn $case() {
+                    let Some(db) = super::TestDb::postgres() else { return };
+                    super::$case(&db);
+                }
+            )*
+        }
+    };
+}
+
+on_both_backends!(
+    shared_address_needs_identifiers_at_nas_add,
+    routers_behind_one_address_are_told_apart,
+    nas_identifier_must_pass_that_entrys_secret,
+    unknown_identifier_is_a_counted_drop,
+    equal_session_ids_on_two_routers_are_two_sessions,
+    one_routers_reboot_keeps_the_others_sessions,
+    stop_times_honour_acct_delay_time,
+);
+
+fn drops(nas: &str, reason: &str) -> String {
+    format!("rrnet_radius_drops_total{{nas=\"{nas}\",reason=\"{reason}\"}}")
+}
+
+fn accepts(nas: &str) -> String {
+    format!(
+        "rrnet_radius_requests_total{{nas=\"{nas}\",result=\"accept\",type=\"access_request\"}}"
+    )
+}
+
+/// Two routers behind 127.0.0.1: `north` and `south`, each with its identity
+/// and secret; a one-hour plan with vouchers V1..V4.
+fn two_routers(db: &TestDb) {
+    for (name, identity, secret) in [
+        ("north", "north-gw", NORTH_SECRET),
+        ("south", "south-gw", SOUTH_SECRET),
+    ] {
+        db.cli(&[
+            "nas",
+            "add",
+            "--name",
+            name,
+            "--address",
+            "127.0.0.1",
+            "--identifier",
+            identity,
+            "--secret",
+            secret,
+        ]);
+    }
+    db.cli(&[
+        "plan",
+        "add",
+        "--name",
+        "1h",
+        "--time",
+        "1h",
+        "--shared-users",
+        "2",
+    ]);
+    for code in ["V1", "V2", "V3", "V4"] {
+        db.cli(&["voucher", "add", code, "--plan", "1h"]);
+    }
+}
+
+fn router(identity: Option<&str>, secret: &str) -> Client {
+    let mut c = Client::with_secret(secret);
+    c.identity = identity.map(Into::into);
+    c
+}
+
+fn north() -> Client {
+    router(Some("north-gw"), NORTH_SECRET)
+}
+
+fn south() -> Client {
+    router(Some("south-gw"), SOUTH_SECRET)
+}
+
+fn expect_dropped(server: &Server, client: &Client, request: &[u8], nas: &str, reason: &str) {
+    let sample = drops(nas, reason);
+    let before = server.metric_or_zero(&sample);
+    client.sock.send_to(request, server.auth).unwrap();
+    server.wait_metric(&sample, before + 1.0, WAIT);
+    assert!(
+        !client.anything_within(SILENCE),
+        "a request dropped for {reason} was answered"
+    );
+}
+
+/// Every session with this Acct-Session-Id, by NAS name.
+fn sessions_of(db: &TestDb, acct_session_id: &str) -> Vec<(String, serde_json::Value)> {
+    let mut v: Vec<_> = db
+        .sessions_json()
+        .into_iter()
+        .filter(|s| s["acct_session_id"] == acct_session_id)
+        .map(|s| (s["nas_name"].as_str().unwrap().to_owned(), s))
+        .collect();
+    v.sort_by(|a, b| a.0.cmp(&b.0));
+    v
+}
+
+fn shared_address_needs_identifiers_at_nas_add(db: &TestDb) {
+    db.setup_basic();
+    // 127.0.0.1 is taken by `hotspot1`, which has no identifier.
+    let out = db.cli_output(&[
+        "nas",
+        "add",
+        "--name",
+        "second",
+        "--address",
+        "127.0.0.1",
+        "--identifier",
+        "second-gw",
+        "--secret",
+        SOUTH_SECRET,
+    ]);
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("hotspot1") && err.contains("no identifier"),
+        "{err}"
+    );
+    // Between identified entries, an entry without identifier is explained away.
+    db.cli(&["nas", "remove", "hotspot1"]);
+    two_routers(db);
+    let out = db.cli_output(&[
+        "nas",
+        "add",
+        "--name",
+        "third",
+        "--address",
+        "127.0.0.1",
+        "--secret",
+        SOUTH_SECRET,
+    ]);
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("--identifier"), "{err}");
+    let list = parse_json(&db.cli(&["nas", "list", "--format", "json"]));
+    let ids: Vec<_> = list
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|n| (n["name"].clone(), n["identifier"].clone()))
+        .collect();
+    assert_eq!(
+        ids,
+        vec![
+            ("north".into(), "north-gw".into()),
+            ("south".into(), "south-gw".into())
+        ]
+    );
+}
+
+fn routers_behind_one_address_are_told_apart(db: &TestDb) {
+    two_routers(db);
+    let server = Server::start(db);
+    let (mut n, mut s) = (north(), south());
+    // PAP from one, CHAP (with and without CHAP-Challenge) from the other:
+    // each un-hidden or checked with its own secret.
+    let r = n
+        .login(
+            server.auth,
+            "V1",
+            Cred::Pap("V1"),
+            Some("02:00:00:00:00:01"),
+        )
+        .expect("north is answered");
+    assert_eq!(r.code(), Code::AccessAccept);
+    let r = s
+        .login(
+            server.auth,
+            "V2",
+            Cred::Chap("V2"),
+            Some("02:00:00:00:00:02"),
+        )
+        .expect("south is answered");
+    assert_eq!(r.code(), Code::AccessAccept);
+    let r = s
+        .login(
+            server.auth,
+            "V3",
+            Cred::ChapNoChallenge("V3"),
+            Some("02:00:00:00:00:03"),
+        )
+        .expect("south is answered");
+    assert_eq!(r.code(), Code::AccessAccept);
+    let r = n
+        .login(
+            server.auth,
+            "V4",
+            Cred::Pap("wrong"),
+            Some("02:00:00:00:00:04"),
+        )
+        .expect("north is answered");
+    assert_eq!(r.code(), Code::AccessReject);
+    server.wait_metric(&accepts("north"), 1.0, WAIT);
+    server.wait_metric(&accepts("south"), 2.0, WAIT);
+    // Status-Server too is answered with the entry's own secret.
+    let (req, auth) = s.status_server(true);
+    let r = s
+        .exchange(server.auth, &req, &auth)
+        .expect("status answered");
+    assert_eq!(r.code(), Code::AccessAccept);
+    // Accounting: each router's records land on its own entry.
+    let r = n.account(
+        server.acct,
+        attr::acct_status::START,
+        "V1",
+        "n-1",
+        None,
+        0,
+        0,
+        0,
+    );
+    assert_eq!(r.expect("acct answered").code(), Code::AccountingResponse);
+    let r = s.account(
+        server.acct,
+        attr::acct_status::START,
+        "V2",
+        "s-1",
+        None,
+        0,
+        0,
+        0,
+    );
+    assert_eq!(r.expect("acct answered").code(), Code::AccountingResponse);
+    assert_eq!(sessions_of(db, "n-1")[0].0, "north");
+    assert_eq!(sessions_of(db, "s-1")[0].0, "south");
+    assert!(server.stop().success());
+}
+
+fn nas_identifier_must_pass_that_entrys_secret(db: &TestDb) {
+    two_routers(db);
+    let server = Server::start(db);
+    // Claims to be north but signs with south's secret.
+    let mut impostor = router(Some("north-gw"), SOUTH_SECRET);
+    let (req, _) = impostor.access_request("V1", Cred::Pap("V1"), None, true);
+    expect_dropped(
+        &server,
+        &impostor,
+        &req,
+        "north",
+        "bad_message_authenticator",
+    );
+    let req =
+        impostor.accounting_request(attr::acct_status::START, "V1", "imp-1", None, 0, 0, 0, &[]);
+    let sample = drops("north", "bad_authenticator");
+    let before = server.metric_or_zero(&sample);
+    impostor.sock.send_to(&req, server.acct).unwrap();
+    server.wait_metric(&sample, before + 1.0, WAIT);
+    assert!(!impostor.anything_within(SILENCE));
+    assert!(sessions_of(db, "imp-1").is_empty());
+    assert_eq!(server.metric_or_zero(&accepts("north")), 0.0);
+    assert!(server.stop().success());
+}
+
+fn unknown_identifier_is_a_counted_drop(db: &TestDb) {
+    two_routers(db);
+    let server = Server::start(db);
+    for identity in [Some("east-gw"), Some("North-gw"), None] {
+        let mut c = router(identity, NORTH_SECRET);
+        let (req, _) = c.access_request("V1", Cred::Pap("V1"), None, true);
+        expect_dropped(&server, &c, &req, "unknown", "unknown_nas_identifier");
+    }
+    // The routers themselves are still served.
+    let r = north().login(server.auth, "V1", Cred::Pap("V1"), None);
+    assert_eq!(r.expect("answered").code(), Code::AccessAccept);
+    assert!(server.stop().success());
+}
+
+fn equal_session_ids_on_two_routers_are_two_sessions(db: &TestDb) {
+    two_routers(db);
+    let server = Server::start(db);
+    let (mut n, mut s) = (north(), south());
+    let mac_n = "02:00:00:00:0A:01";
+    let mac_s = "02:00:00:00:0B:01";
+    for (c, user, mac) in [(&mut n, "V1", mac_n), (&mut s, "V2", mac_s)] {
+        let r = c.account(
+            server.acct,
+            attr::acct_status::START,
+            user,
+            "81a00001",
+            Some(mac),
+            0,
+            0,
+            0,
+        );
+        assert_eq!(r.expect("acct answered").code(), Code::AccountingResponse);
+    }
+    let r = n.account(
+        server.acct,
+        attr::acct_status::STOP,
+        "V1",
+        "81a00001",
+        Some(mac_n),
+        60,
+        1000,
+        2000,
+    );
+    assert_eq!(r.expect("acct answered").code(), Code::AccountingResponse);
+    let both = sessions_of(db, "81a00001");
+    assert_eq!(both.len(), 2, "{both:?}");
+    let (north_row, south_row) = (&both[0], &both[1]);
+    assert_eq!(north_row.0, "north");
+    assert_eq!(north_row.1["state"], "closed");
+    assert_eq!(north_row.1["mac"], mac_n);
+    assert_eq!(north_row.1["username"], "V1");
+    assert_eq!(north_row.1["session_time"], 60);
+    assert_eq!(south_row.0, "south");
+    assert_eq!(south_row.1["state"], "open", "{south_row:?}");
+    assert_eq!(south_row.1["mac"], mac_s);
+    assert_eq!(south_row.1["username"], "V2");
+    assert_eq!(south_row.1["session_time"], 0);
+    assert_eq!(db.voucher_json("V2")["used_seconds"], 0);
+    assert_eq!(db.voucher_json("V1")["used_seconds"], 60);
+    assert!(server.stop().success());
+}
+
+fn one_routers_reboot_keeps_the_others_sessions(db: &TestDb) {
+    two_routers(db);
+    let server = Server::start(db);
+    let (mut n, mut s) = (north(), south());
+    // Both routers are in their boot 0x81.
+    let r = n.account(
+        server.acct,
+        attr::acct_status::START,
+        "V1",
+        "81a00001",
+        None,
+        0,
+        0,
+        0,
+    );
+    assert_eq!(r.expect("acct answered").code(), Code::AccountingResponse);
+    let r = s.account(
+        server.acct,
+        attr::acct_status::START,
+        "V2",
+        "81b00001",
+        None,
+        0,
+        0,
+        0,
+    );
+    assert_eq!(r.expect("acct answered").code(), Code::AccountingResponse);
+    // South reboots: its new Acct-Session-Ids count 0x82.
+    let r = s.account(
+        server.acct,
+        attr::acct_status::START,
+        "V3",
+        "82b00001",
+        None,
+        0,
+        0,
+        0,
+    );
+    assert_eq!(r.expect("acct answered").code(), Code::AccountingResponse);
+    let south_old = db.session_json("81b00001").expect("stored");
+    assert_eq!(south_old["state"], "closed");
+    assert_eq!(south_old["terminate_cause"], "nas-reboot");
+    let north_row = db.session_json("81a00001").expect("stored");
+    assert_eq!(
+        north_row["state"], "open",
+        "another router's reboot must not close north's session: {north_row}"
+    );
+    assert_eq!(db.session_json("82b00001").unwrap()["state"], "open");
+    assert!(server.stop().success());
+}
+
+fn stop_times_honour_acct_delay_time(db: &TestDb) {
+    two_routers(db);
+    let server = Server::start(db);
+    let mut n = north();
+    let delayed = |c: &mut Client, status, sid: &str, time, delay: u32| {
+        let req = c.accounting_request(
+            status,
+            "V1",
+            sid,
+            None,
+            time,
+            0,
+            0,
+            &[(attr::ACCT_DELAY_TIME, delay.to_be_bytes().to_vec())],
+        );
+        let r = c.send_accounting(server.acct, &req, Duration::from_secs(2));
+        assert_eq!(r.expect("acct answered").code(), Code::AccountingResponse);
+    };
+    let before = rrnet_radius::server::unix_now();
+    // A Start queued 30 s on the router, then a Stop queued 90 s.
+    delayed(&mut n, attr::acct_status::START, "d-1", 0, 30);
+    delayed(&mut n, attr::acct_status::STOP, "d-1", 100, 90);
+    let after = rrnet_radius::server::unix_now();
+    let row = db.session_json("d-1").expect("stored");
+    let started = row["started_at"].as_i64().unwrap();
+    let stopped = row["stopped_at"].as_i64().unwrap();
+    assert!(
+        (before - 30..=after - 30).contains(&started),
+        "started_at {started} is 30 s before arrival ({before}..{after}): {row}"
+    );
+    assert!(
+        (before - 90..=after - 90).contains(&stopped),
+        "stopped_at {stopped} is 90 s before arrival ({before}..{after}): {row}"
+    );
+    assert_eq!(row["state"], "closed");
+    // A retransmission with a larger Acct-Delay-Time does not count twice.
+    delayed(&mut n, attr::acct_status::STOP, "d-1", 100, 93);
+    assert_eq!(db.voucher_json("V1")["used_seconds"], 100);
+    assert!(server.stop().success());
+}
