@@ -142,6 +142,20 @@ impl fmt::Display for Cidr {
     }
 }
 
+/// The tenant everything belongs to unless told otherwise (`default`), so a
+/// single-operator install never names one.
+pub const DEFAULT_TENANT: i64 = 1;
+
+/// An operator (ISP) served by this deployment. Its NAS entries, plans and
+/// vouchers are its own: a voucher is looked up only in the tenant of the NAS
+/// that asked.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct Tenant {
+    pub id: i64,
+    pub name: String,
+    pub created_at: Timestamp,
+}
+
 /// A RADIUS client (a MikroTik router, or a FreeRADIUS proxy in front of routers).
 #[derive(Clone, Debug)]
 pub struct Nas {
@@ -165,6 +179,8 @@ pub struct Nas {
     /// only packets carrying exactly this NAS-Identifier match the entry, which
     /// lets several entries share one address (routers behind one NAT address).
     pub identifier: Option<String>,
+    /// The tenant whose vouchers log in here.
+    pub tenant_id: i64,
     pub created_at: Timestamp,
     /// The secret before the last rotation, still accepted until `previous_secret_until`.
     pub previous_secret: Option<Secret>,
@@ -193,12 +209,15 @@ pub struct NewNas {
     pub site: Option<String>,
     /// See [`Nas::identifier`].
     pub identifier: Option<String>,
+    pub tenant_id: i64,
 }
 
 /// A voucher profile: what a sold voucher is worth.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 pub struct Plan {
     pub id: i64,
+    /// The tenant the plan and its vouchers belong to.
+    pub tenant_id: i64,
     pub name: String,
     /// Seconds of use (summed over sessions); `None` = unlimited.
     pub time_quota: Option<u64>,
@@ -228,12 +247,16 @@ pub struct Plan {
     pub address_list: Option<String>,
     /// Display price for printed vouchers (free text, e.g. "5.00 USD").
     pub price: Option<String>,
+    /// Sites (NAS `--site`) where the plan's vouchers log in; empty: everywhere.
+    pub sites: Vec<String>,
     pub created_at: Timestamp,
 }
 
 /// Fields to create a plan.
 #[derive(Clone, Debug, Default)]
 pub struct NewPlan {
+    /// `None`: the default tenant.
+    pub tenant_id: Option<i64>,
     pub name: String,
     pub time_quota: Option<u64>,
     pub validity: Option<u64>,
@@ -248,6 +271,7 @@ pub struct NewPlan {
     pub mikrotik_group: Option<String>,
     pub address_list: Option<String>,
     pub price: Option<String>,
+    pub sites: Vec<String>,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
@@ -277,6 +301,8 @@ impl VoucherState {
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 pub struct Voucher {
     pub id: i64,
+    /// Its plan's tenant; the code is unique within it.
+    pub tenant_id: i64,
     pub code: String,
     /// Login password; equals `code` unless set otherwise. Never logged.
     #[serde(skip_serializing)]

@@ -3,6 +3,8 @@
 //! UDP with the real binary, on SQLite and PostgreSQL. Also the collisions
 //! such routers used to cause, as regressions: one router's Start closing the
 //! other's sessions as a reboot, and equal Acct-Session-Ids sharing one row.
+//! And tenants and sites on top: vouchers that never cross operators, and
+//! plans valid at some sites only.
 mod common;
 
 use std::time::Duration;
@@ -46,6 +48,8 @@ on_both_backends!(
     equal_session_ids_on_two_routers_are_two_sessions,
     one_routers_reboot_keeps_the_others_sessions,
     stop_times_honour_acct_delay_time,
+    tenants_vouchers_never_cross,
+    site_restricted_plan,
 );
 
 fn drops(nas: &str, reason: &str) -> String {
@@ -437,5 +441,211 @@ fn stop_times_honour_acct_delay_time(db: &TestDb) {
     // A retransmission with a larger Acct-Delay-Time does not count twice.
     delayed(&mut n, attr::acct_status::STOP, "d-1", 100, 93);
     assert_eq!(db.voucher_json("V1")["used_seconds"], 100);
+    assert!(server.stop().success());
+}
+
+// ---- tenants and sites ----
+
+/// Two operators on one deployment: each one's voucher logs in only on its
+/// own routers, and another's is "Unknown voucher code", even for a code both
+/// sold. Both routers sit behind 127.0.0.1, told apart by NAS-Identifier.
+fn tenants_vouchers_never_cross(db: &TestDb) {
+    db.cli(&["tenant", "add", "isp-b"]);
+    let tenants = parse_json(&db.cli(&["tenant", "list", "--format", "json"]));
+    let names: Vec<_> = tenants
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t["name"].as_str().unwrap().to_owned())
+        .collect();
+    assert_eq!(names, vec!["default", "isp-b"]);
+    // Tenant `default` needs no flag.
+    db.cli(&[
+        "nas",
+        "add",
+        "--name",
+        "north",
+        "--address",
+        "127.0.0.1",
+        "--identifier",
+        "north-gw",
+        "--secret",
+        NORTH_SECRET,
+    ]);
+    db.cli(&[
+        "nas",
+        "add",
+        "--tenant",
+        "isp-b",
+        "--name",
+        "south",
+        "--address",
+        "127.0.0.1",
+        "--identifier",
+        "south-gw",
+        "--secret",
+        SOUTH_SECRET,
+    ]);
+    db.cli(&["plan", "add", "--name", "a-1h", "--time", "1h"]);
+    db.cli(&[
+        "plan", "add", "--tenant", "isp-b", "--name", "b-1h", "--time", "1h",
+    ]);
+    db.cli(&["voucher", "add", "ONLYA", "--plan", "a-1h"]);
+    db.cli(&[
+        "voucher",
+        "add",
+        "SAME",
+        "--plan",
+        "a-1h",
+        "--password",
+        "pw-of-a",
+    ]);
+    db.cli(&[
+        "voucher",
+        "add",
+        "--tenant",
+        "isp-b",
+        "SAME",
+        "--plan",
+        "b-1h",
+        "--password",
+        "pw-of-b",
+    ]);
+    // A plan of another tenant is refused for --tenant's vouchers.
+    let out = db.cli_output(&[
+        "voucher", "add", "--tenant", "isp-b", "X1", "--plan", "a-1h",
+    ]);
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("another tenant"));
+    // Listings are scoped by --tenant.
+    let b_vouchers =
+        parse_json(&db.cli(&["voucher", "list", "--tenant", "isp-b", "--format", "json"]));
+    assert_eq!(b_vouchers.as_array().unwrap().len(), 1, "{b_vouchers}");
+
+    let server = Server::start(db);
+    let (mut n, mut s) = (north(), south());
+    let login = |c: &mut Client, user: &str, pw: &str| {
+        c.login(server.auth, user, Cred::Pap(pw), Some("02:00:00:00:0C:01"))
+            .expect("answered")
+    };
+    // Tenant A's own voucher at its router; at tenant B's it does not exist.
+    assert_eq!(login(&mut n, "ONLYA", "ONLYA").code(), Code::AccessAccept);
+    let r = login(&mut s, "ONLYA", "ONLYA");
+    assert_eq!(r.code(), Code::AccessReject);
+    assert_eq!(r.reply_message().as_deref(), Some("Unknown voucher code"));
+    // The same code, each tenant's own voucher and password.
+    assert_eq!(login(&mut n, "SAME", "pw-of-a").code(), Code::AccessAccept);
+    assert_eq!(login(&mut s, "SAME", "pw-of-b").code(), Code::AccessAccept);
+    let r = login(&mut s, "SAME", "pw-of-a");
+    assert_eq!(
+        r.reply_message().as_deref(),
+        Some("Wrong password for this voucher")
+    );
+    // Accounting for tenant A's code from tenant B's router is not charged to it.
+    let r = s.account(
+        server.acct,
+        attr::acct_status::STOP,
+        "ONLYA",
+        "x-1",
+        None,
+        500,
+        0,
+        0,
+    );
+    assert_eq!(r.expect("acct answered").code(), Code::AccountingResponse);
+    assert_eq!(db.voucher_json("ONLYA")["used_seconds"], 0);
+    let r = s.account(
+        server.acct,
+        attr::acct_status::STOP,
+        "SAME",
+        "x-2",
+        None,
+        70,
+        0,
+        0,
+    );
+    assert_eq!(r.expect("acct answered").code(), Code::AccountingResponse);
+    let b = parse_json(&db.cli(&[
+        "voucher", "show", "--tenant", "isp-b", "SAME", "--format", "json",
+    ]));
+    assert_eq!(b["used_seconds"], 70, "{b}");
+    assert_eq!(db.voucher_json("SAME")["used_seconds"], 0);
+    // Sessions listed per tenant.
+    let b_sessions =
+        parse_json(&db.cli(&["session", "list", "--tenant", "isp-b", "--format", "json"]));
+    assert!(
+        b_sessions
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|s| s["nas_name"] == "south"),
+        "{b_sessions}"
+    );
+    assert!(server.stop().success());
+}
+
+/// A plan valid at some sites: refused at a router of another site with a
+/// clear Reply-Message, accepted at its own.
+fn site_restricted_plan(db: &TestDb) {
+    for (name, identity, secret, site) in [
+        ("north", "north-gw", NORTH_SECRET, "north"),
+        ("south", "south-gw", SOUTH_SECRET, "south"),
+    ] {
+        db.cli(&[
+            "nas",
+            "add",
+            "--name",
+            name,
+            "--address",
+            "127.0.0.1",
+            "--identifier",
+            identity,
+            "--secret",
+            secret,
+            "--site",
+            site,
+        ]);
+    }
+    db.cli(&[
+        "plan",
+        "add",
+        "--name",
+        "north-only",
+        "--time",
+        "1h",
+        "--sites",
+        "north",
+    ]);
+    db.cli(&["voucher", "add", "N1", "--plan", "north-only"]);
+    let plans = parse_json(&db.cli(&["plan", "list", "--format", "json"]));
+    assert_eq!(plans[0]["sites"], serde_json::json!(["north"]));
+    let server = Server::start(db);
+    let r = south()
+        .login(
+            server.auth,
+            "N1",
+            Cred::Pap("N1"),
+            Some("02:00:00:00:0D:01"),
+        )
+        .expect("answered");
+    assert_eq!(r.code(), Code::AccessReject);
+    assert_eq!(
+        r.reply_message().as_deref(),
+        Some("This voucher is not valid at this location")
+    );
+    server.wait_metric(
+        "rrnet_radius_rejects_total{nas=\"south\",reason=\"wrong_site\"}",
+        1.0,
+        WAIT,
+    );
+    let r = north()
+        .login(
+            server.auth,
+            "N1",
+            Cred::Pap("N1"),
+            Some("02:00:00:00:0D:01"),
+        )
+        .expect("answered");
+    assert_eq!(r.code(), Code::AccessAccept);
     assert!(server.stop().success());
 }

@@ -106,6 +106,7 @@ mod tests {
             coa_address: coa_address.map(|a| a.parse().unwrap()),
             site: None,
             identifier: None,
+            tenant_id: crate::model::DEFAULT_TENANT,
             created_at: 0,
             previous_secret: None,
             previous_secret_until: None,

@@ -291,7 +291,7 @@ async fn acct(State(s): State<ShimState>, req: Request<Body>) -> Response {
             format!("{} matches no NAS", c.client),
         );
     };
-    let record = match facts::acct_record(&c.attrs, origin.nas.id, unix_now()) {
+    let record = match facts::acct_record(&c.attrs, &origin.nas, unix_now()) {
         Ok(r) => r,
         Err(e) => return plain(StatusCode::BAD_REQUEST, e),
     };

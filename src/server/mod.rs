@@ -402,7 +402,7 @@ async fn handle_datagram(
             );
         }
         Code::AccountingRequest => {
-            let record = match request::acct_record(&packet, nas.id, unix_now()) {
+            let record = match request::acct_record(&packet, nas, unix_now()) {
                 Ok(r) => r,
                 Err((reason, why)) => {
                     port.forget(&key);

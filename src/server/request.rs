@@ -83,6 +83,7 @@ pub fn access_facts(
         nas_id: nas.id,
         nas_name: nas.name.clone(),
         nas_site: nas.site.clone(),
+        tenant_id: nas.tenant_id,
         username,
         credential: credential(p, secret),
         mac: mac(p)?,
@@ -94,7 +95,7 @@ pub fn access_facts(
 /// Reasons an Accounting-Request cannot be stored; it is dropped and counted.
 pub fn acct_record(
     p: &Packet<'_>,
-    nas_id: i64,
+    nas: &crate::model::Nas,
     received_at: i64,
 ) -> Result<AcctRecord, (DropReason, &'static str)> {
     let malformed = |why| (DropReason::Malformed, why);
@@ -116,7 +117,8 @@ pub fn acct_record(
         .flatten()
         .map(terminate_cause_name);
     Ok(AcctRecord {
-        nas_id,
+        nas_id: nas.id,
+        tenant_id: nas.tenant_id,
         status,
         acct_session_id,
         username: text(p, attr::USER_NAME)?.unwrap_or_default(),

@@ -40,6 +40,11 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         "nas identity",
         include_str!("../../../migrations/sqlite/0006_nas_identity.sql"),
     ),
+    (
+        7,
+        "tenants",
+        include_str!("../../../migrations/sqlite/0007_tenants.sql"),
+    ),
 ];
 
 pub fn migrate(conn: &mut Connection) -> StoreResult<()> {
@@ -63,11 +68,30 @@ pub fn migrate(conn: &mut Connection) -> StoreResult<()> {
              use a newer rrnet-radius"
         )));
     }
+    // Foreign keys are off while migrations run, as SQLite requires for
+    // rebuilding a table (a UNIQUE constraint cannot be dropped otherwise), and
+    // each migration is checked with `foreign_key_check` before it commits.
+    // The pragma is a no-op inside a transaction, so it is set around them.
+    conn.pragma_update(None, "foreign_keys", "OFF")?;
+    let result = run_pending(conn, applied);
+    conn.pragma_update(None, "foreign_keys", "ON")?;
+    result
+}
+
+fn run_pending(conn: &mut Connection, applied: i64) -> StoreResult<()> {
     for &(version, description, sql) in MIGRATIONS.iter().filter(|m| m.0 > applied) {
         let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
         tx.execute_batch(sql).map_err(|e| {
             StoreError::Invalid(format!("migration {version} ({description}): {e}"))
         })?;
+        let broken: Option<String> = tx
+            .query_row("PRAGMA foreign_key_check", [], |r| r.get(0))
+            .optional()?;
+        if let Some(table) = broken {
+            return Err(StoreError::Invalid(format!(
+                "migration {version} ({description}) leaves rows of {table} without their parent"
+            )));
+        }
         tx.execute(
             "INSERT INTO schema_migrations (version, description, applied_at) VALUES (?1, ?2, ?3)",
             rusqlite::params![version, description, now()],
