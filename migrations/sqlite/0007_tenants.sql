@@ -44,8 +44,15 @@ INSERT INTO vouchers_new (id, tenant_id, code, password, plan_id, site, state, f
     valid_until, used_seconds, used_bytes, bound_mac, batch, created_at)
 SELECT id, 1, code, password, plan_id, site, state, first_login_at, valid_until, used_seconds,
     used_bytes, bound_mac, batch, created_at FROM vouchers;
+-- The copy made a sqlite_sequence row at the highest id copied; the old
+-- table's mark may be higher (vouchers deleted since).
+UPDATE sqlite_sequence
+   SET seq = (SELECT seq FROM sqlite_sequence WHERE name = 'vouchers')
+ WHERE name = 'vouchers_new'
+   AND seq < (SELECT seq FROM sqlite_sequence WHERE name = 'vouchers');
 INSERT INTO sqlite_sequence (name, seq)
-SELECT 'vouchers_new', seq FROM sqlite_sequence WHERE name = 'vouchers';
+SELECT 'vouchers_new', seq FROM sqlite_sequence WHERE name = 'vouchers'
+   AND NOT EXISTS (SELECT 1 FROM sqlite_sequence WHERE name = 'vouchers_new');
 DROP TABLE vouchers;
 ALTER TABLE vouchers_new RENAME TO vouchers;
 CREATE INDEX vouchers_plan ON vouchers (plan_id);
