@@ -142,6 +142,54 @@ impl fmt::Display for Cidr {
     }
 }
 
+/// Where a NAS sends from when that is not a fixed address or network.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum DynamicAddress {
+    /// A host name (DDNS, e.g. MikroTik IP Cloud `*.sn.mynetname.net`): the
+    /// server resolves it at start and every `nas_resolve_interval`.
+    Host(String),
+    /// Any source address: the packet's NAS-Identifier picks the entry (it
+    /// must have `--identifier`) and Message-Authenticator is required.
+    Any,
+}
+
+/// What `--address` takes: an address or CIDR network, a host name, or `any`.
+/// A dynamic address comes with the placeholder network `0.0.0.0/0`, which no
+/// lookup by address uses (the NAS table places such entries by resolution or
+/// by identifier) and which makes them count as "not one host" wherever a
+/// single address is assumed (CoA then goes to the latest source).
+pub fn parse_nas_address(s: &str) -> Result<(Cidr, Option<DynamicAddress>), String> {
+    let s = s.trim();
+    if let Ok(c) = s.parse::<Cidr>() {
+        return Ok((c, None));
+    }
+    let placeholder = Cidr {
+        addr: IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED),
+        prefix: 0,
+    };
+    if s.eq_ignore_ascii_case("any") {
+        return Ok((placeholder, Some(DynamicAddress::Any)));
+    }
+    let label_ok = |l: &str| {
+        !l.is_empty()
+            && l.len() <= 63
+            && !l.starts_with('-')
+            && !l.ends_with('-')
+            && l.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
+    };
+    let name = s.strip_suffix('.').unwrap_or(s);
+    let numeric = name.bytes().all(|b| b.is_ascii_digit() || b == b'.');
+    if name.len() <= 253 && !numeric && name.split('.').all(label_ok) {
+        return Ok((
+            placeholder,
+            Some(DynamicAddress::Host(name.to_ascii_lowercase())),
+        ));
+    }
+    Err(format!(
+        "invalid address or CIDR {s:?}: give an IP address, a CIDR network, a host name or `any`"
+    ))
+}
+
 /// The tenant everything belongs to unless told otherwise (`default`), so a
 /// single-operator install never names one.
 pub const DEFAULT_TENANT: i64 = 1;
@@ -162,8 +210,11 @@ pub struct Nas {
     pub id: i64,
     /// Operator-chosen unique name; used as the metrics label and in logs.
     pub name: String,
-    /// Source address or network the NAS sends from.
+    /// Source address or network the NAS sends from (`0.0.0.0/0`, unused,
+    /// when `dynamic` is set).
     pub address: Cidr,
+    /// A host name re-resolved on a timer, or any source (see [`DynamicAddress`]).
+    pub dynamic: Option<DynamicAddress>,
     pub secret: Secret,
     /// Drop Access-Requests without Message-Authenticator (BlastRADIUS, CVE-2024-3596).
     pub require_message_authenticator: bool,
@@ -188,6 +239,11 @@ pub struct Nas {
 }
 
 impl Nas {
+    /// `--address` as given: the address or network, host name, or `any`.
+    pub fn address_text(&self) -> String {
+        address_text(&self.address, self.dynamic.as_ref())
+    }
+
     /// The previous secret, if it is still accepted at `now`.
     pub fn previous_secret_at(&self, now: Timestamp) -> Option<&Secret> {
         match (&self.previous_secret, self.previous_secret_until) {
@@ -197,11 +253,22 @@ impl Nas {
     }
 }
 
+/// `--address` as given: the address or network, host name, or `any`.
+pub fn address_text(address: &Cidr, dynamic: Option<&DynamicAddress>) -> String {
+    match dynamic {
+        None => address.to_string(),
+        Some(DynamicAddress::Host(h)) => h.clone(),
+        Some(DynamicAddress::Any) => "any".into(),
+    }
+}
+
 /// Fields to create a NAS.
 #[derive(Clone, Debug)]
 pub struct NewNas {
     pub name: String,
     pub address: Cidr,
+    /// See [`Nas::dynamic`].
+    pub dynamic: Option<DynamicAddress>,
     pub secret: Secret,
     pub require_message_authenticator: bool,
     pub coa_port: u16,
@@ -436,6 +503,23 @@ pub fn normalize_mac(s: &str) -> Option<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn nas_addresses() {
+        assert_eq!(parse_nas_address("192.0.2.1").unwrap().1, None);
+        assert_eq!(parse_nas_address("10.0.0.0/8").unwrap().1, None);
+        assert_eq!(
+            parse_nas_address("ANY").unwrap().1,
+            Some(DynamicAddress::Any)
+        );
+        assert_eq!(
+            parse_nas_address("HexAgon.sn.mynetname.net.").unwrap().1,
+            Some(DynamicAddress::Host("hexagon.sn.mynetname.net".into()))
+        );
+        for bad in ["", "1.2.3.999", "a..b", "-a.b", "a b", "x/8", "a_b.c"] {
+            assert!(parse_nas_address(bad).is_err(), "{bad}");
+        }
+    }
 
     #[test]
     fn cidr_parse_and_contains() {

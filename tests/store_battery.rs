@@ -341,6 +341,7 @@ fn new_nas(name: &str, address: &str, site: Option<&str>) -> NewNas {
         site: site.map(Into::into),
         identifier: None,
         tenant_id: DEFAULT_TENANT,
+        dynamic: None,
     }
 }
 

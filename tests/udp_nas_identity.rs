@@ -50,6 +50,8 @@ on_both_backends!(
     stop_times_honour_acct_delay_time,
     tenants_vouchers_never_cross,
     site_restricted_plan,
+    host_name_nas_follows_its_address,
+    any_source_nas_is_picked_by_identifier,
 );
 
 fn drops(nas: &str, reason: &str) -> String {
@@ -647,5 +649,188 @@ fn site_restricted_plan(db: &TestDb) {
         )
         .expect("answered");
     assert_eq!(r.code(), Code::AccessAccept);
+    assert!(server.stop().success());
+}
+
+// ---- dynamic addresses ----
+
+/// A router known by a host name (DDNS): found at the address the name
+/// resolves to, and followed when the name moves. Names are resolved through
+/// the hosts-format file of RRNET_HOSTS_FILE, so no DNS is involved.
+fn host_name_nas_follows_its_address(db: &TestDb) {
+    let dir = tempfile::tempdir().unwrap();
+    let hosts = dir.path().join("hosts");
+    std::fs::write(&hosts, "127.0.0.3 router7.test\n").unwrap();
+    db.cli(&[
+        "nas",
+        "add",
+        "--name",
+        "ddns",
+        "--address",
+        "Router7.test",
+        "--secret",
+        NORTH_SECRET,
+    ]);
+    let list = parse_json(&db.cli(&["nas", "list", "--format", "json"]));
+    assert_eq!(list[0]["address"], "router7.test");
+    db.cli(&[
+        "plan",
+        "add",
+        "--name",
+        "1h",
+        "--time",
+        "1h",
+        "--shared-users",
+        "5",
+    ]);
+    db.cli(&["voucher", "add", "D1", "--plan", "1h"]);
+    let server = Server::start_with(
+        db,
+        ServerOptions {
+            env: vec![(
+                "RRNET_HOSTS_FILE".into(),
+                hosts.to_string_lossy().into_owned(),
+            )],
+            ..Default::default()
+        },
+    );
+    let mut at3 = Client::bind("127.0.0.3:0", NORTH_SECRET);
+    let r = at3
+        .login(
+            server.auth,
+            "D1",
+            Cred::Pap("D1"),
+            Some("02:00:00:00:0E:01"),
+        )
+        .expect("the resolved address is answered");
+    assert_eq!(r.code(), Code::AccessAccept);
+    assert!(
+        server.metric_or_zero("rrnet_radius_nas_address_resolved_timestamp_seconds{nas=\"ddns\"}")
+            > 0.0
+    );
+
+    // The router's address changes: its first packets from the new address
+    // are unknown, and ask for the name to be resolved again.
+    std::fs::write(&hosts, "127.0.0.4 router7.test\n").unwrap();
+    let mut at4 = Client::bind("127.0.0.4:0", NORTH_SECRET);
+    let r = wait_until("the new address to be recognised", WAIT, || {
+        let (req, auth) =
+            at4.access_request("D1", Cred::Pap("D1"), Some("02:00:00:00:0E:02"), true);
+        at4.exchange_within(server.auth, &req, &auth, Duration::from_millis(300))
+    });
+    assert_eq!(r.code(), Code::AccessAccept);
+    assert!(server.metric_or_zero(&drops("unknown", "unknown_nas")) >= 1.0);
+    // The old address is no longer the router's.
+    let (req, _) = at3.access_request("D1", Cred::Pap("D1"), None, true);
+    expect_dropped(&server, &at3, &req, "unknown", "unknown_nas");
+    assert!(server.stop().success());
+}
+
+/// `--address any --identifier ID`: the router is taken from any source when
+/// its NAS-Identifier names the entry and its Message-Authenticator verifies.
+fn any_source_nas_is_picked_by_identifier(db: &TestDb) {
+    let refused = |args: &[&str], why: &str| {
+        let out = db.cli_output(args);
+        assert!(!out.status.success(), "{args:?}");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(err.contains(why), "{err}");
+    };
+    refused(
+        &[
+            "nas",
+            "add",
+            "--name",
+            "r",
+            "--address",
+            "any",
+            "--secret",
+            NORTH_SECRET,
+        ],
+        "--identifier",
+    );
+    refused(
+        &[
+            "nas",
+            "add",
+            "--name",
+            "r",
+            "--address",
+            "any",
+            "--identifier",
+            "roam-gw",
+            "--secret",
+            NORTH_SECRET,
+            "--no-require-message-authenticator",
+        ],
+        "Message-Authenticator",
+    );
+    db.cli(&[
+        "nas",
+        "add",
+        "--name",
+        "roamer",
+        "--address",
+        "any",
+        "--identifier",
+        "roam-gw",
+        "--secret",
+        NORTH_SECRET,
+    ]);
+    db.cli(&["plan", "add", "--name", "1h", "--time", "1h"]);
+    db.cli(&["voucher", "add", "R1", "--plan", "1h"]);
+    let server = Server::start(db);
+    let mut roam = Client::bind("127.0.0.6:0", NORTH_SECRET);
+    roam.identity = Some("roam-gw".into());
+    let r = roam
+        .login(
+            server.auth,
+            "R1",
+            Cred::Pap("R1"),
+            Some("02:00:00:00:0F:01"),
+        )
+        .expect("answered from any address");
+    assert_eq!(r.code(), Code::AccessAccept);
+    let r = roam.account(
+        server.acct,
+        attr::acct_status::START,
+        "R1",
+        "roam-1",
+        None,
+        0,
+        0,
+        0,
+    );
+    assert_eq!(r.expect("acct answered").code(), Code::AccountingResponse);
+    assert_eq!(db.session_json("roam-1").unwrap()["nas_name"], "roamer");
+    // Without Message-Authenticator nothing proves it is the router.
+    let (req, _) = roam.access_request("R1", Cred::Pap("R1"), None, false);
+    expect_dropped(
+        &server,
+        &roam,
+        &req,
+        "roamer",
+        "missing_message_authenticator",
+    );
+    // Another identity, or the right one with another secret, is not it.
+    let mut stranger = Client::bind("127.0.0.7:0", NORTH_SECRET);
+    stranger.identity = Some("someone".into());
+    let (req, _) = stranger.access_request("R1", Cred::Pap("R1"), None, true);
+    expect_dropped(
+        &server,
+        &stranger,
+        &req,
+        "unknown",
+        "unknown_nas_identifier",
+    );
+    let mut forger = Client::bind("127.0.0.7:0", SOUTH_SECRET);
+    forger.identity = Some("roam-gw".into());
+    let (req, _) = forger.access_request("R1", Cred::Pap("R1"), None, true);
+    expect_dropped(
+        &server,
+        &forger,
+        &req,
+        "roamer",
+        "bad_message_authenticator",
+    );
     assert!(server.stop().success());
 }

@@ -12,9 +12,7 @@ use super::{
     Format, ListFormat, NasCommand, PlanAddArgs, PlanCommand, PlanSetArgs, SessionCommand,
     TenantCommand, TenantScope, VoucherCommand,
 };
-use crate::model::{
-    Cidr, NewNas, NewPlan, NewVoucher, Plan, Secret, Timestamp, Voucher, DEFAULT_TENANT,
-};
+use crate::model::{NewNas, NewPlan, NewVoucher, Plan, Secret, Timestamp, Voucher, DEFAULT_TENANT};
 use crate::store::Store;
 use crate::units::{format_duration, format_size, parse_duration, parse_size};
 
@@ -112,10 +110,19 @@ pub async fn nas(store: Arc<dyn Store>, scope: &Scope, cmd: &NasCommand) -> anyh
             site,
             identifier,
         } => {
-            let address: Cidr = address.parse()?;
+            let (address, dynamic) =
+                crate::model::parse_nas_address(address).map_err(|e| anyhow!("--address {e}"))?;
             if let Some(id) = identifier {
                 if id.is_empty() || id.contains('\0') {
                     bail!("--identifier must be a non-empty text without NUL");
+                }
+            }
+            if dynamic == Some(crate::model::DynamicAddress::Any) {
+                if identifier.is_none() {
+                    bail!("--address any needs --identifier: the router's NAS-Identifier is what picks this entry");
+                }
+                if *no_require_message_authenticator {
+                    bail!("--address any requires Message-Authenticator: leave out --no-require-message-authenticator");
                 }
             }
             if secret.len() < 8 {
@@ -128,6 +135,7 @@ pub async fn nas(store: Arc<dyn Store>, scope: &Scope, cmd: &NasCommand) -> anyh
                 .add_nas(&NewNas {
                     name: name.clone(),
                     address,
+                    dynamic,
                     secret: Secret::new(secret.clone()),
                     require_message_authenticator: !no_require_message_authenticator,
                     coa_port: *coa_port,
@@ -140,9 +148,10 @@ pub async fn nas(store: Arc<dyn Store>, scope: &Scope, cmd: &NasCommand) -> anyh
             match &nas.identifier {
                 Some(id) => println!(
                     "added NAS {} ({}, NAS-Identifier {id:?})",
-                    nas.name, nas.address
+                    nas.name,
+                    nas.address_text()
                 ),
-                None => println!("added NAS {} ({})", nas.name, nas.address),
+                None => println!("added NAS {} ({})", nas.name, nas.address_text()),
             }
             if *no_require_message_authenticator {
                 eprintln!("warning: NAS {} may send Access-Requests without Message-Authenticator (BlastRADIUS, CVE-2024-3596)", nas.name);
@@ -162,7 +171,7 @@ pub async fn nas(store: Arc<dyn Store>, scope: &Scope, cmd: &NasCommand) -> anyh
                     .iter()
                     .map(|n| json!({
                         "name": n.name,
-                        "address": n.address.to_string(),
+                        "address": n.address_text(),
                         "require_message_authenticator": n.require_message_authenticator,
                         "coa_port": n.coa_port,
                         "coa_address": n.coa_address.map(|a| a.to_string()),
@@ -188,7 +197,7 @@ pub async fn nas(store: Arc<dyn Store>, scope: &Scope, cmd: &NasCommand) -> anyh
                         .map(|n| {
                             vec![
                                 n.name.clone(),
-                                n.address.to_string(),
+                                n.address_text(),
                                 opt(&n.identifier),
                                 opt(&tenants.get(&n.tenant_id).cloned()),
                                 if n.require_message_authenticator {

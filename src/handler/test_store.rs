@@ -82,6 +82,7 @@ pub fn nas(secret: &str) -> Nas {
         site: None,
         identifier: None,
         tenant_id: crate::model::DEFAULT_TENANT,
+        dynamic: None,
         created_at: 0,
         previous_secret: None,
         previous_secret_until: None,

@@ -14,14 +14,20 @@
 //! NAS-Identifier byte for byte. That entry's secret must then verify the
 //! packet. `nas add` keeps an entry without identifier alone on its address,
 //! so at most one entry can match at each address. No step allocates.
+//!
+//! Entries with a host name sit among the single addresses under each address
+//! the name resolved to ([`super::resolve`]); a new resolution builds a new
+//! table from the same entries. Entries for `any` source come last, matched by
+//! NAS-Identifier alone (their Message-Authenticator is required).
 
 use std::collections::HashMap;
 use std::net::IpAddr;
 use std::sync::Arc;
 
+use super::resolve::Resolved;
 use crate::handler::Signer;
 use crate::metrics::{Metrics, NasCounters};
-use crate::model::{canonical_ip, Nas, Secret};
+use crate::model::{canonical_ip, DynamicAddress, Nas, Secret};
 use crate::proto::MacKey;
 
 /// A NAS and its secret prepared for HMAC-MD5.
@@ -106,8 +112,14 @@ pub struct NasTable {
     hosts: HashMap<IpAddr, Vec<NasEntry>>,
     /// Network entries, longest prefix first.
     networks: Vec<NasEntry>,
+    /// Entries for any source (`--address any`), matched by identifier.
+    any: Vec<NasEntry>,
     /// Storage generation this table was loaded at.
     pub generation: i64,
+    /// The entries as loaded, to build the table again after a resolution.
+    loaded: Vec<Nas>,
+    /// What the entries' host names resolved to.
+    pub resolved: Resolved,
 }
 
 fn is_host(nas: &Nas) -> bool {
@@ -115,14 +127,38 @@ fn is_host(nas: &Nas) -> bool {
 }
 
 impl NasTable {
+    /// A table of `nas` whose host names are not resolved yet.
     pub fn new(nas: Vec<Nas>, generation: i64) -> Self {
-        let mut hosts = HashMap::new();
+        Self::resolved(nas, generation, Resolved::new())
+    }
+
+    /// A table of `nas` with their host names resolved as in `resolved`.
+    pub fn resolved(nas: Vec<Nas>, generation: i64, resolved: Resolved) -> Self {
+        let mut hosts: HashMap<IpAddr, Vec<NasEntry>> = HashMap::new();
         let mut networks = Vec::new();
+        let mut any = Vec::new();
+        let loaded = nas.clone();
         for n in nas {
+            match &n.dynamic {
+                Some(DynamicAddress::Any) => {
+                    any.push(NasEntry::new(n));
+                    continue;
+                }
+                Some(DynamicAddress::Host(name)) => {
+                    for ip in resolved.get(name).into_iter().flatten() {
+                        hosts
+                            .entry(canonical_ip(*ip))
+                            .or_default()
+                            .push(NasEntry::new(n.clone()));
+                    }
+                    continue;
+                }
+                None => {}
+            }
             if is_host(&n) {
                 hosts
                     .entry(n.address.addr)
-                    .or_insert_with(Vec::new)
+                    .or_default()
                     .push(NasEntry::new(n));
             } else {
                 networks.push(NasEntry::new(n));
@@ -132,8 +168,43 @@ impl NasTable {
         NasTable {
             hosts,
             networks,
+            any,
             generation,
+            loaded,
+            resolved,
         }
+    }
+
+    /// Whether some entry has a host name (no allocation: asked per unknown packet).
+    pub fn has_host_names(&self) -> bool {
+        self.loaded
+            .iter()
+            .any(|n| matches!(n.dynamic, Some(DynamicAddress::Host(_))))
+    }
+
+    /// The host names of the table's entries, to resolve.
+    pub fn host_names(&self) -> Vec<String> {
+        let mut names: Vec<String> = self
+            .loaded
+            .iter()
+            .filter_map(|n| match &n.dynamic {
+                Some(DynamicAddress::Host(h)) => Some(h.clone()),
+                _ => None,
+            })
+            .collect();
+        names.sort_unstable();
+        names.dedup();
+        names
+    }
+
+    /// This table's entries with host names resolved as in `resolved`; a name
+    /// that did not resolve this time keeps its previous addresses (a DNS
+    /// outage must not cut routers off).
+    pub fn re_resolved(&self, mut resolved: Resolved) -> NasTable {
+        for (name, ips) in &self.resolved {
+            resolved.entry(name.clone()).or_insert_with(|| ips.clone());
+        }
+        NasTable::resolved(self.loaded.clone(), self.generation, resolved)
     }
 
     /// Attach each entry to its series in `metrics` (created at zero if new).
@@ -143,6 +214,7 @@ impl NasTable {
             .values_mut()
             .flatten()
             .chain(self.networks.iter_mut())
+            .chain(self.any.iter_mut())
         {
             entry.counters = Arc::new(metrics.nas_counters(&entry.nas.name));
         }
@@ -155,7 +227,12 @@ impl NasTable {
         let ip = canonical_ip(ip);
         let host = self.hosts.get(&ip).map(Vec::as_slice).unwrap_or(&[]);
         let network = if host.is_empty() {
-            Some(self.networks.iter().position(|n| n.address.contains(ip))?)
+            match self.networks.iter().position(|n| n.address.contains(ip)) {
+                Some(i) => Some(i),
+                // Only entries for any source could take it.
+                None if !self.any.is_empty() => Some(self.networks.len()),
+                None => return None,
+            }
         } else {
             None
         };
@@ -177,12 +254,18 @@ impl NasTable {
         self.iter().find(|n| n.id == id)
     }
 
+    /// Every entry; one with a host name appears once per resolved address.
     pub fn iter(&self) -> impl Iterator<Item = &NasEntry> {
-        self.hosts.values().flatten().chain(self.networks.iter())
+        self.hosts
+            .values()
+            .flatten()
+            .chain(self.networks.iter())
+            .chain(self.any.iter())
     }
 
+    /// How many NAS entries were loaded.
     pub fn len(&self) -> usize {
-        self.hosts.values().map(Vec::len).sum::<usize>() + self.networks.len()
+        self.loaded.len()
     }
 
     pub fn is_empty(&self) -> bool {
@@ -214,7 +297,7 @@ impl<'a> Sources<'a> {
         match self.host {
             [one] if one.identifier.is_none() => Some(one),
             [] => {
-                let n = &self.table.networks[self.network?];
+                let n = self.table.networks.get(self.network?)?;
                 (n.identifier.is_none()).then_some(n)
             }
             _ => None,
@@ -231,6 +314,12 @@ impl<'a> Sources<'a> {
         self.table.networks[from..]
             .iter()
             .find(|n| n.address.contains(ip) && n.answers_to(identifier))
+            .or_else(|| {
+                // `nas add` gives every such entry an identifier: None never
+                // matches one.
+                identifier?;
+                self.table.any.iter().find(|n| n.answers_to(identifier))
+            })
     }
 }
 
@@ -251,6 +340,7 @@ mod tests {
             site: None,
             identifier: None,
             tenant_id: crate::model::DEFAULT_TENANT,
+            dynamic: None,
             created_at: 0,
             previous_secret: None,
             previous_secret_until: None,
@@ -327,5 +417,43 @@ mod tests {
         );
         assert_eq!(t.len(), 5);
         assert_eq!(t.by_id(2).unwrap().name, "south");
+    }
+
+    #[test]
+    fn host_names_and_any_source() {
+        let mut ddns = nas(1, "ddns", "0.0.0.0/0");
+        ddns.dynamic = Some(DynamicAddress::Host("r1.example".into()));
+        let mut roaming = identified(2, "roaming", "0.0.0.0/0", "roamer");
+        roaming.dynamic = Some(DynamicAddress::Any);
+        let fixed = nas(3, "fixed", "192.0.2.9");
+        let ip = |s: &str| s.parse::<IpAddr>().unwrap();
+        let t = NasTable::new(vec![ddns, roaming, fixed], 1);
+        assert_eq!(t.host_names(), vec!["r1.example".to_string()]);
+        // Not resolved yet: the name matches nothing.
+        assert!(t.lookup(ip("198.51.100.1"), None).is_none());
+        let mut r = Resolved::new();
+        r.insert("r1.example".into(), vec![ip("198.51.100.1")]);
+        let t = t.re_resolved(r);
+        assert_eq!(t.lookup(ip("198.51.100.1"), None).unwrap().name, "ddns");
+        // Any source, by identifier only; never without one.
+        assert_eq!(
+            t.lookup(ip("203.0.113.5"), Some(b"roamer")).unwrap().name,
+            "roaming"
+        );
+        assert!(t.lookup(ip("203.0.113.5"), Some(b"other")).is_none());
+        assert!(t.lookup(ip("203.0.113.5"), None).is_none());
+        assert!(t.sources(ip("203.0.113.5")).unwrap().only().is_none());
+        // A fixed address is still itself.
+        assert_eq!(t.lookup(ip("192.0.2.9"), None).unwrap().name, "fixed");
+        // A failed resolution keeps the previous address.
+        let t = t.re_resolved(Resolved::new());
+        assert_eq!(t.lookup(ip("198.51.100.1"), None).unwrap().name, "ddns");
+        // A new one moves it.
+        let mut r = Resolved::new();
+        r.insert("r1.example".into(), vec![ip("198.51.100.2")]);
+        let t = t.re_resolved(r);
+        assert!(t.lookup(ip("198.51.100.1"), None).is_none());
+        assert_eq!(t.lookup(ip("198.51.100.2"), None).unwrap().name, "ddns");
+        assert_eq!(t.len(), 3);
     }
 }

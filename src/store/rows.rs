@@ -97,9 +97,7 @@ pub struct NasRow {
 impl NasRow {
     pub fn into_model(self) -> StoreResult<Nas> {
         let name = self.name;
-        let address = self
-            .address
-            .parse()
+        let (address, dynamic) = crate::model::parse_nas_address(&self.address)
             .map_err(|e| StoreError::Invalid(format!("NAS {name}: stored address: {e}")))?;
         let coa_port = u16::try_from(self.coa_port).map_err(|_| {
             StoreError::Invalid(format!("NAS {name}: stored CoA port {}", self.coa_port))
@@ -114,6 +112,7 @@ impl NasRow {
             .transpose()?;
         Ok(Nas {
             id: self.id,
+            dynamic,
             coa_address,
             address,
             secret: Secret::new(self.secret),

@@ -164,6 +164,7 @@ mod tests {
             site: Some("north".into()),
             identifier: None,
             tenant_id: crate::model::DEFAULT_TENANT,
+            dynamic: None,
             created_at: 0,
             previous_secret: None,
             previous_secret_until: None,

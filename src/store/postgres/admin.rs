@@ -48,10 +48,17 @@ pub(super) async fn add_nas(pool: &PgPool, nas: &NewNas) -> StoreResult<Nas> {
         .await?;
     let holders: Vec<(String, Option<String>)> =
         sqlx::query_as("SELECT name, identifier FROM nas WHERE address = $1 ORDER BY id")
-            .bind(nas.address.to_string())
+            .bind(crate::model::address_text(
+                &nas.address,
+                nas.dynamic.as_ref(),
+            ))
             .fetch_all(&mut *tx)
             .await?;
-    crate::store::check_shared_address(&nas.address, nas.identifier.as_deref(), &holders)?;
+    crate::store::check_shared_address(
+        &crate::model::address_text(&nas.address, nas.dynamic.as_ref()),
+        nas.identifier.as_deref(),
+        &holders,
+    )?;
     tenant_exists(&mut tx, nas.tenant_id).await?;
     let id: i64 = sqlx::query_scalar(
         "INSERT INTO nas (name, address, secret, require_message_authenticator, coa_port, site, \
@@ -59,7 +66,10 @@ pub(super) async fn add_nas(pool: &PgPool, nas: &NewNas) -> StoreResult<Nas> {
          VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) RETURNING id",
     )
     .bind(&nas.name)
-    .bind(nas.address.to_string())
+    .bind(crate::model::address_text(
+        &nas.address,
+        nas.dynamic.as_ref(),
+    ))
     .bind(nas.secret.expose_str())
     .bind(nas.require_message_authenticator)
     .bind(i64::from(nas.coa_port))
@@ -77,6 +87,7 @@ pub(super) async fn add_nas(pool: &PgPool, nas: &NewNas) -> StoreResult<Nas> {
         id,
         name: nas.name.clone(),
         address: nas.address,
+        dynamic: nas.dynamic.clone(),
         secret: nas.secret.clone(),
         require_message_authenticator: nas.require_message_authenticator,
         coa_port: nas.coa_port,

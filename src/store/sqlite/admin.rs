@@ -174,10 +174,20 @@ pub fn add_nas(c: &mut Connection, nas: &NewNas) -> StoreResult<Nas> {
     let holders = {
         let mut stmt =
             tx.prepare_cached("SELECT name, identifier FROM nas WHERE address = ?1 ORDER BY id")?;
-        let rows = stmt.query_map([nas.address.to_string()], |r| Ok((r.get(0)?, r.get(1)?)))?;
+        let rows = stmt.query_map(
+            [crate::model::address_text(
+                &nas.address,
+                nas.dynamic.as_ref(),
+            )],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )?;
         rows.collect::<rusqlite::Result<Vec<(String, Option<String>)>>>()?
     };
-    crate::store::check_shared_address(&nas.address, nas.identifier.as_deref(), &holders)?;
+    crate::store::check_shared_address(
+        &crate::model::address_text(&nas.address, nas.dynamic.as_ref()),
+        nas.identifier.as_deref(),
+        &holders,
+    )?;
     tenant_exists(&tx, nas.tenant_id)?;
     let id: i64 = tx
         .query_row(
@@ -186,7 +196,7 @@ pub fn add_nas(c: &mut Connection, nas: &NewNas) -> StoreResult<Nas> {
              VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10) RETURNING id",
             params![
                 nas.name,
-                nas.address.to_string(),
+                crate::model::address_text(&nas.address, nas.dynamic.as_ref()),
                 nas.secret.expose_str(),
                 nas.require_message_authenticator,
                 i64::from(nas.coa_port),
@@ -205,6 +215,7 @@ pub fn add_nas(c: &mut Connection, nas: &NewNas) -> StoreResult<Nas> {
         id,
         name: nas.name.clone(),
         address: nas.address,
+        dynamic: nas.dynamic.clone(),
         secret: nas.secret.clone(),
         require_message_authenticator: nas.require_message_authenticator,
         coa_port: nas.coa_port,

@@ -856,6 +856,7 @@ mod tests {
                 site: None,
                 identifier: None,
                 tenant_id: crate::model::DEFAULT_TENANT,
+                dynamic: None,
             },
         )
         .unwrap();
