@@ -48,7 +48,7 @@ impl Scope {
     }
 
     /// Whether a listing shows something of `tenant_id`.
-    fn shows(&self, tenant_id: i64) -> bool {
+    pub(super) fn shows(&self, tenant_id: i64) -> bool {
         !self.given || tenant_id == self.id
     }
 
@@ -908,7 +908,7 @@ pub async fn voucher(
             );
             Ok(())
         }
-        VoucherCommand::Print(a) => super::print::run(store, a).await,
+        VoucherCommand::Print(a) => super::print::run(store, scope, a).await,
     }
 }
 

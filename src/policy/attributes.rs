@@ -71,7 +71,7 @@ pub const MAX_ACCOUNTING_DELAY: i64 = 86_400;
 /// (RFC 2869 §5.3), else `received_at`. Acct-Delay-Time is preferred because
 /// it does not depend on the router's clock (a MikroTik without NTP starts in
 /// 1970). Never later than `received_at`, never more than
-/// [`MAX_ACCOUNTING_DELAY`] before it.
+/// `MAX_ACCOUNTING_DELAY` (one day) before it.
 pub fn event_time(received_at: i64, delay: Option<u32>, event_timestamp: Option<u32>) -> i64 {
     let earliest = received_at.saturating_sub(MAX_ACCOUNTING_DELAY);
     match (delay, event_timestamp) {

@@ -69,7 +69,7 @@ impl DuplicateCache {
 
     /// Drop entries older than the lifetime. After a burst the cache gives
     /// its room back: once it holds less than a quarter of what it has room
-    /// for, it shrinks to twice what it holds (never below [`MIN_ROOM`]).
+    /// for, it shrinks to twice what it holds (never below `MIN_ROOM`).
     pub fn expire(&mut self, now: Instant) {
         while let Some(&(at, key)) = self.order.front() {
             if now.saturating_duration_since(at) < self.lifetime {

@@ -37,20 +37,38 @@ pub async fn resolve(names: &[String]) -> Resolved {
         None => HashMap::new(),
     };
     let mut out = Resolved::new();
+    // Names are resolved concurrently: a fleet of DDNS routers must not wait
+    // for one slow answer after another (lookup_host runs on tokio's blocking
+    // pool, which bounds the threads).
+    let mut lookups = tokio::task::JoinSet::new();
     for name in names {
         if let Some(ips) = pinned.get(name) {
             out.insert(name.clone(), ips.clone());
             continue;
         }
-        let lookup = tokio::net::lookup_host((name.as_str(), 0));
-        match tokio::time::timeout(RESOLVE_TIMEOUT, lookup).await {
-            Ok(Ok(addrs)) => {
-                let mut ips: Vec<IpAddr> =
-                    addrs.map(|a| crate::model::canonical_ip(a.ip())).collect();
+        let name = name.clone();
+        lookups.spawn(async move {
+            let lookup = async {
+                tokio::net::lookup_host((name.as_str(), 0))
+                    .await
+                    .map(|addrs| {
+                        addrs
+                            .map(|a| crate::model::canonical_ip(a.ip()))
+                            .collect::<Vec<IpAddr>>()
+                    })
+            };
+            let result = tokio::time::timeout(RESOLVE_TIMEOUT, lookup).await;
+            (name, result)
+        });
+    }
+    while let Some(done) = lookups.join_next().await {
+        let Ok((name, result)) = done else { continue };
+        match result {
+            Ok(Ok(mut ips)) => {
                 ips.sort_unstable();
                 ips.dedup();
                 if !ips.is_empty() {
-                    out.insert(name.clone(), ips);
+                    out.insert(name, ips);
                 }
             }
             Ok(Err(e)) => {
