@@ -795,6 +795,24 @@ mod cases {
             why.contains("plain") && why.contains("no identifier"),
             "{why}"
         );
+        assert!(why.contains("nas set plain --identifier"), "{why}");
+        // Giving the entry an identifier lets a second router join it.
+        let g = s.nas_generation().await.unwrap();
+        let plain = s.set_nas_identifier("plain", Some("p-1")).await.unwrap();
+        assert_eq!(plain.identifier.as_deref(), Some("p-1"));
+        assert_ne!(s.nas_generation().await.unwrap(), g, "servers reload");
+        s.add_nas(&identified_nas("plain-2", "198.51.100.8", Some("r")))
+            .await
+            .unwrap();
+        // ... and then neither may lose it, nor take the other's.
+        let why = invalid(s.set_nas_identifier("plain", None).await);
+        assert!(why.contains("plain-2"), "{why}");
+        let why = invalid(s.set_nas_identifier("plain-2", Some("p-1")).await);
+        assert!(why.contains("p-1"), "{why}");
+        assert!(matches!(
+            s.set_nas_identifier("nope", Some("x")).await,
+            Err(StoreError::NotFound(_))
+        ));
         // Networks follow the same rule.
         s.add_nas(&identified_nas("vpn-a", "10.8.0.0/24", Some("a")))
             .await
@@ -812,7 +830,8 @@ mod cases {
             vec![
                 ("nat-a", Some("router-a")),
                 ("nat-b", Some("router-b")),
-                ("plain", None),
+                ("plain", Some("p-1")),
+                ("plain-2", Some("r")),
                 ("vpn-a", Some("a")),
                 ("vpn-b", Some("b")),
             ]

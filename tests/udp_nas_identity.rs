@@ -158,7 +158,23 @@ fn shared_address_needs_identifiers_at_nas_add(db: &TestDb) {
         "{err}"
     );
     // Between identified entries, an entry without identifier is explained away.
+    // Given an identifier, hotspot1 can share its address.
+    let out = db.cli(&["nas", "set", "hotspot1", "--identifier", "hs1-gw"]);
+    assert!(out.contains("hs1-gw"), "{out}");
+    db.cli(&[
+        "nas",
+        "add",
+        "--name",
+        "second",
+        "--address",
+        "127.0.0.1",
+        "--identifier",
+        "second-gw",
+        "--secret",
+        SOUTH_SECRET,
+    ]);
     db.cli(&["nas", "remove", "hotspot1"]);
+    db.cli(&["nas", "remove", "second"]);
     two_routers(db);
     let out = db.cli_output(&[
         "nas",

@@ -239,9 +239,28 @@ pub async fn nas(store: Arc<dyn Store>, scope: &Scope, cmd: &NasCommand) -> anyh
         }
         NasCommand::Set {
             name,
+            identifier,
             coa_port,
             coa_address,
         } => {
+            if let Some(id) = identifier {
+                if id.is_empty() || id.contains('\0') {
+                    bail!("--identifier must be a non-empty text without NUL (or none)");
+                }
+                let id = (id != "none").then_some(id.as_str());
+                let nas = store.set_nas_identifier(name, id).await?;
+                match &nas.identifier {
+                    Some(id) => println!(
+                        "NAS {}: only packets with NAS-Identifier {id:?} match it now \
+                         (/system identity set name=… on the router)",
+                        nas.name
+                    ),
+                    None => println!("NAS {}: no identifier", nas.name),
+                }
+                if coa_port.is_none() && coa_address.is_none() {
+                    return Ok(());
+                }
+            }
             let address = match coa_address.as_deref() {
                 None => None,
                 Some("none") => Some(None),
@@ -250,7 +269,7 @@ pub async fn nas(store: Arc<dyn Store>, scope: &Scope, cmd: &NasCommand) -> anyh
                 })?)),
             };
             if coa_port.is_none() && address.is_none() {
-                bail!("nothing to change: give --coa-port or --coa-address");
+                bail!("nothing to change: give --identifier, --coa-port or --coa-address");
             }
             let nas = store.set_nas_coa(name, *coa_port, address).await?;
             let target = crate::coa::coa_target(&nas, None)

@@ -222,9 +222,13 @@ pub enum NasCommand {
         #[arg(long)]
         identifier: Option<String>,
     },
-    /// Change a NAS's CoA/Disconnect settings.
+    /// Change a NAS's CoA/Disconnect settings or its identifier.
     Set {
         name: String,
+        /// The router's NAS-Identifier (RouterOS `/system identity`); `none`
+        /// removes it. Needed before a second entry may share the address.
+        #[arg(long)]
+        identifier: Option<String>,
         /// UDP port of the router's `/radius incoming`.
         #[arg(long)]
         coa_port: Option<u16>,

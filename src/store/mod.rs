@@ -196,6 +196,13 @@ pub trait Store: Send + Sync + 'static {
         Err(unsupported("set_nas_coa"))
     }
 
+    /// Give a NAS an identifier (its router's NAS-Identifier), or take it away
+    /// with `None`, under the rule of [`check_shared_address`] against the
+    /// other entries of its address. Returns the NAS as stored.
+    async fn set_nas_identifier(&self, _name: &str, _identifier: Option<&str>) -> StoreResult<Nas> {
+        Err(unsupported("set_nas_identifier"))
+    }
+
     /// Replace a plan's settings (found by `plan.id`; the name may change) and
     /// queue a CoA-Request for each open session of its vouchers, in one
     /// transaction. Returns how many were queued.
@@ -334,6 +341,13 @@ pub fn check_shared_address(
     identifier: Option<&str>,
     holders: &[(String, Option<String>)],
 ) -> StoreResult<()> {
+    if identifier.is_none() && address.to_string() == "any" {
+        return Err(StoreError::Invalid(
+            "an entry for any source (--address any) needs an identifier: the router's \
+             NAS-Identifier is what picks it"
+                .into(),
+        ));
+    }
     let Some((first, _)) = holders.first() else {
         return Ok(());
     };
@@ -351,7 +365,7 @@ pub fn check_shared_address(
     match (identifier, holders.iter().find(|(_, h)| h.is_none())) {
         (_, Some((holder, _))) => Err(StoreError::Invalid(format!(
             "address {address} already belongs to NAS {holder}, which has no identifier: \
-             {explain}; add {holder} again with --identifier ID first (`nas remove {holder}`)"
+             {explain}; give {holder} one first (`nas set {holder} --identifier ID`)"
         ))),
         (None, None) => Err(StoreError::Invalid(format!(
             "address {address} already belongs to NAS {first}: {explain}; \

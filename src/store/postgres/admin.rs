@@ -101,6 +101,41 @@ pub(super) async fn add_nas(pool: &PgPool, nas: &NewNas) -> StoreResult<Nas> {
     })
 }
 
+pub(super) async fn set_nas_identifier(
+    pool: &PgPool,
+    name: &str,
+    identifier: Option<&str>,
+) -> StoreResult<Nas> {
+    let mut tx = pool.begin().await?;
+    // Serialised with NAS additions, which check the same rule.
+    sqlx::query("LOCK TABLE nas IN SHARE ROW EXCLUSIVE MODE")
+        .execute(&mut *tx)
+        .await?;
+    let address: Option<String> = sqlx::query_scalar("SELECT address FROM nas WHERE name = $1")
+        .bind(name)
+        .fetch_optional(&mut *tx)
+        .await?;
+    let address = address.ok_or_else(|| StoreError::NotFound(format!("NAS {name}")))?;
+    let holders: Vec<(String, Option<String>)> = sqlx::query_as(
+        "SELECT name, identifier FROM nas WHERE address = $1 AND name <> $2 ORDER BY id",
+    )
+    .bind(&address)
+    .bind(name)
+    .fetch_all(&mut *tx)
+    .await?;
+    crate::store::check_shared_address(&address, identifier, &holders)?;
+    let row: NasRow = sqlx::query_as(&format!(
+        "UPDATE nas SET identifier = $2 WHERE name = $1 RETURNING {NAS_COLS}"
+    ))
+    .bind(name)
+    .bind(identifier)
+    .fetch_one(&mut *tx)
+    .await?;
+    bump_nas_generation(&mut tx).await?;
+    tx.commit().await?;
+    row.into_model()
+}
+
 pub(super) async fn list_nas(pool: &PgPool) -> StoreResult<Vec<Nas>> {
     let rows: Vec<NasRow> = sqlx::query_as(&format!("SELECT {NAS_COLS} FROM nas ORDER BY name"))
         .fetch_all(pool)

@@ -333,6 +333,10 @@ impl Store for PgStore {
         coa::update_plan(&self.pool, plan).await
     }
 
+    async fn set_nas_identifier(&self, name: &str, identifier: Option<&str>) -> StoreResult<Nas> {
+        admin::set_nas_identifier(&self.pool, name, identifier).await
+    }
+
     async fn set_voucher_plan(&self, tenant_id: i64, code: &str, plan: &str) -> StoreResult<u64> {
         coa::set_voucher_plan(&self.pool, tenant_id, code, plan).await
     }

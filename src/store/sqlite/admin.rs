@@ -526,6 +526,42 @@ pub fn set_nas_coa(
     Ok(nas)
 }
 
+pub fn set_nas_identifier(
+    c: &mut Connection,
+    name: &str,
+    identifier: Option<&str>,
+) -> StoreResult<Nas> {
+    let tx = c.transaction_with_behavior(TransactionBehavior::Immediate)?;
+    let address: String = tx
+        .query_row("SELECT address FROM nas WHERE name = ?1", [name], |r| {
+            r.get(0)
+        })
+        .optional()?
+        .ok_or_else(|| StoreError::NotFound(format!("NAS {name}")))?;
+    let holders = {
+        let mut stmt = tx.prepare_cached(
+            "SELECT name, identifier FROM nas WHERE address = ?1 AND name <> ?2 ORDER BY id",
+        )?;
+        let rows = stmt.query_map(params![address, name], |r| Ok((r.get(0)?, r.get(1)?)))?;
+        rows.collect::<rusqlite::Result<Vec<(String, Option<String>)>>>()?
+    };
+    crate::store::check_shared_address(&address, identifier, &holders)?;
+    tx.execute(
+        "UPDATE nas SET identifier = ?2 WHERE name = ?1",
+        params![name, identifier],
+    )?;
+    bump_nas_generation(&tx)?;
+    let nas = tx
+        .query_row(
+            &format!("SELECT {NAS_COLS} FROM nas WHERE name = ?1"),
+            [name],
+            nas_row,
+        )?
+        .into_model()?;
+    tx.commit()?;
+    Ok(nas)
+}
+
 /// Replace a plan's settings and queue a CoA-Request for the open sessions
 /// of its vouchers.
 pub fn update_plan(c: &mut Connection, plan: &Plan) -> StoreResult<u64> {

@@ -495,6 +495,12 @@ impl Store for SqliteStore {
         self.call_write(move |c| admin::update_plan(c, &plan)).await
     }
 
+    async fn set_nas_identifier(&self, name: &str, identifier: Option<&str>) -> StoreResult<Nas> {
+        let (name, identifier) = (name.to_owned(), identifier.map(str::to_owned));
+        self.call_write(move |c| admin::set_nas_identifier(c, &name, identifier.as_deref()))
+            .await
+    }
+
     async fn set_voucher_plan(&self, tenant_id: i64, code: &str, plan: &str) -> StoreResult<u64> {
         let (code, plan) = (code.to_owned(), plan.to_owned());
         self.call_write(move |c| admin::set_voucher_plan(c, tenant_id, &code, &plan))
