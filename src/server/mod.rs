@@ -364,8 +364,12 @@ async fn handle_datagram(
         }
     };
     // Several entries may share this address: the NAS-Identifier picks one,
-    // whose secret must then verify the packet (below).
-    let Some(nas) = sources.pick(packet.attr(crate::proto::attr::NAS_IDENTIFIER)) else {
+    // whose secret must then verify the packet (below). The common case, one
+    // entry without identifier, does not look for the attribute at all.
+    let nas = sources
+        .only()
+        .or_else(|| sources.pick(packet.attr(crate::proto::attr::NAS_IDENTIFIER)));
+    let Some(nas) = nas else {
         shared.drop_packet(
             None,
             source,

@@ -292,7 +292,9 @@ pub struct Sources<'a> {
 impl<'a> Sources<'a> {
     /// The one entry a packet from here can belong to whatever it carries, so
     /// that a packet dropped before its NAS-Identifier is read (framing) is
-    /// counted under that NAS; `None` when the address is shared.
+    /// counted under that NAS, and the usual packet is placed without reading
+    /// it; `None` when the NAS-Identifier decides. Always what
+    /// [`Sources::pick`] would choose when it is `Some`.
     pub fn only(&self) -> Option<&'a NasEntry> {
         match self.host {
             [one] if one.identifier.is_none() => Some(one),
@@ -415,6 +417,15 @@ mod tests {
             t.sources(ip("192.0.2.9")).unwrap().only().unwrap().name,
             "alone"
         );
+        // `only` agrees with `pick` wherever it answers.
+        for addr in ["192.0.2.1", "192.0.2.9", "10.8.0.7", "10.8.1.7"] {
+            let src = t.sources(ip(addr)).unwrap();
+            if let Some(one) = src.only() {
+                for id in [None, Some(&b"a"[..]), Some(b"north-gw")] {
+                    assert_eq!(src.pick(id).unwrap().name, one.name, "{addr}");
+                }
+            }
+        }
         assert_eq!(t.len(), 5);
         assert_eq!(t.by_id(2).unwrap().name, "south");
     }
