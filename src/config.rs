@@ -100,6 +100,7 @@ pub struct ServerSection {
     pub auth_log_retention: Option<String>,
     pub housekeeping_interval: Option<String>,
     pub nas_reload_interval: Option<String>,
+    pub nas_resolve_interval: Option<String>,
     pub nas_in_flight: Option<usize>,
     pub socket_receive_buffer: Option<String>,
 }
@@ -161,6 +162,9 @@ impl FileConfig {
         }
         if let Some(v) = dur(&s.nas_reload_interval, "nas_reload_interval")? {
             c.nas_reload_interval = Duration::from_secs(v.max(1));
+        }
+        if let Some(v) = dur(&s.nas_resolve_interval, "nas_resolve_interval")? {
+            c.nas_resolve_interval = Duration::from_secs(v.max(1));
         }
         if let Some(v) = s.nas_in_flight {
             c.nas_in_flight = v;
@@ -323,6 +327,7 @@ mod tests {
             auth_log_retention,
             housekeeping_interval,
             nas_reload_interval,
+            nas_resolve_interval,
             nas_in_flight,
             socket_receive_buffer,
         } = server;
@@ -359,6 +364,7 @@ mod tests {
             auth_log_retention,
             housekeeping_interval,
             nas_reload_interval,
+            nas_resolve_interval,
         ];
         assert!(counts.iter().all(|v| v.is_some()), "{server:?}");
         assert!(durations.iter().all(|v| v.is_some()), "{server:?}");

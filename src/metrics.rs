@@ -155,6 +155,9 @@ pub struct Metrics {
     /// can tell a router that went silent from one with no users; 0 for a NAS
     /// that has sent nothing since the server started.
     pub nas_last_seen: IntGaugeVec,
+    /// Unix time each NAS host name (`--address HOST`) last resolved, by NAS:
+    /// `time() - …` is the age of the address the server uses for it.
+    pub nas_address_resolved: IntGaugeVec,
     /// Open connections per HTTP listener (`rest`, `metrics`).
     pub http_connections_open: IntGaugeVec,
     /// Connections closed at once on accept, by listener and reason
@@ -291,6 +294,14 @@ impl Metrics {
             &["nas"],
         )
         .unwrap();
+        let nas_address_resolved = IntGaugeVec::new(
+            Opts::new(
+                "rrnet_radius_nas_address_resolved_timestamp_seconds",
+                "Unix time each NAS host name last resolved",
+            ),
+            &["nas"],
+        )
+        .unwrap();
         let guard_refused = IntCounterVec::new(
             Opts::new(
                 "rrnet_radius_guard_refused_total",
@@ -404,6 +415,7 @@ impl Metrics {
             Box::new(previous_secret_used.clone()),
             Box::new(storage_errors.clone()),
             Box::new(nas_last_seen.clone()),
+            Box::new(nas_address_resolved.clone()),
             Box::new(guard_refused.clone()),
             Box::new(guard_started.clone()),
             Box::new(guard_devices.clone()),
@@ -443,6 +455,7 @@ impl Metrics {
             previous_secret_used,
             storage_errors,
             nas_last_seen,
+            nas_address_resolved,
             guard_refused,
             guard_started,
             guard_devices,

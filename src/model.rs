@@ -142,14 +142,79 @@ impl fmt::Display for Cidr {
     }
 }
 
+/// Where a NAS sends from when that is not a fixed address or network.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum DynamicAddress {
+    /// A host name (DDNS, e.g. MikroTik IP Cloud `*.sn.mynetname.net`): the
+    /// server resolves it at start and every `nas_resolve_interval`.
+    Host(String),
+    /// Any source address: the packet's NAS-Identifier picks the entry (it
+    /// must have `--identifier`) and Message-Authenticator is required.
+    Any,
+}
+
+/// What `--address` takes: an address or CIDR network, a host name, or `any`.
+/// A dynamic address comes with the placeholder network `0.0.0.0/0`, which no
+/// lookup by address uses (the NAS table places such entries by resolution or
+/// by identifier) and which makes them count as "not one host" wherever a
+/// single address is assumed (CoA then goes to the latest source).
+pub fn parse_nas_address(s: &str) -> Result<(Cidr, Option<DynamicAddress>), String> {
+    let s = s.trim();
+    if let Ok(c) = s.parse::<Cidr>() {
+        return Ok((c, None));
+    }
+    let placeholder = Cidr {
+        addr: IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED),
+        prefix: 0,
+    };
+    if s.eq_ignore_ascii_case("any") {
+        return Ok((placeholder, Some(DynamicAddress::Any)));
+    }
+    let label_ok = |l: &str| {
+        !l.is_empty()
+            && l.len() <= 63
+            && !l.starts_with('-')
+            && !l.ends_with('-')
+            && l.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
+    };
+    let name = s.strip_suffix('.').unwrap_or(s);
+    let numeric = name.bytes().all(|b| b.is_ascii_digit() || b == b'.');
+    if name.len() <= 253 && !numeric && name.split('.').all(label_ok) {
+        return Ok((
+            placeholder,
+            Some(DynamicAddress::Host(name.to_ascii_lowercase())),
+        ));
+    }
+    Err(format!(
+        "invalid address or CIDR {s:?}: give an IP address, a CIDR network, a host name or `any`"
+    ))
+}
+
+/// The tenant everything belongs to unless told otherwise (`default`), so a
+/// single-operator install never names one.
+pub const DEFAULT_TENANT: i64 = 1;
+
+/// An operator (ISP) served by this deployment. Its NAS entries, plans and
+/// vouchers are its own: a voucher is looked up only in the tenant of the NAS
+/// that asked.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct Tenant {
+    pub id: i64,
+    pub name: String,
+    pub created_at: Timestamp,
+}
+
 /// A RADIUS client (a MikroTik router, or a FreeRADIUS proxy in front of routers).
 #[derive(Clone, Debug)]
 pub struct Nas {
     pub id: i64,
     /// Operator-chosen unique name; used as the metrics label and in logs.
     pub name: String,
-    /// Source address or network the NAS sends from.
+    /// Source address or network the NAS sends from (`0.0.0.0/0`, unused,
+    /// when `dynamic` is set).
     pub address: Cidr,
+    /// A host name re-resolved on a timer, or any source (see [`DynamicAddress`]).
+    pub dynamic: Option<DynamicAddress>,
     pub secret: Secret,
     /// Drop Access-Requests without Message-Authenticator (BlastRADIUS, CVE-2024-3596).
     pub require_message_authenticator: bool,
@@ -161,6 +226,12 @@ pub struct Nas {
     pub coa_address: Option<IpAddr>,
     /// Site/tenant scope: when set, only vouchers of the same site (or of no site) log in here.
     pub site: Option<String>,
+    /// The router's NAS-Identifier (its RouterOS `/system identity`). When set,
+    /// only packets carrying exactly this NAS-Identifier match the entry, which
+    /// lets several entries share one address (routers behind one NAT address).
+    pub identifier: Option<String>,
+    /// The tenant whose vouchers log in here.
+    pub tenant_id: i64,
     pub created_at: Timestamp,
     /// The secret before the last rotation, still accepted until `previous_secret_until`.
     pub previous_secret: Option<Secret>,
@@ -168,6 +239,11 @@ pub struct Nas {
 }
 
 impl Nas {
+    /// `--address` as given: the address or network, host name, or `any`.
+    pub fn address_text(&self) -> String {
+        address_text(&self.address, self.dynamic.as_ref())
+    }
+
     /// The previous secret, if it is still accepted at `now`.
     pub fn previous_secret_at(&self, now: Timestamp) -> Option<&Secret> {
         match (&self.previous_secret, self.previous_secret_until) {
@@ -177,22 +253,38 @@ impl Nas {
     }
 }
 
+/// `--address` as given: the address or network, host name, or `any`.
+pub fn address_text(address: &Cidr, dynamic: Option<&DynamicAddress>) -> String {
+    match dynamic {
+        None => address.to_string(),
+        Some(DynamicAddress::Host(h)) => h.clone(),
+        Some(DynamicAddress::Any) => "any".into(),
+    }
+}
+
 /// Fields to create a NAS.
 #[derive(Clone, Debug)]
 pub struct NewNas {
     pub name: String,
     pub address: Cidr,
+    /// See [`Nas::dynamic`].
+    pub dynamic: Option<DynamicAddress>,
     pub secret: Secret,
     pub require_message_authenticator: bool,
     pub coa_port: u16,
     pub coa_address: Option<IpAddr>,
     pub site: Option<String>,
+    /// See [`Nas::identifier`].
+    pub identifier: Option<String>,
+    pub tenant_id: i64,
 }
 
 /// A voucher profile: what a sold voucher is worth.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 pub struct Plan {
     pub id: i64,
+    /// The tenant the plan and its vouchers belong to.
+    pub tenant_id: i64,
     pub name: String,
     /// Seconds of use (summed over sessions); `None` = unlimited.
     pub time_quota: Option<u64>,
@@ -222,12 +314,16 @@ pub struct Plan {
     pub address_list: Option<String>,
     /// Display price for printed vouchers (free text, e.g. "5.00 USD").
     pub price: Option<String>,
+    /// Sites (NAS `--site`) where the plan's vouchers log in; empty: everywhere.
+    pub sites: Vec<String>,
     pub created_at: Timestamp,
 }
 
 /// Fields to create a plan.
 #[derive(Clone, Debug, Default)]
 pub struct NewPlan {
+    /// `None`: the default tenant.
+    pub tenant_id: Option<i64>,
     pub name: String,
     pub time_quota: Option<u64>,
     pub validity: Option<u64>,
@@ -242,6 +338,7 @@ pub struct NewPlan {
     pub mikrotik_group: Option<String>,
     pub address_list: Option<String>,
     pub price: Option<String>,
+    pub sites: Vec<String>,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
@@ -271,6 +368,8 @@ impl VoucherState {
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 pub struct Voucher {
     pub id: i64,
+    /// Its plan's tenant; the code is unique within it.
+    pub tenant_id: i64,
     pub code: String,
     /// Login password; equals `code` unless set otherwise. Never logged.
     #[serde(skip_serializing)]
@@ -404,6 +503,23 @@ pub fn normalize_mac(s: &str) -> Option<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn nas_addresses() {
+        assert_eq!(parse_nas_address("192.0.2.1").unwrap().1, None);
+        assert_eq!(parse_nas_address("10.0.0.0/8").unwrap().1, None);
+        assert_eq!(
+            parse_nas_address("ANY").unwrap().1,
+            Some(DynamicAddress::Any)
+        );
+        assert_eq!(
+            parse_nas_address("HexAgon.sn.mynetname.net.").unwrap().1,
+            Some(DynamicAddress::Host("hexagon.sn.mynetname.net".into()))
+        );
+        for bad in ["", "1.2.3.999", "a..b", "-a.b", "a b", "x/8", "a_b.c"] {
+            assert!(parse_nas_address(bad).is_err(), "{bad}");
+        }
+    }
 
     #[test]
     fn cidr_parse_and_contains() {

@@ -93,6 +93,7 @@ fn counters_match_known_traffic() {
         &["--name", "locked", "--mac-lock"],
         &["--name", "old", "--expires", "2001-01-01T00:00:00Z"],
         &["--name", "instant", "--validity", "0"],
+        &["--name", "elsewhere", "--sites", "far-away"],
     ] {
         let mut args = vec!["plan", "add"];
         args.extend_from_slice(plan);
@@ -109,6 +110,7 @@ fn counters_match_known_traffic() {
         ("NOMAC", "locked"),
         ("OLD", "old"),
         ("INSTANT", "instant"),
+        ("ELSEWHERE", "elsewhere"),
     ] {
         let pw = format!("pw-{code}");
         db.cli(&["voucher", "add", code, "--plan", plan, "--password", &pw]);
@@ -218,6 +220,7 @@ fn counters_match_known_traffic() {
             mac_b,
             "shared_users_limit",
         ),
+        ("ELSEWHERE", Cred::Pap("pw-ELSEWHERE"), mac_a, "wrong_site"),
     ];
     for (user, cred, mac, reason) in rejects {
         let r = c.login(auth, user, cred, mac).expect("a reply");
@@ -294,7 +297,7 @@ fn counters_match_known_traffic() {
                     ("nas", NAS),
                     ("result", "reject"),
                 ],
-            ) == Some(11.0)
+            ) == Some(12.0)
     });
 
     let req = |typ: &str, result: &str| {
@@ -305,7 +308,7 @@ fn counters_match_known_traffic() {
     };
     // 7 accepts in the traffic above plus the one answered (then duplicated) at the end.
     assert_eq!(req("access_request", "accept"), Some(8.0));
-    assert_eq!(req("access_request", "reject"), Some(11.0));
+    assert_eq!(req("access_request", "reject"), Some(12.0));
     assert_eq!(req("accounting_request", "start"), Some(2.0));
     assert_eq!(req("accounting_request", "interim_update"), Some(1.0));
     assert_eq!(req("accounting_request", "stop"), Some(2.0));
@@ -336,7 +339,7 @@ fn counters_match_known_traffic() {
             "rejects {reason}"
         );
     }
-    assert_eq!(s.nonzero("rrnet_radius_rejects_total").len(), 11);
+    assert_eq!(s.nonzero("rrnet_radius_rejects_total").len(), 12);
 
     let drop = |nas: &str, reason: &str| {
         s.get(
@@ -380,7 +383,7 @@ fn counters_match_known_traffic() {
             "rrnet_radius_request_duration_seconds_count",
             &[("type", "access_request")]
         ),
-        Some(19.0)
+        Some(20.0)
     );
     assert_eq!(
         count(
@@ -401,7 +404,7 @@ fn counters_match_known_traffic() {
             "rrnet_radius_storage_duration_seconds_count",
             &[("op", "authorize")]
         ),
-        Some(19.0)
+        Some(20.0)
     );
     assert!(count(
         "rrnet_radius_storage_duration_seconds_bucket",

@@ -211,3 +211,49 @@ fn warns_when_the_nas_address_is_not_the_tunnel_address() {
         "{stderr}"
     );
 }
+
+/// An entry with an identifier (routers behind one address) gets the router's
+/// identity set to it, quoted for RouterOS; one without leaves the identity be.
+#[test]
+fn identity_is_set_when_the_entry_has_one() {
+    let db = db();
+    db.cli(&[
+        "nas",
+        "add",
+        "--name",
+        "nat-1",
+        "--address",
+        "203.0.113.9",
+        "--identifier",
+        "cafe \"north\"",
+        "--secret",
+        SECRET,
+    ]);
+    let with = script(
+        &db,
+        &[
+            "--nas",
+            "nat-1",
+            "--tier",
+            "direct",
+            "--server",
+            "192.0.2.10",
+        ],
+    );
+    assert!(
+        with.contains("/system identity set name=\"cafe \\\"north\\\"\"\n"),
+        "{with}"
+    );
+    let without = script(
+        &db,
+        &[
+            "--nas",
+            "cafe-1",
+            "--tier",
+            "direct",
+            "--server",
+            "192.0.2.10",
+        ],
+    );
+    assert!(!without.contains("/system identity"), "{without}");
+}

@@ -421,3 +421,95 @@ fn no_secret_no_shim_and_a_short_secret_refuses_to_start() {
     assert!(err.contains("at least 16"), "{err}");
     assert!(!err.contains("fifteen-bytes"), "secret printed: {err}");
 }
+
+/// Routers behind one address: the shim picks the NAS entry by the body's
+/// NAS-Identifier, as the UDP server does by the packet's.
+#[test]
+fn shared_address_is_told_apart_by_nas_identifier() {
+    let db = TestDb::sqlite();
+    db.cli(&["plan", "add", "--name", "hour", "--time", "1h"]);
+    db.cli(&[
+        "voucher",
+        "add",
+        "VOUCHER1",
+        "--plan",
+        "hour",
+        "--password",
+        PAP_PASSWORD,
+    ]);
+    for (name, identity) in [("north", "north-gw"), ("south", "MikroTik")] {
+        db.cli(&[
+            "nas",
+            "add",
+            "--name",
+            name,
+            "--address",
+            "127.0.0.1",
+            "--identifier",
+            identity,
+            "--secret",
+            "shared-nat-secret",
+        ]);
+    }
+    let (server, http) = start_shim(&db);
+    let as_identity = |f: &str, identity: &str| {
+        String::from_utf8(fixture(f)).unwrap().replace(
+            r#""NAS-Identifier":{"type":"string","value":["MikroTik"]}"#,
+            &format!(r#""NAS-Identifier":{{"type":"string","value":["{identity}"]}}"#),
+        )
+    };
+    // The fixture's own identity ("MikroTik") is south's.
+    let r = post_json(http, AUTH, &fixture("auth_pap.json"));
+    assert_eq!(r.status, 200, "{r:?}");
+    let r = post_json(
+        http,
+        AUTH,
+        as_identity("auth_pap.json", "north-gw").as_bytes(),
+    );
+    assert_eq!(r.status, 200, "{r:?}");
+    let accepts = |nas: &str| {
+        server.metric(&format!(
+            "rrnet_radius_requests_total{{nas=\"{nas}\",result=\"accept\",type=\"access_request\"}}"
+        ))
+    };
+    assert_eq!(accepts("south"), Some(1.0));
+    assert_eq!(accepts("north"), Some(1.0));
+    // An identity no entry at this address has is not a registered hotspot.
+    let r = post_json(
+        http,
+        AUTH,
+        as_identity("auth_pap.json", "east-gw").as_bytes(),
+    );
+    assert_eq!(r.status, 401, "{r:?}");
+    assert!(r.json()["reply:Reply-Message"]
+        .as_str()
+        .unwrap()
+        .contains("not registered"));
+    let r = post_json(
+        http,
+        ACCT,
+        as_identity("acct_start.json", "east-gw").as_bytes(),
+    );
+    assert_eq!(r.status, 403, "{r:?}");
+    // Accounting lands on the entry the identity names.
+    let r = post_json(
+        http,
+        ACCT,
+        as_identity("acct_start.json", "north-gw").as_bytes(),
+    );
+    assert_eq!(r.status, 204, "{r:?}");
+    // Both logins left an `authorized` row on their own entry (the fixtures
+    // share an Acct-Session-Id); the Start opened north's only.
+    let mut rows: Vec<_> = sessions(&db)
+        .iter()
+        .map(|s| (s["nas_name"].clone(), s["state"].clone()))
+        .collect();
+    rows.sort_by_key(|r| r.0.to_string());
+    assert_eq!(
+        rows,
+        vec![
+            ("north".into(), "open".into()),
+            ("south".into(), "authorized".into())
+        ]
+    );
+}

@@ -20,6 +20,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use rrnet_radius::model::{
     Nas, NewNas, NewPlan, NewVoucher, Plan, Secret, Session, SessionState, Timestamp, VoucherState,
+    DEFAULT_TENANT,
 };
 use rrnet_radius::policy::{
     AccessDecision, AccessFacts, Activation, Credential, Grant, RejectReason, VoucherSnapshot,
@@ -264,6 +265,7 @@ macro_rules! all_cases {
         battery!($backend, $fixture;
             migrate_twice,
             nas_crud_and_generation,
+            nas_shared_address_needs_identifiers,
             plan_crud,
             voucher_crud,
             accounting_counters,
@@ -277,6 +279,7 @@ macro_rules! all_cases {
             auth_events_filters_and_pruning,
             repeated_rejects_share_a_row,
             authorize_snapshot_scope_and_active_macs,
+            tenants_keep_their_vouchers_apart,
             authorize_accept_effects,
             authorize_keeps_open_session,
             accounting_adopts_synthetic_session,
@@ -336,6 +339,16 @@ fn new_nas(name: &str, address: &str, site: Option<&str>) -> NewNas {
         coa_port: 3799,
         coa_address: None,
         site: site.map(Into::into),
+        identifier: None,
+        tenant_id: DEFAULT_TENANT,
+        dynamic: None,
+    }
+}
+
+fn identified_nas(name: &str, address: &str, identifier: Option<&str>) -> NewNas {
+    NewNas {
+        identifier: identifier.map(Into::into),
+        ..new_nas(name, address, None)
     }
 }
 
@@ -368,6 +381,7 @@ fn facts(nas: &Nas, user: &str, mac: Option<&str>, asid: Option<&str>) -> Access
         nas_id: nas.id,
         nas_name: nas.name.clone(),
         nas_site: nas.site.clone(),
+        tenant_id: nas.tenant_id,
         username: user.into(),
         credential: Credential::Pap(user.as_bytes().to_vec()),
         mac: mac.map(Into::into),
@@ -389,6 +403,7 @@ fn acct(
 ) -> AcctRecord {
     AcctRecord {
         nas_id: nas.id,
+        tenant_id: nas.tenant_id,
         status,
         acct_session_id: asid.into(),
         username: user.into(),
@@ -400,6 +415,7 @@ fn acct(
         terminate_cause: (status == AcctStatus::Stop).then(|| "User-Request".into()),
         class_voucher_id: None,
         received_at: at,
+        event_at: at,
     }
 }
 
@@ -522,7 +538,9 @@ mod cases {
             .is_empty());
 
         // --no-disconnect queues nothing.
-        s.revoke_voucher_with("RQ2", false).await.unwrap();
+        s.revoke_voucher_with(DEFAULT_TENANT, "RQ2", false)
+            .await
+            .unwrap();
         assert!(s
             .claim_coa_requests(t, 10, t - 30)
             .await
@@ -530,7 +548,7 @@ mod cases {
             .is_empty());
         assert_eq!(session(s, "b1").await.disconnect_requested_at, None);
 
-        s.revoke_voucher("RQ1").await.unwrap();
+        s.revoke_voucher(DEFAULT_TENANT, "RQ1").await.unwrap();
         let first = s.claim_coa_requests(t + 10, 10, t - 20).await.unwrap();
         assert_eq!(first.len(), 1, "the open session only, not the stopped one");
         let r = &first[0];
@@ -551,7 +569,7 @@ mod cases {
         assert_eq!(again.len(), 1);
         assert_eq!(again[0].id, r.id);
         // A second revoke while it is in flight queues nothing more.
-        s.revoke_voucher("RQ1").await.unwrap();
+        s.revoke_voucher(DEFAULT_TENANT, "RQ1").await.unwrap();
         s.finish_coa_request(
             Some(r.id),
             r.session.id,
@@ -571,7 +589,7 @@ mod cases {
             Some("disconnect ack")
         );
         // Acknowledged: a later revoke does not send it again.
-        s.revoke_voucher("RQ1").await.unwrap();
+        s.revoke_voucher(DEFAULT_TENANT, "RQ1").await.unwrap();
         assert!(s
             .claim_coa_requests(t + 101, 10, t + 90)
             .await
@@ -698,14 +716,16 @@ mod cases {
         assert_eq!(s.update_plan(&changed).await.unwrap(), 1);
         // A move to another plan.
         assert_eq!(
-            s.set_voucher_plan("F1", "1h").await.unwrap(),
+            s.set_voucher_plan(DEFAULT_TENANT, "F1", "1h")
+                .await
+                .unwrap(),
             0,
             "one waiting"
         );
-        let v = s.get_voucher("F1").await.unwrap();
+        let v = s.get_voucher(DEFAULT_TENANT, "F1").await.unwrap();
         assert_eq!(v.plan_name, "1h");
         assert_eq!(s.get_voucher_by_id(v.id).await.unwrap(), v);
-        match s.set_voucher_plan("F1", "nope").await {
+        match s.set_voucher_plan(DEFAULT_TENANT, "F1", "nope").await {
             Err(StoreError::NotFound(what)) => assert_eq!(what, "plan nope"),
             other => panic!("expected NotFound, got {other:?}"),
         }
@@ -728,6 +748,94 @@ mod cases {
         );
         let n = s.set_nas_coa("r1", None, Some(None)).await.unwrap();
         assert_eq!((n.coa_port, n.coa_address), (1700, None));
+    }
+
+    /// Several entries may share an address only when each has its own
+    /// identifier (routers behind one NAT address); otherwise `nas add` explains.
+    pub async fn nas_shared_address_needs_identifiers<S: Backend>(fx: &Fixture<S>) {
+        let s = &fx.store;
+        let invalid = |r: StoreResult<Nas>| match r {
+            Err(StoreError::Invalid(why)) => why,
+            other => panic!("expected Invalid, got {other:?}"),
+        };
+        s.add_nas(&identified_nas("nat-a", "198.51.100.7", Some("router-a")))
+            .await
+            .unwrap();
+        let g = s.nas_generation().await.unwrap();
+        // Without an identifier, the second entry could not be told apart.
+        let why = invalid(
+            s.add_nas(&identified_nas("nat-x", "198.51.100.7", None))
+                .await,
+        );
+        assert!(why.contains("already belongs to NAS nat-a"), "{why}");
+        assert!(why.contains("--identifier"), "{why}");
+        // The same identifier twice is refused too.
+        let why = invalid(
+            s.add_nas(&identified_nas("nat-y", "198.51.100.7", Some("router-a")))
+                .await,
+        );
+        assert!(why.contains("nat-a") && why.contains("router-a"), "{why}");
+        assert_eq!(s.nas_generation().await.unwrap(), g);
+        // A distinct identifier shares the address.
+        let b = s
+            .add_nas(&identified_nas("nat-b", "198.51.100.7", Some("router-b")))
+            .await
+            .unwrap();
+        assert_eq!(b.identifier.as_deref(), Some("router-b"));
+        // An entry without identifier keeps its address to itself, whatever
+        // the newcomer has.
+        s.add_nas(&identified_nas("plain", "198.51.100.8", None))
+            .await
+            .unwrap();
+        let why = invalid(
+            s.add_nas(&identified_nas("plain-2", "198.51.100.8", Some("r")))
+                .await,
+        );
+        assert!(
+            why.contains("plain") && why.contains("no identifier"),
+            "{why}"
+        );
+        assert!(why.contains("nas set plain --identifier"), "{why}");
+        // Giving the entry an identifier lets a second router join it.
+        let g = s.nas_generation().await.unwrap();
+        let plain = s.set_nas_identifier("plain", Some("p-1")).await.unwrap();
+        assert_eq!(plain.identifier.as_deref(), Some("p-1"));
+        assert_ne!(s.nas_generation().await.unwrap(), g, "servers reload");
+        s.add_nas(&identified_nas("plain-2", "198.51.100.8", Some("r")))
+            .await
+            .unwrap();
+        // ... and then neither may lose it, nor take the other's.
+        let why = invalid(s.set_nas_identifier("plain", None).await);
+        assert!(why.contains("plain-2"), "{why}");
+        let why = invalid(s.set_nas_identifier("plain-2", Some("p-1")).await);
+        assert!(why.contains("p-1"), "{why}");
+        assert!(matches!(
+            s.set_nas_identifier("nope", Some("x")).await,
+            Err(StoreError::NotFound(_))
+        ));
+        // Networks follow the same rule.
+        s.add_nas(&identified_nas("vpn-a", "10.8.0.0/24", Some("a")))
+            .await
+            .unwrap();
+        s.add_nas(&identified_nas("vpn-b", "10.8.0.5/24", Some("b")))
+            .await
+            .unwrap();
+        let list = s.list_nas().await.unwrap();
+        let ids: Vec<_> = list
+            .iter()
+            .map(|n| (n.name.as_str(), n.identifier.as_deref()))
+            .collect();
+        assert_eq!(
+            ids,
+            vec![
+                ("nat-a", Some("router-a")),
+                ("nat-b", Some("router-b")),
+                ("plain", Some("p-1")),
+                ("plain-2", Some("r")),
+                ("vpn-a", Some("a")),
+                ("vpn-b", Some("b")),
+            ]
+        );
     }
 
     pub async fn migrate_twice<S: Backend>(fx: &Fixture<S>) {
@@ -826,8 +934,12 @@ mod cases {
             mikrotik_group: Some("vip".into()),
             address_list: Some("paid".into()),
             price: Some("5.00 USD".into()),
+            tenant_id: None,
+            sites: vec!["north".into(), "south".into()],
         };
         let p = s.add_plan(&full).await.unwrap();
+        assert_eq!(p.sites, vec!["north".to_string(), "south".to_string()]);
+        assert_eq!(p.tenant_id, DEFAULT_TENANT);
         assert_eq!(s.get_plan("1d-2g").await.unwrap(), p);
         assert_eq!(p.data_quota, Some(2 << 30));
         assert_eq!(p.shared_users, 3);
@@ -899,7 +1011,7 @@ mod cases {
         assert_eq!(made[0].plan_name, "1h");
         assert_eq!(made[2].plan_name, "other");
         for v in &made {
-            assert_eq!(&s.get_voucher(&v.code).await.unwrap(), v);
+            assert_eq!(&s.get_voucher(DEFAULT_TENANT, &v.code).await.unwrap(), v);
             assert_eq!(v.state, VoucherState::Active);
         }
 
@@ -956,18 +1068,24 @@ mod cases {
         assert_eq!(s.list_vouchers(None, None).await.unwrap().len(), 3);
         for code in ["NEW1", "NEW2", "SAME", "NEW3"] {
             assert!(
-                matches!(s.get_voucher(code).await, Err(StoreError::NotFound(_))),
+                matches!(
+                    s.get_voucher(DEFAULT_TENANT, code).await,
+                    Err(StoreError::NotFound(_))
+                ),
                 "{code}"
             );
         }
 
-        let revoked = s.revoke_voucher("AAAA1111").await.unwrap();
+        let revoked = s.revoke_voucher(DEFAULT_TENANT, "AAAA1111").await.unwrap();
         assert_eq!(revoked.state, VoucherState::Revoked);
         assert_eq!(
-            s.get_voucher("AAAA1111").await.unwrap().state,
+            s.get_voucher(DEFAULT_TENANT, "AAAA1111")
+                .await
+                .unwrap()
+                .state,
             VoucherState::Revoked
         );
-        match s.revoke_voucher("ZZZZ").await {
+        match s.revoke_voucher(DEFAULT_TENANT, "ZZZZ").await {
             Err(StoreError::NotFound(what)) => assert_eq!(what, "voucher ZZZZ"),
             other => panic!("expected NotFound, got {other:?}"),
         }
@@ -1006,17 +1124,18 @@ mod cases {
         s.record_accounting(std::slice::from_ref(&interim))
             .await
             .unwrap();
-        let used = s.get_voucher("V1").await.unwrap();
+        let used = s.get_voucher(DEFAULT_TENANT, "V1").await.unwrap();
         assert_eq!((used.used_seconds, used.used_bytes), (300, 3_000));
 
         // A retransmission (with a later arrival time: Acct-Delay-Time) adds nothing.
         s.record_accounting(&[AcctRecord {
             received_at: t0 + 302,
+            event_at: t0 + 302,
             ..interim
         }])
         .await
         .unwrap();
-        let used = s.get_voucher("V1").await.unwrap();
+        let used = s.get_voucher(DEFAULT_TENANT, "V1").await.unwrap();
         assert_eq!((used.used_seconds, used.used_bytes), (300, 3_000));
 
         // A reordered, older interim never moves counters backwards.
@@ -1037,7 +1156,13 @@ mod cases {
             (row.session_time, row.input_octets, row.output_octets),
             (300, 1_000, 2_000)
         );
-        assert_eq!(s.get_voucher("V1").await.unwrap().used_bytes, 3_000);
+        assert_eq!(
+            s.get_voucher(DEFAULT_TENANT, "V1")
+                .await
+                .unwrap()
+                .used_bytes,
+            3_000
+        );
 
         // Counters move independently: only the ones that grew add to usage.
         s.record_accounting(&[acct(
@@ -1058,7 +1183,7 @@ mod cases {
             (600, 1_000, 2_500)
         );
         assert_eq!(row.updated_at, t0 + 600);
-        let used = s.get_voucher("V1").await.unwrap();
+        let used = s.get_voucher(DEFAULT_TENANT, "V1").await.unwrap();
         assert_eq!((used.used_seconds, used.used_bytes), (600, 3_500));
 
         let stop = acct(
@@ -1079,12 +1204,13 @@ mod cases {
         assert_eq!(row.stopped_at, Some(t0 + 700));
         assert_eq!(row.started_at, Some(t0));
         assert_eq!(row.terminate_cause.as_deref(), Some("User-Request"));
-        let used = s.get_voucher("V1").await.unwrap();
+        let used = s.get_voucher(DEFAULT_TENANT, "V1").await.unwrap();
         assert_eq!((used.used_seconds, used.used_bytes), (700, 4_500));
 
         // Retransmitted Stop and a late Interim change nothing and do not reopen.
         s.record_accounting(&[AcctRecord {
             received_at: t0 + 705,
+            event_at: t0 + 705,
             ..stop
         }])
         .await
@@ -1104,7 +1230,7 @@ mod cases {
         let row = session(s, "s1").await;
         assert_eq!(row.state, SessionState::Closed);
         assert_eq!(row.stopped_at, Some(t0 + 700));
-        let used = s.get_voucher("V1").await.unwrap();
+        let used = s.get_voucher(DEFAULT_TENANT, "V1").await.unwrap();
         assert_eq!((used.used_seconds, used.used_bytes), (700, 4_500));
         assert_eq!(s.list_sessions(false).await.unwrap().len(), 1);
         assert!(s.list_sessions(true).await.unwrap().is_empty());
@@ -1135,7 +1261,10 @@ mod cases {
         let row = session(s, "b1").await;
         assert_eq!((row.input_octets, row.output_octets), (five_gib, big_out));
         assert_eq!(
-            s.get_voucher("BIG").await.unwrap().used_bytes,
+            s.get_voucher(DEFAULT_TENANT, "BIG")
+                .await
+                .unwrap()
+                .used_bytes,
             five_gib + big_out
         );
         s.record_accounting(&[acct(
@@ -1151,7 +1280,10 @@ mod cases {
         .await
         .unwrap();
         assert_eq!(
-            s.get_voucher("BIG").await.unwrap().used_bytes,
+            s.get_voucher(DEFAULT_TENANT, "BIG")
+                .await
+                .unwrap()
+                .used_bytes,
             five_gib + big_out + 2
         );
     }
@@ -1182,7 +1314,7 @@ mod cases {
         assert_eq!(row.state, SessionState::Open);
         assert_eq!(row.started_at, Some(t0 - 120));
         assert_eq!(row.voucher_id, Some(vs[1].id));
-        let used = s.get_voucher("NAMED").await.unwrap();
+        let used = s.get_voucher(DEFAULT_TENANT, "NAMED").await.unwrap();
         assert_eq!((used.used_seconds, used.used_bytes), (120, 30));
 
         // Class wins over the User-Name; a Class naming no voucher falls back to it.
@@ -1261,7 +1393,10 @@ mod cases {
             .iter()
             .all(|x| x.state == SessionState::Closed && x.session_time == 150));
         for i in 0..n {
-            let v = s.get_voucher(&format!("G{i:03}")).await.unwrap();
+            let v = s
+                .get_voucher(DEFAULT_TENANT, &format!("G{i:03}"))
+                .await
+                .unwrap();
             assert_eq!(
                 (v.used_seconds, v.used_bytes),
                 (150, 350 + i as u64 + 450),
@@ -1270,7 +1405,7 @@ mod cases {
         }
         // The same batch again is a retransmission of everything: nothing moves.
         s.record_accounting(&batch).await.unwrap();
-        let v = s.get_voucher("G007").await.unwrap();
+        let v = s.get_voucher(DEFAULT_TENANT, "G007").await.unwrap();
         assert_eq!((v.used_seconds, v.used_bytes), (150, 807));
         s.record_accounting(&[]).await.unwrap();
     }
@@ -1297,10 +1432,16 @@ mod cases {
         };
         assert!(s.record_accounting(&[good.clone(), bad]).await.is_err());
         assert!(s.list_sessions(false).await.unwrap().is_empty());
-        let v = s.get_voucher("ATOM").await.unwrap();
+        let v = s.get_voucher(DEFAULT_TENANT, "ATOM").await.unwrap();
         assert_eq!((v.used_seconds, v.used_bytes), (0, 0));
         s.record_accounting(&[good]).await.unwrap();
-        assert_eq!(s.get_voucher("ATOM").await.unwrap().used_seconds, 60);
+        assert_eq!(
+            s.get_voucher(DEFAULT_TENANT, "ATOM")
+                .await
+                .unwrap()
+                .used_seconds,
+            60
+        );
     }
 
     pub async fn accounting_on_off_closes_nas_sessions<S: Backend>(fx: &Fixture<S>) {
@@ -1523,7 +1664,13 @@ mod cases {
         let row = session(s, "granted").await;
         assert_eq!(row.state, SessionState::Open);
         assert_eq!((row.stopped_at, row.terminate_cause), (None, None));
-        assert_eq!(s.get_voucher("ST").await.unwrap().used_seconds, 700);
+        assert_eq!(
+            s.get_voucher(DEFAULT_TENANT, "ST")
+                .await
+                .unwrap()
+                .used_seconds,
+            700
+        );
     }
 
     pub async fn auth_events_filters_and_pruning<S: Backend>(fx: &Fixture<S>) {
@@ -1659,6 +1806,129 @@ mod cases {
                 (t0 + 80, "AA:00:00:00:00:01".to_string(), 1, None),
             ]
         );
+    }
+
+    /// A voucher code is unique per tenant; a NAS sees only its tenant's
+    /// vouchers, for authorization and for accounting.
+    pub async fn tenants_keep_their_vouchers_apart<S: Backend>(fx: &Fixture<S>) {
+        let s = &fx.store;
+        let (nas_a, plan_a) = setup(s).await;
+        let isp = s.add_tenant("isp-b").await.unwrap();
+        assert_ne!(isp.id, DEFAULT_TENANT);
+        match s.add_tenant("isp-b").await {
+            Err(StoreError::Duplicate(what)) => assert_eq!(what, "tenant isp-b"),
+            other => panic!("expected Duplicate, got {other:?}"),
+        }
+        assert!(matches!(
+            s.add_tenant("bad name").await,
+            Err(StoreError::Invalid(_))
+        ));
+        let names: Vec<_> = s
+            .list_tenants()
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|t| t.name)
+            .collect();
+        assert_eq!(names, vec!["default", "isp-b"]);
+        assert_eq!(s.get_tenant("isp-b").await.unwrap().id, isp.id);
+        let nas_b = s
+            .add_nas(&NewNas {
+                tenant_id: isp.id,
+                ..new_nas("r-b", "192.0.2.20", None)
+            })
+            .await
+            .unwrap();
+        assert_eq!(nas_b.tenant_id, isp.id);
+        let plan_b = s
+            .add_plan(&NewPlan {
+                name: "b-1h".into(),
+                time_quota: Some(3600),
+                tenant_id: Some(isp.id),
+                ..Default::default()
+            })
+            .await
+            .unwrap();
+        // The same code in both tenants: two vouchers.
+        let va = s.add_vouchers(&[voucher("SAME", &plan_a)]).await.unwrap();
+        let vb = s.add_vouchers(&[voucher("SAME", &plan_b)]).await.unwrap();
+        let only_a = s.add_vouchers(&[voucher("ONLY-A", &plan_a)]).await.unwrap();
+        assert_eq!((va[0].tenant_id, vb[0].tenant_id), (DEFAULT_TENANT, isp.id));
+        assert!(matches!(
+            s.add_vouchers(&[voucher("SAME", &plan_b)]).await,
+            Err(StoreError::Duplicate(_))
+        ));
+        assert_eq!(s.get_voucher(isp.id, "SAME").await.unwrap().id, vb[0].id);
+        assert!(matches!(
+            s.get_voucher(isp.id, "ONLY-A").await,
+            Err(StoreError::NotFound(_))
+        ));
+
+        let t0 = 1_700_000_000;
+        let opts = AuthorizeOptions { authorized_ttl: 60 };
+        let seen: Arc<Mutex<Option<VoucherSnapshot>>> = Arc::default();
+        let capture = {
+            let seen = seen.clone();
+            move |_: &AccessFacts, snap: Option<&VoucherSnapshot>, _: Timestamp| {
+                *seen.lock().unwrap() = snap.cloned();
+                AccessDecision::Reject(RejectReason::WrongPassword)
+            }
+        };
+        for (nas, code, expect) in [
+            (&nas_a, "SAME", Some(va[0].id)),
+            (&nas_b, "SAME", Some(vb[0].id)),
+            (&nas_b, "ONLY-A", None),
+            (&nas_a, "ONLY-A", Some(only_a[0].id)),
+        ] {
+            s.authorize_with(&facts(nas, code, None, None), t0, opts, &capture)
+                .await
+                .unwrap();
+            let got = seen.lock().unwrap().take().map(|v| v.voucher.id);
+            assert_eq!(got, expect, "{code} at {}", nas.name);
+        }
+
+        // Accounting from tenant B's router for "ONLY-A" (no Class) and for
+        // "SAME" with tenant A's voucher id as Class: neither touches tenant A.
+        let mut forged = acct(&nas_b, AcctStatus::Stop, "b-2", "SAME", t0, 60, 0, 0);
+        forged.class_voucher_id = Some(va[0].id);
+        s.record_accounting(&[
+            acct(&nas_b, AcctStatus::Stop, "b-1", "ONLY-A", t0, 100, 0, 0),
+            forged,
+        ])
+        .await
+        .unwrap();
+        assert_eq!(
+            s.get_voucher(DEFAULT_TENANT, "ONLY-A")
+                .await
+                .unwrap()
+                .used_seconds,
+            0
+        );
+        assert_eq!(
+            s.get_voucher(DEFAULT_TENANT, "SAME")
+                .await
+                .unwrap()
+                .used_seconds,
+            0
+        );
+        assert_eq!(
+            s.get_voucher(isp.id, "SAME").await.unwrap().used_seconds,
+            60
+        );
+        assert_eq!(session(s, "b-1").await.voucher_id, None);
+        assert_eq!(session(s, "b-2").await.voucher_id, Some(vb[0].id));
+
+        // Revoking in one tenant leaves the other's voucher alone.
+        s.revoke_voucher(isp.id, "SAME").await.unwrap();
+        assert_eq!(
+            s.get_voucher(DEFAULT_TENANT, "SAME").await.unwrap().state,
+            VoucherState::Active
+        );
+        // A voucher moves only to a plan of its own tenant.
+        assert!(matches!(
+            s.set_voucher_plan(isp.id, "SAME", &plan_a.name).await,
+            Err(StoreError::Invalid(_))
+        ));
     }
 
     pub async fn authorize_snapshot_scope_and_active_macs<S: Backend>(fx: &Fixture<S>) {
@@ -1807,7 +2077,7 @@ mod cases {
             .await
             .unwrap();
         assert!(matches!(d, AccessDecision::Accept(_)));
-        let after = s.get_voucher("LOCK").await.unwrap();
+        let after = s.get_voucher(DEFAULT_TENANT, "LOCK").await.unwrap();
         assert_eq!(after.first_login_at, Some(t0));
         assert_eq!(after.valid_until, Some(t0 + 86_400));
         assert_eq!(after.bound_mac.as_deref(), Some("AA:00:00:00:00:01"));
@@ -1840,7 +2110,7 @@ mod cases {
         s.authorize_with(&second, t0 + 100, opts, &always_activate)
             .await
             .unwrap();
-        let again = s.get_voucher("LOCK").await.unwrap();
+        let again = s.get_voucher(DEFAULT_TENANT, "LOCK").await.unwrap();
         assert_eq!(
             (again.first_login_at, again.valid_until),
             (Some(t0), Some(t0 + 86_400))
@@ -2045,7 +2315,7 @@ mod cases {
         let events = settled_events(&fx.store, decided).await;
         assert_eq!(accepts.len(), 1, "exactly one device gets in: {accepts:?}");
         let winner = accepts[0];
-        let v = fx.store.get_voucher("RACE").await.unwrap();
+        let v = fx.store.get_voucher(DEFAULT_TENANT, "RACE").await.unwrap();
         assert_eq!(
             v.first_login_at,
             Some(t0 + winner as i64),
@@ -2107,7 +2377,7 @@ mod cases {
             }
             other => panic!("expected Accept, got {other:?}"),
         }
-        let after = s.get_voucher("REAL1").await.unwrap();
+        let after = s.get_voucher(DEFAULT_TENANT, "REAL1").await.unwrap();
         assert_eq!(
             (after.first_login_at, after.valid_until),
             (Some(t0), Some(t0 + 86_400))
@@ -2120,7 +2390,10 @@ mod cases {
             other => panic!("expected Accept, got {other:?}"),
         }
         assert_eq!(
-            s.get_voucher("REAL1").await.unwrap().first_login_at,
+            s.get_voucher(DEFAULT_TENANT, "REAL1")
+                .await
+                .unwrap()
+                .first_login_at,
             Some(t0)
         );
 
@@ -2148,7 +2421,7 @@ mod cases {
         .unwrap();
         let t0 = 1_700_000_000;
         let opts = AuthorizeOptions::default();
-        s.revoke_voucher("REV").await.unwrap();
+        s.revoke_voucher(DEFAULT_TENANT, "REV").await.unwrap();
         let revoked = s
             .authorize(
                 &facts(&nas, "REV", Some("AA:00:00:00:00:01"), None),
@@ -2168,7 +2441,10 @@ mod cases {
             .unwrap();
         assert_eq!(wrong, AccessDecision::Reject(RejectReason::WrongPassword));
         assert_eq!(
-            s.get_voucher("PW").await.unwrap().first_login_at,
+            s.get_voucher(DEFAULT_TENANT, "PW")
+                .await
+                .unwrap()
+                .first_login_at,
             None,
             "a reject does not activate"
         );
@@ -2255,9 +2531,9 @@ mod cases {
         assert_eq!(snap(5).active_macs, [mac(3), mac(4)]);
         assert!(seen[6].is_none());
 
-        let one = s.get_voucher("ONE").await.unwrap();
+        let one = s.get_voucher(DEFAULT_TENANT, "ONE").await.unwrap();
         assert_eq!(one.first_login_at, Some(t0));
-        let locked = s.get_voucher("LOCKED").await.unwrap();
+        let locked = s.get_voucher(DEFAULT_TENANT, "LOCKED").await.unwrap();
         assert_eq!(
             (locked.first_login_at, locked.valid_until),
             (Some(t0), Some(t0 + 600))
@@ -2429,7 +2705,9 @@ mod cases {
             ])
             .await
             .unwrap();
-            s.revoke_voucher(&code("REV")).await.unwrap();
+            s.revoke_voucher(DEFAULT_TENANT, &code("REV"))
+                .await
+                .unwrap();
             let m = |i: usize| Some(mac(i));
             let requests = [
                 facts(&plain, &code("ONE"), m(1).as_deref(), Some("1")),
@@ -2470,7 +2748,7 @@ mod cases {
                 .collect();
             let mut vouchers = Vec::new();
             for c in ["ONE", "LOCK", "REV", "SITE-B", "SITE-A", "PW"] {
-                let v = s.get_voucher(&code(c)).await.unwrap();
+                let v = s.get_voucher(DEFAULT_TENANT, &code(c)).await.unwrap();
                 vouchers.push((c, v.first_login_at, v.valid_until, v.bound_mac, v.state));
             }
             let mut sessions: Vec<_> = s
@@ -2737,7 +3015,7 @@ mod cases {
             sessions.sort();
             let mut usage = Vec::new();
             for c in ["A", "B", "C", "ADOPT"] {
-                let v = s.get_voucher(&code(c)).await.unwrap();
+                let v = s.get_voucher(DEFAULT_TENANT, &code(c)).await.unwrap();
                 usage.push((c, v.used_seconds, v.used_bytes));
             }
             outcomes.push((sessions, usage));
@@ -2820,9 +3098,9 @@ mod cases {
         assert_eq!(before.session_time, 8);
         assert_eq!(session(s, "after").await.state, SessionState::Open);
         assert_eq!(session(s, "other").await.state, SessionState::Open);
-        let m1 = s.get_voucher("M1").await.unwrap();
+        let m1 = s.get_voucher(DEFAULT_TENANT, "M1").await.unwrap();
         assert_eq!((m1.used_seconds, m1.used_bytes), (8, 160));
-        let m2 = s.get_voucher("M2").await.unwrap();
+        let m2 = s.get_voucher(DEFAULT_TENANT, "M2").await.unwrap();
         assert_eq!((m2.used_seconds, m2.used_bytes), (13, 2));
     }
 
@@ -2868,7 +3146,7 @@ mod cases {
         }
         assert_eq!(fx.store.list_sessions(false).await.unwrap().len(), 10);
         for c in &codes {
-            let v = fx.store.get_voucher(c).await.unwrap();
+            let v = fx.store.get_voucher(DEFAULT_TENANT, c).await.unwrap();
             assert_eq!((v.used_seconds, v.used_bytes), (60, 2_000), "{c}");
         }
     }
@@ -2915,7 +3193,7 @@ mod cases {
         assert_eq!(row.mac.as_deref(), Some("AA:BB:CC:00:00:01"));
         assert_eq!(row.terminate_cause, None);
         assert_eq!(row.stopped_at, None);
-        let v = s.get_voucher("HUGE").await.unwrap();
+        let v = s.get_voucher(DEFAULT_TENANT, "HUGE").await.unwrap();
         assert_eq!((v.used_seconds, v.used_bytes), (2, max));
     }
 }
@@ -3033,7 +3311,7 @@ mod postgres_race {
         assert_eq!(calls, 3, "the loser was decided again, once");
         assert_eq!(accepts.len(), 1, "exactly one device gets in: {accepts:?}");
         let winner = accepts[0];
-        let v = fx.store.get_voucher("DUEL").await.unwrap();
+        let v = fx.store.get_voucher(DEFAULT_TENANT, "DUEL").await.unwrap();
         assert_eq!(v.first_login_at, Some(t0 + winner as i64), "activated once");
         let sessions = fx.store.list_sessions(false).await.unwrap();
         assert_eq!(sessions.len(), 1, "the loser's session row was not kept");
@@ -3133,7 +3411,7 @@ mod postgres_race {
             2,
             "decided again after the conflict"
         );
-        let v = fx.store.get_voucher("MID").await.unwrap();
+        let v = fx.store.get_voucher(DEFAULT_TENANT, "MID").await.unwrap();
         assert_eq!(v.used_bytes, 1000, "accounting's usage kept");
         assert_eq!(v.first_login_at, Some(t0 + 5), "activation kept");
     }

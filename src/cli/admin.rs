@@ -10,9 +10,9 @@ use serde_json::json;
 use super::output::{csv_field, opt, print_table, ts};
 use super::{
     Format, ListFormat, NasCommand, PlanAddArgs, PlanCommand, PlanSetArgs, SessionCommand,
-    VoucherCommand,
+    TenantCommand, TenantScope, VoucherCommand,
 };
-use crate::model::{Cidr, NewNas, NewPlan, NewVoucher, Plan, Secret, Timestamp, Voucher};
+use crate::model::{NewNas, NewPlan, NewVoucher, Plan, Secret, Timestamp, Voucher, DEFAULT_TENANT};
 use crate::store::Store;
 use crate::units::{format_duration, format_size, parse_duration, parse_size};
 
@@ -26,7 +26,79 @@ fn print_json(v: &serde_json::Value) {
     );
 }
 
-pub async fn nas(store: Arc<dyn Store>, cmd: &NasCommand) -> anyhow::Result<()> {
+/// The tenant a command works in: `--tenant`, else `default`.
+pub struct Scope {
+    pub id: i64,
+    /// Whether `--tenant` was given (listings then show only that tenant).
+    pub given: bool,
+}
+
+impl Scope {
+    pub async fn resolve(store: &dyn Store, scope: &TenantScope) -> anyhow::Result<Scope> {
+        Ok(match &scope.tenant {
+            None => Scope {
+                id: DEFAULT_TENANT,
+                given: false,
+            },
+            Some(name) => Scope {
+                id: store.get_tenant(name).await?.id,
+                given: true,
+            },
+        })
+    }
+
+    /// Whether a listing shows something of `tenant_id`.
+    pub(super) fn shows(&self, tenant_id: i64) -> bool {
+        !self.given || tenant_id == self.id
+    }
+
+    /// The tenant of a new voucher of `plan`: the plan's, which must be the
+    /// one `--tenant` names when given.
+    fn voucher_tenant(&self, plan: &Plan) -> anyhow::Result<i64> {
+        if self.given && plan.tenant_id != self.id {
+            bail!("plan {} belongs to another tenant", plan.name);
+        }
+        Ok(plan.tenant_id)
+    }
+}
+
+pub async fn tenant(store: Arc<dyn Store>, cmd: &TenantCommand) -> anyhow::Result<()> {
+    match cmd {
+        TenantCommand::Add { name } => {
+            let t = store.add_tenant(name).await?;
+            println!("added tenant {}", t.name);
+        }
+        TenantCommand::List { format } => {
+            let list = store.list_tenants().await?;
+            match format {
+                Format::Json => print_json(&json!(list
+                    .iter()
+                    .map(|t| json!({"name": t.name, "created_at": ts(Some(t.created_at))}))
+                    .collect::<Vec<_>>())),
+                Format::Text => print_table(
+                    &["NAME", "CREATED"],
+                    &list
+                        .iter()
+                        .map(|t| vec![t.name.clone(), ts(Some(t.created_at))])
+                        .collect::<Vec<_>>(),
+                ),
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Tenant names by id, for listings.
+async fn tenant_names(store: &dyn Store) -> anyhow::Result<HashMap<i64, String>> {
+    Ok(store
+        .list_tenants()
+        .await?
+        .into_iter()
+        .map(|t| (t.id, t.name))
+        .collect())
+}
+
+pub async fn nas(store: Arc<dyn Store>, scope: &Scope, cmd: &NasCommand) -> anyhow::Result<()> {
     match cmd {
         NasCommand::Add {
             name,
@@ -36,8 +108,23 @@ pub async fn nas(store: Arc<dyn Store>, cmd: &NasCommand) -> anyhow::Result<()> 
             coa_port,
             coa_address,
             site,
+            identifier,
         } => {
-            let address: Cidr = address.parse()?;
+            let (address, dynamic) =
+                crate::model::parse_nas_address(address).map_err(|e| anyhow!("--address {e}"))?;
+            if let Some(id) = identifier {
+                if id.is_empty() || id.contains('\0') {
+                    bail!("--identifier must be a non-empty text without NUL");
+                }
+            }
+            if dynamic == Some(crate::model::DynamicAddress::Any) {
+                if identifier.is_none() {
+                    bail!("--address any needs --identifier: the router's NAS-Identifier is what picks this entry");
+                }
+                if *no_require_message_authenticator {
+                    bail!("--address any requires Message-Authenticator: leave out --no-require-message-authenticator");
+                }
+            }
             if secret.len() < 8 {
                 bail!("the shared secret must be at least 8 characters");
             }
@@ -48,43 +135,71 @@ pub async fn nas(store: Arc<dyn Store>, cmd: &NasCommand) -> anyhow::Result<()> 
                 .add_nas(&NewNas {
                     name: name.clone(),
                     address,
+                    dynamic,
                     secret: Secret::new(secret.clone()),
                     require_message_authenticator: !no_require_message_authenticator,
                     coa_port: *coa_port,
                     coa_address: *coa_address,
                     site: site.clone(),
+                    identifier: identifier.clone(),
+                    tenant_id: scope.id,
                 })
                 .await?;
-            println!("added NAS {} ({})", nas.name, nas.address);
+            match &nas.identifier {
+                Some(id) => println!(
+                    "added NAS {} ({}, NAS-Identifier {id:?})",
+                    nas.name,
+                    nas.address_text()
+                ),
+                None => println!("added NAS {} ({})", nas.name, nas.address_text()),
+            }
             if *no_require_message_authenticator {
                 eprintln!("warning: NAS {} may send Access-Requests without Message-Authenticator (BlastRADIUS, CVE-2024-3596)", nas.name);
             }
             Ok(())
         }
         NasCommand::List { format } => {
-            let list = store.list_nas().await?;
+            let tenants = tenant_names(&*store).await?;
+            let list: Vec<_> = store
+                .list_nas()
+                .await?
+                .into_iter()
+                .filter(|n| scope.shows(n.tenant_id))
+                .collect();
             match format {
                 Format::Json => print_json(&json!(list
                     .iter()
                     .map(|n| json!({
                         "name": n.name,
-                        "address": n.address.to_string(),
+                        "address": n.address_text(),
                         "require_message_authenticator": n.require_message_authenticator,
                         "coa_port": n.coa_port,
                         "coa_address": n.coa_address.map(|a| a.to_string()),
                         "site": n.site,
+                        "identifier": n.identifier,
+                        "tenant": tenants.get(&n.tenant_id),
                         "created_at": ts(Some(n.created_at)),
                         "previous_secret_until": n.previous_secret_until.map(|t| ts(Some(t))),
                     }))
                     .collect::<Vec<_>>())),
                 Format::Text => print_table(
-                    &["NAME", "ADDRESS", "REQUIRE-MA", "COA-PORT", "SITE"],
+                    &[
+                        "NAME",
+                        "ADDRESS",
+                        "IDENTIFIER",
+                        "TENANT",
+                        "REQUIRE-MA",
+                        "COA-PORT",
+                        "SITE",
+                    ],
                     &list
                         .iter()
                         .map(|n| {
                             vec![
                                 n.name.clone(),
-                                n.address.to_string(),
+                                n.address_text(),
+                                opt(&n.identifier),
+                                opt(&tenants.get(&n.tenant_id).cloned()),
                                 if n.require_message_authenticator {
                                     "yes"
                                 } else {
@@ -124,9 +239,28 @@ pub async fn nas(store: Arc<dyn Store>, cmd: &NasCommand) -> anyhow::Result<()> 
         }
         NasCommand::Set {
             name,
+            identifier,
             coa_port,
             coa_address,
         } => {
+            if let Some(id) = identifier {
+                if id.is_empty() || id.contains('\0') {
+                    bail!("--identifier must be a non-empty text without NUL (or none)");
+                }
+                let id = (id != "none").then_some(id.as_str());
+                let nas = store.set_nas_identifier(name, id).await?;
+                match &nas.identifier {
+                    Some(id) => println!(
+                        "NAS {}: only packets with NAS-Identifier {id:?} match it now \
+                         (/system identity set name=… on the router)",
+                        nas.name
+                    ),
+                    None => println!("NAS {}: no identifier", nas.name),
+                }
+                if coa_port.is_none() && coa_address.is_none() {
+                    return Ok(());
+                }
+            }
             let address = match coa_address.as_deref() {
                 None => None,
                 Some("none") => Some(None),
@@ -135,7 +269,7 @@ pub async fn nas(store: Arc<dyn Store>, cmd: &NasCommand) -> anyhow::Result<()> 
                 })?)),
             };
             if coa_port.is_none() && address.is_none() {
-                bail!("nothing to change: give --coa-port or --coa-address");
+                bail!("nothing to change: give --identifier, --coa-port or --coa-address");
             }
             let nas = store.set_nas_coa(name, *coa_port, address).await?;
             let target = crate::coa::coa_target(&nas, None)
@@ -166,7 +300,15 @@ fn opt_u32_duration(v: &Option<String>, what: &str) -> anyhow::Result<Option<u32
         .transpose()
 }
 
-fn new_plan(a: &PlanAddArgs) -> anyhow::Result<NewPlan> {
+fn check_sites(sites: &[String]) -> anyhow::Result<()> {
+    if sites.iter().any(|s| s.trim().is_empty() || s.contains(',')) {
+        bail!("--sites: give site names separated by commas, e.g. north,south");
+    }
+    Ok(())
+}
+
+fn new_plan(a: &PlanAddArgs, tenant_id: i64) -> anyhow::Result<NewPlan> {
+    check_sites(&a.sites)?;
     if a.name.trim().is_empty() {
         bail!("the plan name must not be empty");
     }
@@ -201,6 +343,8 @@ fn new_plan(a: &PlanAddArgs) -> anyhow::Result<NewPlan> {
         bail!("--after-data-rate-limit needs --data: it applies once the data quota is used up");
     }
     Ok(NewPlan {
+        tenant_id: Some(tenant_id),
+        sites: a.sites.iter().map(|s| s.trim().to_owned()).collect(),
         name: a.name.clone(),
         time_quota: opt_duration(&a.time, "time")?,
         validity: opt_duration(&a.validity, "validity")?,
@@ -323,6 +467,12 @@ fn changed_plan(mut p: Plan, a: &PlanSetArgs) -> anyhow::Result<Plan> {
     if let Some(v) = clearable(&a.price) {
         p.price = v;
     }
+    if let Some(v) = clearable(&a.sites) {
+        p.sites = v
+            .map(|s| s.split(',').map(|s| s.trim().to_owned()).collect())
+            .unwrap_or_default();
+        check_sites(&p.sites)?;
+    }
     check_plan_strings(
         &p.rate_limit,
         &p.after_data_rate_limit,
@@ -351,18 +501,23 @@ fn plan_json(p: &Plan) -> serde_json::Value {
         "mikrotik_group": p.mikrotik_group,
         "address_list": p.address_list,
         "price": p.price,
+        "sites": p.sites,
     })
 }
 
-pub async fn plan(store: Arc<dyn Store>, cmd: &PlanCommand) -> anyhow::Result<()> {
+pub async fn plan(store: Arc<dyn Store>, scope: &Scope, cmd: &PlanCommand) -> anyhow::Result<()> {
     match cmd {
         PlanCommand::Add(a) => {
-            let p = store.add_plan(&new_plan(a)?).await?;
+            let p = store.add_plan(&new_plan(a, scope.id)?).await?;
             println!("added plan {}", p.name);
             Ok(())
         }
         PlanCommand::Set(a) => {
-            let p = changed_plan(store.get_plan(&a.name).await?, a)?;
+            let p = store.get_plan(&a.name).await?;
+            if scope.given && p.tenant_id != scope.id {
+                bail!("plan {} belongs to another tenant", p.name);
+            }
+            let p = changed_plan(p, a)?;
             let queued = store.update_plan(&p).await?;
             println!(
                 "changed plan {}; {queued} open session(s) will get the new limits by CoA",
@@ -371,7 +526,12 @@ pub async fn plan(store: Arc<dyn Store>, cmd: &PlanCommand) -> anyhow::Result<()
             Ok(())
         }
         PlanCommand::List { format } => {
-            let plans = store.list_plans().await?;
+            let plans: Vec<_> = store
+                .list_plans()
+                .await?
+                .into_iter()
+                .filter(|p| scope.shows(p.tenant_id))
+                .collect();
             match format {
                 Format::Json => print_json(&json!(plans.iter().map(plan_json).collect::<Vec<_>>())),
                 Format::Text => print_table(
@@ -458,7 +618,11 @@ fn voucher_json(v: &Voucher, plan: Option<&Plan>, now: i64) -> serde_json::Value
     j
 }
 
-pub async fn voucher(store: Arc<dyn Store>, cmd: &VoucherCommand) -> anyhow::Result<()> {
+pub async fn voucher(
+    store: Arc<dyn Store>,
+    scope: &Scope,
+    cmd: &VoucherCommand,
+) -> anyhow::Result<()> {
     match cmd {
         VoucherCommand::Add {
             code,
@@ -469,6 +633,7 @@ pub async fn voucher(store: Arc<dyn Store>, cmd: &VoucherCommand) -> anyhow::Res
         } => {
             check_code(code)?;
             let plan = store.get_plan(plan).await?;
+            scope.voucher_tenant(&plan)?;
             store
                 .add_vouchers(&[NewVoucher {
                     code: code.clone(),
@@ -504,6 +669,7 @@ pub async fn voucher(store: Arc<dyn Store>, cmd: &VoucherCommand) -> anyhow::Res
                 );
             }
             let plan = store.get_plan(plan).await?;
+            scope.voucher_tenant(&plan)?;
             let mut codes = std::collections::HashSet::new();
             while codes.len() < *count as usize {
                 codes.insert(format!("{prefix}{}", random_code(*length)));
@@ -568,6 +734,7 @@ pub async fn voucher(store: Arc<dyn Store>, cmd: &VoucherCommand) -> anyhow::Res
                 std::fs::read_to_string(file).with_context(|| format!("reading {file}"))?
             };
             let plan = store.get_plan(plan).await?;
+            scope.voucher_tenant(&plan)?;
             let mut new = Vec::new();
             for (n, line) in text.lines().enumerate() {
                 let line = line.trim();
@@ -597,7 +764,7 @@ pub async fn voucher(store: Arc<dyn Store>, cmd: &VoucherCommand) -> anyhow::Res
             Ok(())
         }
         VoucherCommand::Show { code, format } => {
-            let v = store.get_voucher(code).await?;
+            let v = store.get_voucher(scope.id, code).await?;
             let plan = store.get_plan(&v.plan_name).await?;
             let now = crate::server::unix_now();
             let sessions: Vec<_> = store
@@ -673,9 +840,12 @@ pub async fn voucher(store: Arc<dyn Store>, cmd: &VoucherCommand) -> anyhow::Res
             batch,
             format,
         } => {
-            let list = store
+            let list: Vec<_> = store
                 .list_vouchers(plan.as_deref(), batch.as_deref())
-                .await?;
+                .await?
+                .into_iter()
+                .filter(|v| scope.shows(v.tenant_id))
+                .collect();
             let now = crate::server::unix_now();
             match format {
                 ListFormat::Json => {
@@ -740,7 +910,9 @@ pub async fn voucher(store: Arc<dyn Store>, cmd: &VoucherCommand) -> anyhow::Res
             code,
             no_disconnect,
         } => {
-            store.revoke_voucher_with(code, !no_disconnect).await?;
+            store
+                .revoke_voucher_with(scope.id, code, !no_disconnect)
+                .await?;
             if *no_disconnect {
                 println!("revoked voucher {code}; open sessions left running");
             } else {
@@ -749,20 +921,35 @@ pub async fn voucher(store: Arc<dyn Store>, cmd: &VoucherCommand) -> anyhow::Res
             Ok(())
         }
         VoucherCommand::Set { code, plan } => {
-            let queued = store.set_voucher_plan(code, plan).await?;
+            let queued = store.set_voucher_plan(scope.id, code, plan).await?;
             println!(
                 "voucher {code} is now on plan {plan}; {queued} open session(s) will get the new limits by CoA"
             );
             Ok(())
         }
-        VoucherCommand::Print(a) => super::print::run(store, a).await,
+        VoucherCommand::Print(a) => super::print::run(store, scope, a).await,
     }
 }
 
-pub async fn session(store: Arc<dyn Store>, cmd: &SessionCommand) -> anyhow::Result<()> {
+pub async fn session(
+    store: Arc<dyn Store>,
+    scope: &Scope,
+    cmd: &SessionCommand,
+) -> anyhow::Result<()> {
     match cmd {
         SessionCommand::List { open, format } => {
-            let list = store.list_sessions(*open).await?;
+            let tenant_of: HashMap<i64, i64> = store
+                .list_nas()
+                .await?
+                .into_iter()
+                .map(|n| (n.id, n.tenant_id))
+                .collect();
+            let list: Vec<_> = store
+                .list_sessions(*open)
+                .await?
+                .into_iter()
+                .filter(|s| tenant_of.get(&s.nas_id).is_some_and(|t| scope.shows(*t)))
+                .collect();
             match format {
                 Format::Json => print_json(&json!(list)),
                 Format::Text => print_table(
@@ -805,7 +992,9 @@ pub async fn session(store: Arc<dyn Store>, cmd: &SessionCommand) -> anyhow::Res
             }
             Ok(())
         }
-        SessionCommand::Disconnect { id, user } => disconnect(store, *id, user.as_deref()).await,
+        SessionCommand::Disconnect { id, user } => {
+            disconnect(store, scope.id, *id, user.as_deref()).await
+        }
     }
 }
 
@@ -813,6 +1002,7 @@ pub async fn session(store: Arc<dyn Store>, cmd: &SessionCommand) -> anyhow::Res
 /// this process and print each answer. The outcome is recorded on the session.
 async fn disconnect(
     store: Arc<dyn Store>,
+    tenant: i64,
     id: Option<i64>,
     user: Option<&str>,
 ) -> anyhow::Result<()> {
@@ -820,7 +1010,7 @@ async fn disconnect(
     let sessions = match (id, user) {
         (Some(id), _) => vec![store.get_session(id).await?],
         (None, Some(code)) => {
-            let v = store.get_voucher(code).await?;
+            let v = store.get_voucher(tenant, code).await?;
             store
                 .list_sessions(true)
                 .await?

@@ -62,18 +62,19 @@ pub enum Command {
     Serve(ServeArgs),
     /// Create or upgrade the database schema, then exit.
     Migrate,
+    /// Manage tenants: the operators (ISPs) this deployment serves. Each has
+    /// its own NAS entries, plans and vouchers; a voucher logs in only on its
+    /// tenant's routers. Everything made without --tenant is in `default`.
+    #[command(subcommand)]
+    Tenant(TenantCommand),
     /// Manage NAS entries (the routers allowed to talk to the server).
-    #[command(subcommand)]
-    Nas(NasCommand),
+    Nas(NasArgs),
     /// Manage plans (what a voucher is worth).
-    #[command(subcommand)]
-    Plan(PlanCommand),
+    Plan(PlanArgs),
     /// Manage vouchers.
-    #[command(subcommand)]
-    Voucher(VoucherCommand),
+    Voucher(VoucherArgs),
     /// Show sessions.
-    #[command(subcommand)]
-    Session(SessionCommand),
+    Session(SessionArgs),
     /// Work with raw RADIUS packets.
     #[command(subcommand)]
     Packet(PacketCommand),
@@ -134,6 +135,60 @@ pub struct ServeArgs {
     pub metrics_listen: Option<String>,
 }
 
+/// `--tenant T`: the tenant a command works in.
+#[derive(Args, Debug, Default)]
+pub struct TenantScope {
+    /// The tenant (operator) to work in [default: the `default` tenant].
+    #[arg(long, global = true)]
+    pub tenant: Option<String>,
+}
+
+#[derive(Args, Debug)]
+pub struct NasArgs {
+    #[command(flatten)]
+    pub scope: TenantScope,
+    #[command(subcommand)]
+    pub command: NasCommand,
+}
+
+#[derive(Args, Debug)]
+pub struct PlanArgs {
+    #[command(flatten)]
+    pub scope: TenantScope,
+    #[command(subcommand)]
+    pub command: PlanCommand,
+}
+
+#[derive(Args, Debug)]
+pub struct VoucherArgs {
+    #[command(flatten)]
+    pub scope: TenantScope,
+    #[command(subcommand)]
+    pub command: VoucherCommand,
+}
+
+#[derive(Args, Debug)]
+pub struct SessionArgs {
+    #[command(flatten)]
+    pub scope: TenantScope,
+    #[command(subcommand)]
+    pub command: SessionCommand,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum TenantCommand {
+    /// Add a tenant.
+    Add {
+        /// Its name: letters, digits, '-', '_' or '.'.
+        name: String,
+    },
+    /// List tenants.
+    List {
+        #[arg(long, value_enum, default_value_t)]
+        format: Format,
+    },
+}
+
 #[derive(Subcommand, Debug)]
 pub enum NasCommand {
     /// Add a NAS. Requests from its address (or network) are checked with its secret.
@@ -161,10 +216,19 @@ pub enum NasCommand {
         /// Site/tenant scope: only vouchers of this site (or of no site) log in here.
         #[arg(long)]
         site: Option<String>,
+        /// The router's NAS-Identifier (RouterOS `/system identity`). Only
+        /// packets carrying exactly this identifier match the entry; several
+        /// entries may share an address when each has its own.
+        #[arg(long)]
+        identifier: Option<String>,
     },
-    /// Change a NAS's CoA/Disconnect settings.
+    /// Change a NAS's CoA/Disconnect settings or its identifier.
     Set {
         name: String,
+        /// The router's NAS-Identifier (RouterOS `/system identity`); `none`
+        /// removes it. Needed before a second entry may share the address.
+        #[arg(long)]
+        identifier: Option<String>,
         /// UDP port of the router's `/radius incoming`.
         #[arg(long)]
         coa_port: Option<u16>,
@@ -254,6 +318,11 @@ pub struct PlanAddArgs {
     /// Price shown on printed vouchers, e.g. "5.00 USD".
     #[arg(long)]
     pub price: Option<String>,
+    /// Sites (NAS --site) where its vouchers log in, comma-separated, e.g.
+    /// north,south [default: every site]. Elsewhere they are refused with
+    /// "This voucher is not valid at this location".
+    #[arg(long, value_delimiter = ',')]
+    pub sites: Vec<String>,
 }
 
 /// `plan set`: the flags of `plan add`, each optional.
@@ -294,6 +363,9 @@ pub struct PlanSetArgs {
     pub address_list: Option<String>,
     #[arg(long)]
     pub price: Option<String>,
+    /// Sites where its vouchers log in, comma-separated; `none`: everywhere.
+    #[arg(long)]
+    pub sites: Option<String>,
 }
 
 #[derive(Subcommand, Debug)]
@@ -543,13 +615,26 @@ async fn dispatch(cli: Cli) -> anyhow::Result<()> {
             println!("database {} is up to date", redact_url(&url));
             Ok(())
         }
-        Command::Nas(c) => admin::nas(open_store(&database_url(&cli, None)).await?, c).await,
-        Command::Plan(c) => admin::plan(open_store(&database_url(&cli, None)).await?, c).await,
-        Command::Voucher(c) => {
-            admin::voucher(open_store(&database_url(&cli, None)).await?, c).await
+        Command::Tenant(c) => admin::tenant(open_store(&database_url(&cli, None)).await?, c).await,
+        Command::Nas(a) => {
+            let store = open_store(&database_url(&cli, None)).await?;
+            let tenant = admin::Scope::resolve(&*store, &a.scope).await?;
+            admin::nas(store, &tenant, &a.command).await
         }
-        Command::Session(c) => {
-            admin::session(open_store(&database_url(&cli, None)).await?, c).await
+        Command::Plan(a) => {
+            let store = open_store(&database_url(&cli, None)).await?;
+            let tenant = admin::Scope::resolve(&*store, &a.scope).await?;
+            admin::plan(store, &tenant, &a.command).await
+        }
+        Command::Voucher(a) => {
+            let store = open_store(&database_url(&cli, None)).await?;
+            let tenant = admin::Scope::resolve(&*store, &a.scope).await?;
+            admin::voucher(store, &tenant, &a.command).await
+        }
+        Command::Session(a) => {
+            let store = open_store(&database_url(&cli, None)).await?;
+            let tenant = admin::Scope::resolve(&*store, &a.scope).await?;
+            admin::session(store, &tenant, &a.command).await
         }
         Command::Packet(PacketCommand::Decode {
             hex,

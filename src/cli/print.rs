@@ -265,9 +265,20 @@ pub fn cards(vouchers: &[Voucher], plans: &HashMap<String, Plan>, base: Option<&
         .collect()
 }
 
-pub async fn run(store: Arc<dyn Store>, a: &PrintArgs) -> anyhow::Result<()> {
+pub async fn run(
+    store: Arc<dyn Store>,
+    scope: &super::admin::Scope,
+    a: &PrintArgs,
+) -> anyhow::Result<()> {
     let base = a.login_url.as_deref().map(login_base).transpose()?;
-    let all = store.list_vouchers(None, Some(&a.batch)).await?;
+    // With --tenant, only that tenant's vouchers (batch names are the
+    // operators' own and may repeat across tenants).
+    let all: Vec<Voucher> = store
+        .list_vouchers(None, Some(&a.batch))
+        .await?
+        .into_iter()
+        .filter(|v| scope.shows(v.tenant_id))
+        .collect();
     if all.is_empty() {
         bail!(
             "batch {:?} has no vouchers (see `rrnet-radius voucher list --batch NAME`)",

@@ -309,7 +309,11 @@ pub fn render(nas: &Nas, a: &RouterosScriptArgs) -> anyhow::Result<(String, Vec<
                 warnings.push(format!(
                     "NAS {} is registered for {}, but through the tunnel its packets come from {}: \
                      the server will drop them until the NAS entry matches (nas remove {} and nas add … --address {})",
-                    nas.name, nas.address, t.router_address, nas.name, t.router_address
+                    nas.name,
+                    nas.address_text(),
+                    t.router_address,
+                    nas.name,
+                    t.router_address
                 ));
             }
             (t.server_address, Some(t.router_address), Some(t))
@@ -361,6 +365,21 @@ pub fn render(nas: &Nas, a: &RouterosScriptArgs) -> anyhow::Result<(String, Vec<
         ros_quote(SECRET_PLACEHOLDER)
     };
     let _ = writeln!(s);
+
+    if let Some(identity) = &nas.identifier {
+        // The entry matches only packets whose NAS-Identifier is exactly this:
+        // RouterOS sends its system identity as NAS-Identifier.
+        let _ = writeln!(
+            s,
+            "# The router's identity, sent as NAS-Identifier: the server tells this router apart"
+        );
+        let _ = writeln!(
+            s,
+            "# from others at the same address by it. It must stay exactly this name."
+        );
+        let _ = writeln!(s, "/system identity set name={}", ros_quote(identity));
+        let _ = writeln!(s);
+    }
 
     if let Some(t) = &tunnel {
         let iface = ros_quote(&t.interface);

@@ -130,8 +130,10 @@ async fn writer(
 
 /// A Start whose Acct-Session-Id carries a new reboot counter means the NAS
 /// restarted and its older sessions are gone (RouterOS hotspots do not send
-/// Accounting-On reliably). Only for NAS entries that are a single host: a CIDR
-/// entry can cover several routers with different counters.
+/// Accounting-On reliably). Per router: only for NAS entries that stand for
+/// one router — a single host, or an entry with an identifier (routers sharing
+/// an address are separate entries, told apart by NAS-Identifier). A CIDR entry
+/// without identifier can cover several routers with different counters.
 async fn detect_reboots(
     core: &Core,
     records: &[AcctRecord],
@@ -144,7 +146,7 @@ async fn detect_reboots(
         }
         let nas = &w.origin.nas;
         let single_host = nas.address.prefix == if nas.address.addr.is_ipv4() { 32 } else { 128 };
-        if !single_host {
+        if !single_host && nas.identifier.is_none() {
             continue;
         }
         let Some(prefix) = boot_prefix(&record.acct_session_id) else {

@@ -4,6 +4,9 @@
 pub enum DropReason {
     /// Source address matches no NAS.
     UnknownNas,
+    /// Source address is shared by NAS entries told apart by NAS-Identifier,
+    /// and the packet's NAS-Identifier (or its absence) names none of them.
+    UnknownNasIdentifier,
     /// Framing error (RFC 2865 §3, RFC 6929 §2.8).
     Malformed,
     /// A response code, or a request code this port does not serve.
@@ -36,8 +39,9 @@ pub enum DropReason {
 }
 
 impl DropReason {
-    pub const ALL: [DropReason; 13] = [
+    pub const ALL: [DropReason; 14] = [
         DropReason::UnknownNas,
+        DropReason::UnknownNasIdentifier,
         DropReason::Malformed,
         DropReason::UnexpectedCode,
         DropReason::BadAuthenticator,
@@ -55,6 +59,7 @@ impl DropReason {
     pub fn label(self) -> &'static str {
         match self {
             DropReason::UnknownNas => "unknown_nas",
+            DropReason::UnknownNasIdentifier => "unknown_nas_identifier",
             DropReason::Malformed => "malformed",
             DropReason::UnexpectedCode => "unexpected_code",
             DropReason::BadAuthenticator => "bad_authenticator",

@@ -80,6 +80,9 @@ pub fn nas(secret: &str) -> Nas {
         coa_port: 3799,
         coa_address: None,
         site: None,
+        identifier: None,
+        tenant_id: crate::model::DEFAULT_TENANT,
+        dynamic: None,
         created_at: 0,
         previous_secret: None,
         previous_secret_until: None,
@@ -150,13 +153,19 @@ impl Store for GatedStore {
     async fn add_vouchers(&self, _: &[NewVoucher]) -> StoreResult<Vec<Voucher>> {
         unimplemented!("not on the request path")
     }
-    async fn get_voucher(&self, _: &str) -> StoreResult<Voucher> {
+    async fn add_tenant(&self, _: &str) -> StoreResult<crate::model::Tenant> {
+        unimplemented!("not on the request path")
+    }
+    async fn list_tenants(&self) -> StoreResult<Vec<crate::model::Tenant>> {
+        unimplemented!("not on the request path")
+    }
+    async fn get_voucher(&self, _: i64, _: &str) -> StoreResult<Voucher> {
         unimplemented!("not on the request path")
     }
     async fn list_vouchers(&self, _: Option<&str>, _: Option<&str>) -> StoreResult<Vec<Voucher>> {
         unimplemented!("not on the request path")
     }
-    async fn revoke_voucher(&self, _: &str) -> StoreResult<Voucher> {
+    async fn revoke_voucher(&self, _: i64, _: &str) -> StoreResult<Voucher> {
         unimplemented!("not on the request path")
     }
     async fn close_stale_sessions(&self, _: Timestamp, _: u64, _: u64, _: u64) -> StoreResult<u64> {

@@ -66,6 +66,7 @@ impl Fixture {
             nas_id: self.nas.id,
             nas_name: self.nas.name.clone(),
             nas_site: None,
+            tenant_id: crate::model::DEFAULT_TENANT,
             username: username.into(),
             credential: Credential::Pap(b"pw".to_vec()),
             mac: None,
@@ -77,6 +78,7 @@ impl Fixture {
     fn record(&self, session: &str) -> AcctRecord {
         AcctRecord {
             nas_id: self.nas.id,
+            tenant_id: crate::model::DEFAULT_TENANT,
             status: AcctStatus::Start,
             acct_session_id: session.into(),
             username: "V1".into(),
@@ -88,6 +90,7 @@ impl Fixture {
             terminate_cause: None,
             class_voucher_id: None,
             received_at: 0,
+            event_at: 0,
         }
     }
 

@@ -228,14 +228,19 @@ async fn check(s: &ShimState, req: Request) -> Result<Checked, Response> {
     };
     let attrs = parsed.map_err(|e| plain(StatusCode::BAD_REQUEST, e))?;
     let client = facts::client_address(&attrs).map_err(|e| plain(StatusCode::BAD_REQUEST, e))?;
-    let origin = s.nas_table().lookup(client).map(|e| {
-        e.counters.last_seen.set(unix_now());
-        Origin {
-            nas: e.nas.clone(),
-            counters: e.counters.clone(),
-            received,
-        }
-    });
+    // The same rule as on UDP: NAS entries sharing an address are told apart
+    // by the request's NAS-Identifier.
+    let origin = s
+        .nas_table()
+        .lookup(client, attrs.bytes("NAS-Identifier"))
+        .map(|e| {
+            e.counters.last_seen.set(unix_now());
+            Origin {
+                nas: e.nas.clone(),
+                counters: e.counters.clone(),
+                received,
+            }
+        });
     Ok(Checked {
         attrs,
         origin,
@@ -286,7 +291,7 @@ async fn acct(State(s): State<ShimState>, req: Request<Body>) -> Response {
             format!("{} matches no NAS", c.client),
         );
     };
-    let record = match facts::acct_record(&c.attrs, origin.nas.id, unix_now()) {
+    let record = match facts::acct_record(&c.attrs, &origin.nas, unix_now()) {
         Ok(r) => r,
         Err(e) => return plain(StatusCode::BAD_REQUEST, e),
     };

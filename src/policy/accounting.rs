@@ -45,6 +45,8 @@ impl AcctStatus {
 #[derive(Clone, Debug)]
 pub struct AcctRecord {
     pub nas_id: i64,
+    /// The NAS's tenant: a record is matched only to that tenant's vouchers.
+    pub tenant_id: i64,
     pub status: AcctStatus,
     /// Acct-Session-Id (empty for Accounting-On/Off).
     pub acct_session_id: String,
@@ -64,6 +66,10 @@ pub struct AcctRecord {
     /// When the server received it (Acct-Delay-Time is deliberately not used for
     /// counters: counters only move forward, so a retransmission counts once).
     pub received_at: Timestamp,
+    /// When the reported event happened ([`super::event_time`]): a session's
+    /// start and stop times, so that a Stop the router queued for 90 s records
+    /// when the session ended, not when the record arrived.
+    pub event_at: Timestamp,
 }
 
 /// Causes the server writes when it *guesses* a session ended. Accounting for
@@ -141,7 +147,7 @@ impl AcctSession {
             // keeps its end; only the counters may still move.
         } else if rec.status == AcctStatus::Stop {
             self.state = SessionState::Closed;
-            self.stopped_at = Some(rec.received_at);
+            self.stopped_at = Some(rec.event_at);
             self.terminate_cause = rec.terminate_cause.clone();
         } else {
             self.state = SessionState::Open;
@@ -149,10 +155,10 @@ impl AcctSession {
             self.terminate_cause = None;
         }
         // A session first seen by an Interim or a Stop (lost Start) began
-        // session_time seconds before this record.
+        // session_time seconds before the event this record reports.
         self.started_at = Some(
             self.started_at
-                .unwrap_or(rec.received_at.saturating_sub(session_time)),
+                .unwrap_or(rec.event_at.saturating_sub(session_time)),
         );
         self.voucher_id = voucher_id;
         if rec.mac.is_some() {
@@ -174,9 +180,9 @@ impl AcctSession {
 pub struct AcctState {
     /// The stored rows for the records' NAS + Acct-Session-Id keys.
     pub sessions: Vec<AcctSession>,
-    /// `(id, code)` of the vouchers the records may belong to: by Class id,
+    /// `(id, tenant, code)` of the vouchers the records may belong to: by Class id,
     /// else by User-Name.
-    pub vouchers: Vec<(i64, String)>,
+    pub vouchers: Vec<(i64, i64, String)>,
     /// Synthetic `authorized` rows of those vouchers, newest first.
     pub adoptable: Vec<AcctSession>,
 }
@@ -210,11 +216,13 @@ pub fn session_keys(records: &[AcctRecord]) -> Vec<(i64, &str)> {
 }
 
 /// Which vouchers `records` may need, given the stored `sessions`: the Class
-/// id and User-Name of each record whose session is new or has no voucher.
+/// id, tenant and User-Name of each record whose session is new or has no
+/// voucher. Storage reads a Class id's voucher and a User-Name's only within
+/// the tenant.
 pub fn wanted_vouchers<'a>(
     records: &'a [AcctRecord],
     sessions: &[AcctSession],
-) -> Vec<(Option<i64>, &'a str)> {
+) -> Vec<(Option<i64>, i64, &'a str)> {
     let linked: HashMap<(i64, &str), bool> = sessions
         .iter()
         .map(|s| {
@@ -224,7 +232,7 @@ pub fn wanted_vouchers<'a>(
             )
         })
         .collect();
-    let mut wanted: Vec<(Option<i64>, &str)> = records
+    let mut wanted: Vec<(Option<i64>, i64, &str)> = records
         .iter()
         .filter(|r| !r.acct_session_id.is_empty())
         .filter(|r| {
@@ -233,7 +241,7 @@ pub fn wanted_vouchers<'a>(
                 .copied()
                 .unwrap_or(false)
         })
-        .map(|r| (r.class_voucher_id, r.username.as_str()))
+        .map(|r| (r.class_voucher_id, r.tenant_id, r.username.as_str()))
         .collect();
     wanted.sort_unstable();
     wanted.dedup();
@@ -245,7 +253,7 @@ pub fn wanted_vouchers<'a>(
 pub fn adoption_vouchers(
     records: &[AcctRecord],
     sessions: &[AcctSession],
-    vouchers: &[(i64, String)],
+    vouchers: &[(i64, i64, String)],
 ) -> Vec<i64> {
     let stored: std::collections::HashSet<(i64, &str)> = sessions
         .iter()
@@ -263,30 +271,38 @@ pub fn adoption_vouchers(
     ids
 }
 
-/// The vouchers a batch may belong to, by id and by code.
+/// The vouchers a batch may belong to, by id and by tenant and code.
 struct VoucherIndex<'a> {
-    ids: std::collections::HashSet<i64>,
-    by_code: HashMap<&'a str, i64>,
+    tenant_of: HashMap<i64, i64>,
+    by_code: HashMap<(i64, &'a str), i64>,
 }
 
 impl<'a> VoucherIndex<'a> {
-    fn new(vouchers: &'a [(i64, String)]) -> Self {
+    fn new(vouchers: &'a [(i64, i64, String)]) -> Self {
         VoucherIndex {
-            ids: vouchers.iter().map(|(id, _)| *id).collect(),
-            by_code: vouchers.iter().map(|(id, c)| (c.as_str(), *id)).collect(),
+            tenant_of: vouchers.iter().map(|(id, t, _)| (*id, *t)).collect(),
+            by_code: vouchers
+                .iter()
+                .map(|(id, t, c)| ((*t, c.as_str()), *id))
+                .collect(),
         }
     }
 
     /// The voucher a record belongs to: by its Class (when that voucher still
-    /// exists), else by User-Name.
+    /// exists in the record's tenant), else by User-Name in that tenant.
     fn of(&self, rec: &AcctRecord) -> Option<i64> {
-        if let Some(id) = rec.class_voucher_id.filter(|id| self.ids.contains(id)) {
+        if let Some(id) = rec
+            .class_voucher_id
+            .filter(|id| self.tenant_of.get(id) == Some(&rec.tenant_id))
+        {
             return Some(id);
         }
         if rec.username.is_empty() {
             return None;
         }
-        self.by_code.get(rec.username.as_str()).copied()
+        self.by_code
+            .get(&(rec.tenant_id, rec.username.as_str()))
+            .copied()
     }
 }
 

@@ -60,3 +60,54 @@ mod tests {
         assert!(matches!(chap_credential(&[], b"c"), Credential::Missing));
     }
 }
+
+/// Longest an accounting record is believed to have waited on the router: a
+/// larger Acct-Delay-Time, or an Event-Timestamp further back, is taken as
+/// this much (a router with a wrong clock must not move a session by years).
+pub const MAX_ACCOUNTING_DELAY: i64 = 86_400;
+
+/// When the event an Accounting-Request reports happened, not when it arrived:
+/// `received_at` − Acct-Delay-Time (RFC 2866 §5.2), else the Event-Timestamp
+/// (RFC 2869 §5.3), else `received_at`. Acct-Delay-Time is preferred because
+/// it does not depend on the router's clock (a MikroTik without NTP starts in
+/// 1970). Never later than `received_at`, never more than
+/// `MAX_ACCOUNTING_DELAY` (one day) before it.
+pub fn event_time(received_at: i64, delay: Option<u32>, event_timestamp: Option<u32>) -> i64 {
+    let earliest = received_at.saturating_sub(MAX_ACCOUNTING_DELAY);
+    match (delay, event_timestamp) {
+        (Some(d), _) => received_at.saturating_sub(i64::from(d)).max(earliest),
+        (None, Some(t)) => {
+            let t = i64::from(t);
+            if t < earliest {
+                // A clock that is off, not a record a day late.
+                received_at
+            } else {
+                t.min(received_at)
+            }
+        }
+        (None, None) => received_at,
+    }
+}
+
+#[cfg(test)]
+mod event_time_tests {
+    use super::*;
+
+    #[test]
+    fn delay_and_event_timestamp() {
+        let now = 1_800_000_000;
+        assert_eq!(event_time(now, None, None), now);
+        assert_eq!(event_time(now, Some(90), None), now - 90);
+        // Acct-Delay-Time wins over the router's clock.
+        assert_eq!(event_time(now, Some(90), Some(5)), now - 90);
+        assert_eq!(event_time(now, None, Some((now - 30) as u32)), now - 30);
+        // A clock in the future is capped, one in 1970 ignored.
+        assert_eq!(event_time(now, None, Some((now + 30) as u32)), now);
+        assert_eq!(event_time(now, None, Some(1000)), now);
+        // A huge delay is bounded.
+        assert_eq!(
+            event_time(now, Some(u32::MAX), None),
+            now - MAX_ACCOUNTING_DELAY
+        );
+    }
+}

@@ -165,11 +165,15 @@ where
             active_macs: Vec::new(),
         })
         .collect();
-    let by_code: HashMap<String, usize> = snapshots
-        .iter()
-        .enumerate()
-        .map(|(i, s)| (s.voucher.code.clone(), i))
-        .collect();
+    // Codes are unique per tenant only: a request finds the voucher of its
+    // NAS's tenant, never another tenant's with the same code.
+    let mut by_code: HashMap<String, Vec<(i64, usize)>> = HashMap::new();
+    for (i, s) in snapshots.iter().enumerate() {
+        by_code
+            .entry(s.voucher.code.clone())
+            .or_default()
+            .push((s.voucher.tenant_id, i));
+    }
     let by_id: HashMap<i64, usize> = snapshots
         .iter()
         .enumerate()
@@ -187,10 +191,14 @@ where
     let mut grant_at: HashMap<(i64, String), usize> = HashMap::new();
     for facts in requests {
         // Site scope: a voucher of another site is unknown at this NAS.
-        let found = by_code.get(&facts.username).copied().filter(|&i| {
-            let site = &snapshots[i].voucher.site;
-            site.is_none() || facts.nas_site.is_none() || *site == facts.nas_site
-        });
+        let found = by_code
+            .get(&facts.username)
+            .and_then(|v| v.iter().find(|(t, _)| *t == facts.tenant_id))
+            .map(|&(_, i)| i)
+            .filter(|&i| {
+                let site = &snapshots[i].voucher.site;
+                site.is_none() || facts.nas_site.is_none() || *site == facts.nas_site
+            });
         if let Some(i) = found {
             snapshots[i].active_macs = live_macs(&sessions, snapshots[i].voucher.id, live_after);
         }

@@ -53,6 +53,16 @@ fn check(
     if voucher.state == VoucherState::Revoked {
         return Err(RejectReason::Revoked);
     }
+    // A plan valid at some sites only: the NAS's site must be one of them
+    // (a NAS without a site is at none).
+    if !plan.sites.is_empty()
+        && !facts
+            .nas_site
+            .as_ref()
+            .is_some_and(|site| plan.sites.contains(site))
+    {
+        return Err(RejectReason::WrongSite);
+    }
     if plan.expires_at.is_some_and(|t| now >= t) {
         return Err(RejectReason::Expired);
     }

@@ -26,7 +26,7 @@ pub mod session_change;
 mod tests;
 
 pub use accounting::{account_batch, AcctEffects, AcctRecord, AcctSession, AcctState, AcctStatus};
-pub use attributes::{acct_status, chap_credential, terminate_cause_name};
+pub use attributes::{acct_status, chap_credential, event_time, terminate_cause_name};
 pub use batch::{
     decide_batch, decide_batch_state, AuthEffects, AuthState, LiveSession, SessionGrant,
 };
@@ -71,6 +71,8 @@ pub struct AccessFacts {
     pub nas_name: String,
     /// Site scope of the NAS; a voucher of another site is unknown here.
     pub nas_site: Option<String>,
+    /// The NAS's tenant: only its vouchers are looked up.
+    pub tenant_id: i64,
     /// User-Name = voucher code.
     pub username: String,
     pub credential: Credential,
@@ -114,10 +116,12 @@ pub enum RejectReason {
     /// Refused without a decision: too many failed logins from this device or
     /// at this NAS (see `handler::guard`).
     TooManyFailures,
+    /// The plan is valid at some sites only, and this NAS is at none of them.
+    WrongSite,
 }
 
 impl RejectReason {
-    pub const ALL: [RejectReason; 12] = [
+    pub const ALL: [RejectReason; 13] = [
         RejectReason::UnknownVoucher,
         RejectReason::MissingPassword,
         RejectReason::WrongPassword,
@@ -130,6 +134,7 @@ impl RejectReason {
         RejectReason::MissingMac,
         RejectReason::SharedUsersLimit,
         RejectReason::TooManyFailures,
+        RejectReason::WrongSite,
     ];
 
     /// Stable snake_case label for metrics, logs and the auth log.
@@ -147,6 +152,7 @@ impl RejectReason {
             RejectReason::MissingMac => "missing_mac",
             RejectReason::SharedUsersLimit => "shared_users_limit",
             RejectReason::TooManyFailures => "too_many_failures",
+            RejectReason::WrongSite => "wrong_site",
         }
     }
 
@@ -182,6 +188,7 @@ impl RejectReason {
             RejectReason::TooManyFailures => {
                 "Too many failed logins: please wait a few minutes, then try again"
             }
+            RejectReason::WrongSite => "This voucher is not valid at this location",
         }
     }
 }

@@ -10,7 +10,7 @@ use md5::{Digest, Md5};
 use super::RejectReason::*;
 use super::ReplyAttribute::*;
 use super::*;
-use crate::model::{Plan, Voucher, VoucherState};
+use crate::model::{Plan, Voucher, VoucherState, DEFAULT_TENANT};
 
 const NOW: Timestamp = 1_700_000_000;
 const VOUCHER_ID: i64 = 42;
@@ -31,6 +31,8 @@ impl Input {
     fn baseline() -> Self {
         let plan = Plan {
             id: 7,
+            tenant_id: DEFAULT_TENANT,
+            sites: Vec::new(),
             name: "unlimited".into(),
             time_quota: None,
             validity: None,
@@ -49,6 +51,7 @@ impl Input {
         };
         let voucher = Voucher {
             id: VOUCHER_ID,
+            tenant_id: DEFAULT_TENANT,
             code: PASSWORD.into(),
             password: PASSWORD.into(),
             plan_id: plan.id,
@@ -68,6 +71,7 @@ impl Input {
                 nas_id: 1,
                 nas_name: "hs-cafe".into(),
                 nas_site: None,
+                tenant_id: DEFAULT_TENANT,
                 username: PASSWORD.into(),
                 credential: Credential::Pap(PASSWORD.as_bytes().to_vec()),
                 mac: Some(MAC_A.into()),
@@ -186,6 +190,36 @@ fn cases() -> Vec<Case> {
                 i.facts.credential = Credential::Missing;
             },
             reject(UnknownVoucher),
+        ),
+        // --- site scope of the plan (after the password, before the state) ---
+        case(
+            "plan for other sites",
+            |i| {
+                i.plan().sites = vec!["north".into(), "south".into()];
+                i.facts.nas_site = Some("east".into());
+            },
+            reject(WrongSite),
+        ),
+        case(
+            "plan for some sites, NAS without a site",
+            |i| i.plan().sites = vec!["north".into()],
+            reject(WrongSite),
+        ),
+        case(
+            "plan for this site",
+            |i| {
+                i.plan().sites = vec!["north".into(), "south".into()];
+                i.facts.nas_site = Some("south".into());
+            },
+            accept(vec![]),
+        ),
+        case(
+            "plan for other sites, wrong password",
+            |i| {
+                i.plan().sites = vec!["north".into()];
+                i.facts.credential = Credential::Pap(b"7QK2M9XE".to_vec());
+            },
+            reject(WrongPassword),
         ),
         // --- 2. password ---
         case(
@@ -988,4 +1022,40 @@ mod session_changes {
         with_default_interim(&mut g, 0);
         assert_eq!(g.reply[0], AcctInterimInterval(1));
     }
+}
+
+/// Codes are unique per tenant only: in a batch holding two tenants' vouchers
+/// with one code, each request finds its own NAS's tenant's voucher, and a
+/// tenant without such a code gets "Unknown voucher code".
+#[test]
+fn batch_looks_vouchers_up_in_the_nas_tenant() {
+    let base = Input::baseline();
+    let snap = base.snapshot.clone().unwrap();
+    let mut other = snap.clone();
+    other.voucher.id = VOUCHER_ID + 1;
+    other.voucher.tenant_id = 2;
+    other.voucher.password = "other-tenant-password".into();
+    let state = AuthState {
+        vouchers: vec![(snap.voucher, snap.plan), (other.voucher, other.plan)],
+        sessions: Vec::new(),
+    };
+    let mut own = base.facts.clone();
+    own.acct_session_id = None;
+    let mut second = own.clone();
+    second.tenant_id = 2;
+    second.credential = Credential::Pap(b"other-tenant-password".to_vec());
+    let mut third = own.clone();
+    third.tenant_id = 3;
+    // Tenant 2's password at tenant 1's NAS is wrong there.
+    let mut crossed = own.clone();
+    crossed.credential = Credential::Pap(b"other-tenant-password".to_vec());
+    let (decisions, _) = decide_batch(&[own, second, third, crossed], state, NOW, 60, decide);
+    let voucher_of = |d: &AccessDecision| match d {
+        AccessDecision::Accept(g) => Some(g.voucher_id),
+        AccessDecision::Reject(_) => None,
+    };
+    assert_eq!(voucher_of(&decisions[0]), Some(VOUCHER_ID));
+    assert_eq!(voucher_of(&decisions[1]), Some(VOUCHER_ID + 1));
+    assert_eq!(decisions[2], reject(UnknownVoucher));
+    assert_eq!(decisions[3], reject(WrongPassword));
 }

@@ -20,6 +20,9 @@ pub(super) async fn run(
     mut stop: watch::Receiver<bool>,
 ) {
     let mut reload = tokio::time::interval(shared.config.nas_reload_interval);
+    let mut resolve = tokio::time::interval(shared.config.nas_resolve_interval);
+    // The first tick is now: the table was resolved when it was loaded.
+    resolve.tick().await;
     let mut chores = tokio::time::interval(shared.config.housekeeping_interval);
     // NAS names in the open-sessions gauge, so a removed NAS's series is dropped.
     let mut gauge_nas = HashSet::new();
@@ -36,6 +39,8 @@ pub(super) async fn run(
                     port.tidy();
                 }
             }
+            _ = resolve.tick() => resolve_nas(&shared).await,
+            _ = shared.resolve_now.notified() => resolve_nas(&shared).await,
             _ = chores.tick() => {
                 sweep(&shared, &mut gauge_nas).await;
                 release_free_memory();
@@ -85,6 +90,27 @@ fn count_kernel_drops(shared: &Shared, ports: &[Arc<DatagramPort>; 2], seen: &mu
     }
 }
 
+/// Resolve the NAS host names again; swap the table if an address changed.
+async fn resolve_nas(shared: &Shared) {
+    let table = shared.nas_table();
+    let names = table.host_names();
+    if names.is_empty() {
+        return;
+    }
+    let got = super::resolve::resolve(&names).await;
+    let fresh = table.re_resolved(got.clone());
+    if fresh.resolved != table.resolved {
+        tracing::info!(
+            hosts = names.len(),
+            "NAS host names resolved to new addresses"
+        );
+        let fresh = fresh.count_with(&shared.metrics);
+        // Only this task swaps the table, so nothing was lost in between.
+        *shared.nas.write().expect("NAS table lock poisoned") = Arc::new(fresh);
+    }
+    super::note_resolution(&shared.metrics, &shared.nas_table(), &got);
+}
+
 async fn reload_nas(shared: &Shared) {
     let current = shared.nas_table().generation;
     let t = Instant::now();
@@ -104,6 +130,7 @@ async fn reload_nas(shared: &Shared) {
                 Ok(table) => {
                     tracing::info!(nas = table.len(), "NAS table reloaded");
                     init_nas_metrics(&shared.metrics, &table);
+                    super::note_resolution(&shared.metrics, &table, &table.resolved);
                     *shared.nas.write().expect("NAS table lock poisoned") = Arc::new(table);
                 }
                 Err(e) => tracing::warn!(error = %e, "NAS table reload failed"),

@@ -10,6 +10,7 @@
 mod housekeeping;
 mod nas_table;
 mod request;
+pub mod resolve;
 mod socket;
 
 use std::future::Future;
@@ -63,6 +64,10 @@ pub struct ServerConfig {
     pub housekeeping_interval: Duration,
     /// How often the NAS table's generation is polled.
     pub nas_reload_interval: Duration,
+    /// How often NAS host names (`--address HOST`) are resolved again; a
+    /// packet from an unknown source also asks for it, at most this often
+    /// or every 10 s, whichever is shorter.
+    pub nas_resolve_interval: Duration,
     /// Auth log retention in seconds; `None` keeps everything.
     pub auth_log_retention: Option<u64>,
     /// Guessing defence (`[guard]` in the config file).
@@ -89,6 +94,7 @@ impl Default for ServerConfig {
             stale_grace: 60,
             housekeeping_interval: Duration::from_secs(30),
             nas_reload_interval: Duration::from_secs(2),
+            nas_resolve_interval: Duration::from_secs(60),
             auth_log_retention: Some(30 * 86400),
             guard: crate::handler::GuardConfig::default(),
             nas_in_flight: 256,
@@ -124,11 +130,39 @@ pub(crate) struct Shared {
     nas: NasDirectory,
     /// Where requests are decided and stored, and drops counted.
     handler: RequestHandler,
+    /// Wakes housekeeping to resolve NAS host names again now (a packet came
+    /// from an unknown source: a router's address may have changed).
+    resolve_now: tokio::sync::Notify,
+    /// When that was last asked, to ask at most every [`Shared::resolve_gap`].
+    resolve_asked: std::sync::Mutex<Option<Instant>>,
 }
 
 impl Shared {
     fn nas_table(&self) -> Arc<NasTable> {
         self.nas.read().expect("NAS table lock poisoned").clone()
+    }
+
+    /// The shortest time between two resolutions asked by unknown sources.
+    fn resolve_gap(&self) -> Duration {
+        self.config
+            .nas_resolve_interval
+            .min(Duration::from_secs(10))
+    }
+
+    /// A packet came from a source no entry covers: if some entries have host
+    /// names, resolve them again soon (rate-limited: a flood from unknown
+    /// sources costs one resolution per gap).
+    fn unknown_source(&self, table: &NasTable) {
+        if !table.has_host_names() {
+            return;
+        }
+        let now = Instant::now();
+        let mut asked = self.resolve_asked.lock().expect("resolve lock poisoned");
+        if asked.is_some_and(|t| now.duration_since(t) < self.resolve_gap()) {
+            return;
+        }
+        *asked = Some(now);
+        self.resolve_now.notify_one();
     }
 
     /// Count a drop and log it (rate-limited so a flood cannot fill the disk).
@@ -150,21 +184,43 @@ pub async fn load_nas_directory(
 ) -> crate::store::StoreResult<NasDirectory> {
     let table = load_nas_table(store).await?.count_with(metrics);
     init_nas_metrics(metrics, &table);
+    note_resolution(metrics, &table, &table.resolved);
     Ok(Arc::new(RwLock::new(Arc::new(table))))
 }
 
-/// Load the NAS table from storage.
+/// Load the NAS table from storage, with its host names resolved.
 pub async fn load_nas_table(store: &dyn Store) -> crate::store::StoreResult<NasTable> {
     let generation = store.nas_generation().await?;
     let nas = store.list_nas().await?;
-    Ok(NasTable::new(nas, generation))
+    let table = NasTable::new(nas, generation);
+    let names = table.host_names();
+    if names.is_empty() {
+        return Ok(table);
+    }
+    Ok(table.re_resolved(resolve::resolve(&names).await))
+}
+
+/// Record that the names in `fresh` resolved now, for each NAS of `table`
+/// with one of them.
+fn note_resolution(metrics: &Metrics, table: &NasTable, fresh: &resolve::Resolved) {
+    let now = unix_now();
+    for n in table.iter() {
+        if let Some(crate::model::DynamicAddress::Host(h)) = &n.dynamic {
+            if fresh.contains_key(h) {
+                metrics
+                    .nas_address_resolved
+                    .with_label_values(&[&n.name])
+                    .set(now);
+            }
+        }
+    }
 }
 
 /// Create the per-NAS counters at zero (see [`Metrics::init_nas`]).
 fn init_nas_metrics(metrics: &Metrics, table: &NasTable) {
     let drops: Vec<&str> = DropReason::ALL
         .iter()
-        .filter(|r| **r != DropReason::UnknownNas)
+        .filter(|r| !matches!(r, DropReason::UnknownNas | DropReason::UnknownNasIdentifier))
         .map(|r| r.label())
         .collect();
     let rejects: Vec<&str> = crate::policy::RejectReason::ALL
@@ -192,9 +248,11 @@ pub async fn serve(
 ) -> anyhow::Result<()> {
     let table = nas.read().expect("NAS table lock poisoned").clone();
     let metrics = handler.metrics().clone();
-    metrics
-        .drops
-        .with_label_values(&[UNKNOWN_NAS, DropReason::UnknownNas.label()]);
+    for reason in [DropReason::UnknownNas, DropReason::UnknownNasIdentifier] {
+        metrics
+            .drops
+            .with_label_values(&[UNKNOWN_NAS, reason.label()]);
+    }
     if table.is_empty() {
         tracing::warn!("no NAS is configured: every request will be dropped; add one with `rrnet-radius nas add`");
     }
@@ -207,6 +265,8 @@ pub async fn serve(
         nas,
         handler,
         config,
+        resolve_now: tokio::sync::Notify::new(),
+        resolve_asked: std::sync::Mutex::new(None),
     });
     let (stop_tx, stop_rx) = watch::channel(false);
 
@@ -285,7 +345,8 @@ async fn handle_datagram(
 ) {
     let received = Instant::now();
     let table = shared.nas_table();
-    let Some(nas) = table.lookup(source.ip()) else {
+    let Some(sources) = table.sources(source.ip()) else {
+        shared.unknown_source(&table);
         shared.drop_packet(
             None,
             source,
@@ -297,9 +358,25 @@ async fn handle_datagram(
     let packet = match Packet::decode(datagram) {
         Ok(p) => p,
         Err(e) => {
-            shared.drop_packet(Some(nas), source, DropReason::Malformed, e.label());
+            let nas = sources.only().map(|e| &*e.nas);
+            shared.drop_packet(nas, source, DropReason::Malformed, e.label());
             return;
         }
+    };
+    // Several entries may share this address: the NAS-Identifier picks one,
+    // whose secret must then verify the packet (below). The common case, one
+    // entry without identifier, does not look for the attribute at all.
+    let nas = sources
+        .only()
+        .or_else(|| sources.pick(packet.attr(crate::proto::attr::NAS_IDENTIFIER)));
+    let Some(nas) = nas else {
+        shared.drop_packet(
+            None,
+            source,
+            DropReason::UnknownNasIdentifier,
+            "NAS-Identifier matches no NAS entry at this address",
+        );
+        return;
     };
     let code = packet.code();
     let allowed = match code {
@@ -388,7 +465,7 @@ async fn handle_datagram(
             );
         }
         Code::AccountingRequest => {
-            let record = match request::acct_record(&packet, nas.id, unix_now()) {
+            let record = match request::acct_record(&packet, nas, unix_now()) {
                 Ok(r) => r,
                 Err((reason, why)) => {
                     port.forget(&key);
@@ -479,8 +556,11 @@ fn authenticate(
     }
     if !has_ma {
         // Status-Server always needs it (RFC 5997 §3); Access-Request unless the NAS is exempt.
+        // An entry for any source is picked by its NAS-Identifier alone: only
+        // Message-Authenticator proves the request is the router's.
+        let any_source = nas.dynamic == Some(crate::model::DynamicAddress::Any);
         let required = code == Code::StatusServer
-            || (code == Code::AccessRequest && nas.require_message_authenticator);
+            || (code == Code::AccessRequest && (nas.require_message_authenticator || any_source));
         if required {
             shared.drop_packet(
                 Some(nas),

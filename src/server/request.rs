@@ -2,7 +2,9 @@
 //! handler builds the replies, `handler::reply`). No I/O here.
 
 use crate::model::normalize_mac;
-use crate::policy::{acct_status, chap_credential, terminate_cause_name, AccessFacts, Credential};
+use crate::policy::{
+    acct_status, chap_credential, event_time, terminate_cause_name, AccessFacts, Credential,
+};
 use crate::proto::{attr, unhide_password, Packet};
 use crate::store::{AcctRecord, AcctStatus};
 
@@ -81,6 +83,7 @@ pub fn access_facts(
         nas_id: nas.id,
         nas_name: nas.name.clone(),
         nas_site: nas.site.clone(),
+        tenant_id: nas.tenant_id,
         username,
         credential: credential(p, secret),
         mac: mac(p)?,
@@ -92,7 +95,7 @@ pub fn access_facts(
 /// Reasons an Accounting-Request cannot be stored; it is dropped and counted.
 pub fn acct_record(
     p: &Packet<'_>,
-    nas_id: i64,
+    nas: &crate::model::Nas,
     received_at: i64,
 ) -> Result<AcctRecord, (DropReason, &'static str)> {
     let malformed = |why| (DropReason::Malformed, why);
@@ -114,7 +117,8 @@ pub fn acct_record(
         .flatten()
         .map(terminate_cause_name);
     Ok(AcctRecord {
-        nas_id,
+        nas_id: nas.id,
+        tenant_id: nas.tenant_id,
         status,
         acct_session_id,
         username: text(p, attr::USER_NAME)?.unwrap_or_default(),
@@ -128,5 +132,10 @@ pub fn acct_record(
             .attr(attr::CLASS)
             .and_then(crate::policy::voucher_id_from_class),
         received_at,
+        event_at: event_time(
+            received_at,
+            p.attr_u32(attr::ACCT_DELAY_TIME).ok().flatten(),
+            p.attr_u32(attr::EVENT_TIMESTAMP).ok().flatten(),
+        ),
     })
 }

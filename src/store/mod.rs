@@ -13,7 +13,7 @@ use async_trait::async_trait;
 pub use postgres::PgStore;
 pub use sqlite::SqliteStore;
 
-use crate::model::{Nas, NewNas, NewPlan, NewVoucher, Plan, Session, Timestamp, Voucher};
+use crate::model::{Nas, NewNas, NewPlan, NewVoucher, Plan, Session, Tenant, Timestamp, Voucher};
 use crate::policy::{AccessDecision, AccessFacts, RejectReason};
 
 /// Storage errors. Peers never see these; the CLI prints them.
@@ -120,6 +120,19 @@ pub trait Store: Send + Sync + 'static {
         Ok(())
     }
 
+    // ---- tenants ----
+    async fn add_tenant(&self, name: &str) -> StoreResult<Tenant>;
+    /// Every tenant, `default` (id 1) first.
+    async fn list_tenants(&self) -> StoreResult<Vec<Tenant>>;
+    /// The tenant named `name`.
+    async fn get_tenant(&self, name: &str) -> StoreResult<Tenant> {
+        self.list_tenants()
+            .await?
+            .into_iter()
+            .find(|t| t.name == name)
+            .ok_or_else(|| StoreError::NotFound(format!("tenant {name}")))
+    }
+
     // ---- NAS ----
     async fn add_nas(&self, nas: &NewNas) -> StoreResult<Nas>;
     async fn list_nas(&self) -> StoreResult<Vec<Nas>>;
@@ -145,7 +158,8 @@ pub trait Store: Send + Sync + 'static {
     // ---- vouchers ----
     /// Insert all or none; a duplicate code fails the whole call with `Duplicate`.
     async fn add_vouchers(&self, vouchers: &[NewVoucher]) -> StoreResult<Vec<Voucher>>;
-    async fn get_voucher(&self, code: &str) -> StoreResult<Voucher>;
+    /// The voucher `code` of tenant `tenant_id`.
+    async fn get_voucher(&self, tenant_id: i64, code: &str) -> StoreResult<Voucher>;
     async fn list_vouchers(
         &self,
         plan: Option<&str>,
@@ -154,14 +168,19 @@ pub trait Store: Send + Sync + 'static {
     /// Revoke a voucher and queue a Disconnect-Request for each of its open
     /// sessions, in one transaction: [`Store::revoke_voucher_with`] with
     /// `disconnect`.
-    async fn revoke_voucher(&self, code: &str) -> StoreResult<Voucher> {
-        self.revoke_voucher_with(code, true).await
+    async fn revoke_voucher(&self, tenant_id: i64, code: &str) -> StoreResult<Voucher> {
+        self.revoke_voucher_with(tenant_id, code, true).await
     }
 
     /// Revoke a voucher; with `disconnect`, queue a Disconnect-Request for
     /// each of its open sessions in the same transaction (the running server
     /// sends them, see [`crate::coa`]).
-    async fn revoke_voucher_with(&self, _code: &str, _disconnect: bool) -> StoreResult<Voucher> {
+    async fn revoke_voucher_with(
+        &self,
+        _tenant_id: i64,
+        _code: &str,
+        _disconnect: bool,
+    ) -> StoreResult<Voucher> {
         Err(unsupported("revoke_voucher_with"))
     }
 
@@ -177,6 +196,13 @@ pub trait Store: Send + Sync + 'static {
         Err(unsupported("set_nas_coa"))
     }
 
+    /// Give a NAS an identifier (its router's NAS-Identifier), or take it away
+    /// with `None`, under the rule of [`check_shared_address`] against the
+    /// other entries of its address. Returns the NAS as stored.
+    async fn set_nas_identifier(&self, _name: &str, _identifier: Option<&str>) -> StoreResult<Nas> {
+        Err(unsupported("set_nas_identifier"))
+    }
+
     /// Replace a plan's settings (found by `plan.id`; the name may change) and
     /// queue a CoA-Request for each open session of its vouchers, in one
     /// transaction. Returns how many were queued.
@@ -186,7 +212,12 @@ pub trait Store: Send + Sync + 'static {
 
     /// Move a voucher to another plan and queue a CoA-Request for each of its
     /// open sessions, in one transaction. Returns how many were queued.
-    async fn set_voucher_plan(&self, _code: &str, _plan: &str) -> StoreResult<u64> {
+    async fn set_voucher_plan(
+        &self,
+        _tenant_id: i64,
+        _code: &str,
+        _plan: &str,
+    ) -> StoreResult<u64> {
         Err(unsupported("set_voucher_plan"))
     }
 
@@ -299,11 +330,71 @@ pub trait Store: Send + Sync + 'static {
 
 /// Why `nas add` refuses an address another NAS entry already has: requests
 /// from it would all go to one entry, and the other router would get no answer.
-pub fn address_taken(address: &impl std::fmt::Display, holder: &str) -> StoreError {
+/// Whether a new entry for `address` with `identifier` may join the entries
+/// that already have that address (`holders`: their names and identifiers).
+/// Several entries may share an address or network only when each has its
+/// own identifier (the router's NAS-Identifier): a packet from the shared
+/// address is then matched by it. Otherwise requests from one address would be
+/// checked with one entry's secret and the other router would get no answer.
+pub fn check_shared_address(
+    address: &impl std::fmt::Display,
+    identifier: Option<&str>,
+    holders: &[(String, Option<String>)],
+) -> StoreResult<()> {
+    if identifier.is_none() && address.to_string() == "any" {
+        return Err(StoreError::Invalid(
+            "an entry for any source (--address any) needs an identifier: the router's \
+             NAS-Identifier is what picks it"
+                .into(),
+        ));
+    }
+    let Some((first, _)) = holders.first() else {
+        return Ok(());
+    };
+    let explain = "several routers may share an address (behind one NAT address) only when every \
+                   entry for it has its own --identifier, the router's NAS-Identifier (RouterOS \
+                   `/system identity`)";
+    if let Some(id) = identifier {
+        if let Some((holder, _)) = holders.iter().find(|(_, h)| h.as_deref() == Some(id)) {
+            return Err(StoreError::Invalid(format!(
+                "address {address} already has NAS {holder} with identifier {id:?}: {explain}; \
+                 give this router another identity"
+            )));
+        }
+    }
+    match (identifier, holders.iter().find(|(_, h)| h.is_none())) {
+        (_, Some((holder, _))) => Err(StoreError::Invalid(format!(
+            "address {address} already belongs to NAS {holder}, which has no identifier: \
+             {explain}; give {holder} one first (`nas set {holder} --identifier ID`)"
+        ))),
+        (None, None) => Err(StoreError::Invalid(format!(
+            "address {address} already belongs to NAS {first}: {explain}; \
+             add this one with --identifier ID"
+        ))),
+        (Some(_), None) => Ok(()),
+    }
+}
+
+/// A tenant name: what `--tenant` takes, so plain and short.
+pub fn check_tenant_name(name: &str) -> StoreResult<()> {
+    let ok = !name.is_empty()
+        && name.len() <= 64
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b));
+    if ok {
+        Ok(())
+    } else {
+        Err(StoreError::Invalid(format!(
+            "tenant name {name:?}: use 1 to 64 letters, digits, '-', '_' or '.'"
+        )))
+    }
+}
+
+/// A voucher may only move to a plan of its own tenant.
+pub fn other_tenant_plan(plan: &str) -> StoreError {
     StoreError::Invalid(format!(
-        "address {address} already belongs to NAS {holder}: requests from one address are \
-         answered with one entry's secret, so a second router there would get no answer; \
-         give each router its own address (or remove {holder} first)"
+        "plan {plan} belongs to another tenant than the voucher"
     ))
 }
 

@@ -10,12 +10,12 @@ use crate::policy::{AcctSession, LiveSession};
 
 /// Columns of `nas`, in [`NasRow`] order.
 pub const NAS_COLS: &str = "id, name, address, secret, require_message_authenticator, \
-     coa_port, site, created_at, previous_secret, previous_secret_until, coa_address";
+     coa_port, site, created_at, previous_secret, previous_secret_until, coa_address, identifier, tenant_id";
 
 /// Columns of `plans`, in [`PlanRow`] order.
 pub const PLAN_COLS: &str = "id, name, time_quota, validity, expires_at, data_quota, \
      rate_limit, shared_users, mac_lock, idle_timeout, interim_interval, mikrotik_group, \
-     address_list, price, created_at, after_data_rate_limit";
+     address_list, price, created_at, after_data_rate_limit, tenant_id, sites";
 
 /// Columns of `plans p` beside a voucher's, prefixed `p_`, in [`VoucherPlanRow`] order.
 pub const PLAN_COLS_P: &str = "p.id AS p_id, p.name AS p_name, p.time_quota AS p_time_quota, \
@@ -23,12 +23,13 @@ pub const PLAN_COLS_P: &str = "p.id AS p_id, p.name AS p_name, p.time_quota AS p
      p.rate_limit AS p_rate_limit, p.shared_users AS p_shared_users, p.mac_lock AS p_mac_lock, \
      p.idle_timeout AS p_idle_timeout, p.interim_interval AS p_interim_interval, \
      p.mikrotik_group AS p_mikrotik_group, p.address_list AS p_address_list, p.price AS p_price, \
-     p.created_at AS p_created_at, p.after_data_rate_limit AS p_after_data_rate_limit";
+     p.created_at AS p_created_at, p.after_data_rate_limit AS p_after_data_rate_limit, \
+     p.tenant_id AS p_tenant_id, p.sites AS p_sites";
 
 /// Columns of `vouchers v JOIN plans p`, in [`VoucherRow`] order.
 pub const VOUCHER_COLS: &str = "v.id, v.code, v.password, v.plan_id, p.name AS plan_name, \
      v.site, v.state, v.first_login_at, v.valid_until, v.used_seconds, v.used_bytes, \
-     v.bound_mac, v.batch, v.created_at";
+     v.bound_mac, v.batch, v.created_at, v.tenant_id";
 
 /// Columns of `sessions s JOIN nas n`, in [`SessionRow`] order.
 pub const SESSION_COLS: &str = "s.id, s.nas_id, n.name AS nas_name, s.acct_session_id, \
@@ -89,14 +90,14 @@ pub struct NasRow {
     pub previous_secret: Option<String>,
     pub previous_secret_until: Option<i64>,
     pub coa_address: Option<String>,
+    pub identifier: Option<String>,
+    pub tenant_id: i64,
 }
 
 impl NasRow {
     pub fn into_model(self) -> StoreResult<Nas> {
         let name = self.name;
-        let address = self
-            .address
-            .parse()
+        let (address, dynamic) = crate::model::parse_nas_address(&self.address)
             .map_err(|e| StoreError::Invalid(format!("NAS {name}: stored address: {e}")))?;
         let coa_port = u16::try_from(self.coa_port).map_err(|_| {
             StoreError::Invalid(format!("NAS {name}: stored CoA port {}", self.coa_port))
@@ -111,12 +112,15 @@ impl NasRow {
             .transpose()?;
         Ok(Nas {
             id: self.id,
+            dynamic,
             coa_address,
             address,
             secret: Secret::new(self.secret),
             require_message_authenticator: self.require_message_authenticator,
             coa_port,
             site: self.site,
+            identifier: self.identifier,
+            tenant_id: self.tenant_id,
             created_at: self.created_at,
             previous_secret: self.previous_secret.map(Secret::new),
             previous_secret_until: self.previous_secret_until,
@@ -143,6 +147,26 @@ pub struct PlanRow {
     pub price: Option<String>,
     pub created_at: i64,
     pub after_data_rate_limit: Option<String>,
+    pub tenant_id: i64,
+    /// Comma-separated site names; NULL: everywhere.
+    pub sites: Option<String>,
+}
+
+/// Plan sites as stored: comma-separated, NULL when none.
+pub fn sites_to_column(sites: &[String]) -> Option<String> {
+    (!sites.is_empty()).then(|| sites.join(","))
+}
+
+fn sites_from_column(sites: Option<String>) -> Vec<String> {
+    sites
+        .map(|s| {
+            s.split(',')
+                .map(str::trim)
+                .filter(|s| !s.is_empty())
+                .map(str::to_owned)
+                .collect()
+        })
+        .unwrap_or_default()
 }
 
 impl PlanRow {
@@ -150,6 +174,8 @@ impl PlanRow {
         let opt_u32 = |v: Option<i64>, what| v.map(|v| i64_to_u32(v, what)).transpose();
         Ok(Plan {
             id: self.id,
+            tenant_id: self.tenant_id,
+            sites: sites_from_column(self.sites),
             name: self.name,
             time_quota: self.time_quota.map(i64_to_u64),
             validity: self.validity.map(i64_to_u64),
@@ -185,6 +211,7 @@ pub struct VoucherRow {
     pub bound_mac: Option<String>,
     pub batch: Option<String>,
     pub created_at: i64,
+    pub tenant_id: i64,
 }
 
 impl VoucherRow {
@@ -193,6 +220,7 @@ impl VoucherRow {
             .ok_or_else(|| StoreError::Invalid(format!("stored voucher state {:?}", self.state)))?;
         Ok(Voucher {
             id: self.id,
+            tenant_id: self.tenant_id,
             code: self.code,
             password: self.password,
             plan_id: self.plan_id,
@@ -232,6 +260,8 @@ pub struct VoucherPlanRow {
     pub p_price: Option<String>,
     pub p_created_at: i64,
     pub p_after_data_rate_limit: Option<String>,
+    pub p_tenant_id: i64,
+    pub p_sites: Option<String>,
 }
 
 impl VoucherPlanRow {
@@ -253,6 +283,8 @@ impl VoucherPlanRow {
             price: self.p_price,
             created_at: self.p_created_at,
             after_data_rate_limit: self.p_after_data_rate_limit,
+            tenant_id: self.p_tenant_id,
+            sites: self.p_sites,
         };
         Ok((self.voucher.into_model()?, plan.into_model()?))
     }

@@ -355,6 +355,9 @@ fn dechunk(body: &str) -> String {
 pub struct Client {
     pub sock: UdpSocket,
     pub secret: Vec<u8>,
+    /// NAS-Identifier sent in every request (RouterOS sends its
+    /// `/system identity`, "MikroTik" by default); `None` sends none.
+    pub identity: Option<String>,
     next_id: u8,
 }
 
@@ -416,6 +419,7 @@ impl Client {
         Client {
             sock,
             secret: secret.as_bytes().to_vec(),
+            identity: Some("MikroTik".into()),
             next_id: rand::random(),
         }
     }
@@ -465,7 +469,9 @@ impl Client {
             b.add_str(attr::CALLING_STATION_ID, mac).unwrap();
         }
         b.add_str(attr::CALLED_STATION_ID, "hotspot1").unwrap();
-        b.add_str(attr::NAS_IDENTIFIER, "MikroTik").unwrap();
+        if let Some(identity) = &self.identity {
+            b.add_str(attr::NAS_IDENTIFIER, identity).unwrap();
+        }
         b.add_u32(attr::NAS_PORT_TYPE, 19).unwrap();
         b.add_u32(attr::SERVICE_TYPE, 1).unwrap();
         (b.finish_access_request(&auth, &self.secret), auth)
@@ -516,6 +522,9 @@ impl Client {
         b.add_u32(attr::ACCT_OUTPUT_OCTETS, output as u32).unwrap();
         b.add_u32(attr::ACCT_OUTPUT_GIGAWORDS, (output >> 32) as u32)
             .unwrap();
+        if let Some(identity) = &self.identity {
+            b.add_str(attr::NAS_IDENTIFIER, identity).unwrap();
+        }
         for (t, v) in extra {
             b.add(*t, v).unwrap();
         }
@@ -840,7 +849,9 @@ impl Client {
         if with_ma {
             b.reserve_message_authenticator();
         }
-        b.add_str(attr::NAS_IDENTIFIER, "MikroTik").unwrap();
+        if let Some(identity) = &self.identity {
+            b.add_str(attr::NAS_IDENTIFIER, identity).unwrap();
+        }
         (b.finish_access_request(&auth, &self.secret), auth)
     }
 

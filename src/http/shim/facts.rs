@@ -71,6 +71,7 @@ pub fn access_facts(a: &RestAttributes, nas: &Nas) -> Result<AccessFacts, Invali
         nas_id: nas.id,
         nas_name: nas.name.clone(),
         nas_site: nas.site.clone(),
+        tenant_id: nas.tenant_id,
         username,
         credential: credential(a)?,
         mac: mac(a)?,
@@ -82,7 +83,7 @@ pub fn access_facts(a: &RestAttributes, nas: &Nas) -> Result<AccessFacts, Invali
 /// An accounting record from `nas`, with the same rules as the UDP path.
 pub fn acct_record(
     a: &RestAttributes,
-    nas_id: i64,
+    nas: &Nas,
     received_at: i64,
 ) -> Result<AcctRecord, InvalidBody> {
     let status = a
@@ -104,7 +105,8 @@ pub fn acct_record(
         Ok(low.saturating_add(u64::from(high) << 32))
     };
     Ok(AcctRecord {
-        nas_id,
+        nas_id: nas.id,
+        tenant_id: nas.tenant_id,
         status,
         acct_session_id,
         username: a.text("User-Name")?.unwrap_or_default(),
@@ -121,6 +123,12 @@ pub fn acct_record(
             .as_deref()
             .and_then(voucher_id_from_class),
         received_at,
+        // A value FreeRADIUS prints as a date rather than a number is ignored.
+        event_at: crate::policy::event_time(
+            received_at,
+            a.integer32("Acct-Delay-Time").ok().flatten(),
+            a.integer32("Event-Timestamp").ok().flatten(),
+        ),
     })
 }
 
@@ -154,6 +162,9 @@ mod tests {
             coa_port: 3799,
             coa_address: None,
             site: Some("north".into()),
+            identifier: None,
+            tenant_id: crate::model::DEFAULT_TENANT,
+            dynamic: None,
             created_at: 0,
             previous_secret: None,
             previous_secret_until: None,
@@ -198,15 +209,16 @@ mod tests {
     #[test]
     fn captured_accounting_requests() {
         for ext in ["json", "form"] {
-            let start = acct_record(&fixture(&format!("acct_start.{ext}")), 4, 100).unwrap();
+            let start = acct_record(&fixture(&format!("acct_start.{ext}")), &nas(), 100).unwrap();
             assert_eq!(start.status, AcctStatus::Start);
             assert_eq!(start.acct_session_id, "81a00001");
             assert_eq!(start.class_voucher_id, Some(1));
             assert_eq!(start.mac.as_deref(), Some("AA:BB:CC:DD:EE:01"));
-            let interim = acct_record(&fixture(&format!("acct_interim.{ext}")), 4, 100).unwrap();
+            let interim =
+                acct_record(&fixture(&format!("acct_interim.{ext}")), &nas(), 100).unwrap();
             assert_eq!(interim.status, AcctStatus::InterimUpdate);
             assert_eq!((interim.session_time, interim.input_octets), (60, 4000));
-            let stop = acct_record(&fixture(&format!("acct_stop.{ext}")), 4, 100).unwrap();
+            let stop = acct_record(&fixture(&format!("acct_stop.{ext}")), &nas(), 100).unwrap();
             assert_eq!(stop.status, AcctStatus::Stop);
             assert_eq!(stop.session_time, 120);
             assert_eq!(stop.input_octets, (1 << 32) + 4000);
@@ -231,18 +243,21 @@ mod tests {
             .0
             .contains("User-Name"));
         let a = RestAttributes::from_json(br#"{"Acct-Status-Type":"Stop"}"#).unwrap();
-        assert!(acct_record(&a, 1, 0)
+        assert!(acct_record(&a, &nas(), 0)
             .unwrap_err()
             .0
             .contains("Acct-Session-Id"));
         let a = RestAttributes::from_json(br#"{"Acct-Status-Type":"Accounting-On"}"#).unwrap();
         assert_eq!(
-            acct_record(&a, 1, 0).unwrap().status,
+            acct_record(&a, &nas(), 0).unwrap().status,
             AcctStatus::AccountingOn
         );
         let a =
             RestAttributes::from_json(br#"{"Acct-Status-Type":15,"Acct-Session-Id":"x"}"#).unwrap();
-        assert!(acct_record(&a, 1, 0).unwrap_err().0.contains("unsupported"));
+        assert!(acct_record(&a, &nas(), 0)
+            .unwrap_err()
+            .0
+            .contains("unsupported"));
     }
 
     proptest::proptest! {
@@ -255,7 +270,7 @@ mod tests {
             {
                 let _ = client_address(&a);
                 let _ = access_facts(&a, &nas());
-                let _ = acct_record(&a, 1, 0);
+                let _ = acct_record(&a, &nas(), 0);
             }
         }
 
@@ -289,7 +304,7 @@ mod tests {
             if let Ok(a) = RestAttributes::from_json(&raw) {
                 let _ = client_address(&a);
                 let _ = access_facts(&a, &nas());
-                let _ = acct_record(&a, 1, 0);
+                let _ = acct_record(&a, &nas(), 0);
             }
         }
     }

@@ -45,10 +45,14 @@ static READ_SESSIONS: LazyLock<String> = LazyLock::new(|| {
 });
 
 /// `(id, code)` of the vouchers with an id in `$1` or a code in `$2`.
+/// Vouchers by (Class id, tenant) and by (tenant, code): only the tenant of the
+/// NAS that sent the record.
 const READ_VOUCHERS: &str = "\
-SELECT id, code FROM vouchers WHERE id = ANY($1::bigint[])
+SELECT id, tenant_id, code FROM vouchers
+ WHERE (id, tenant_id) IN (SELECT * FROM UNNEST($1::bigint[], $2::bigint[]))
 UNION
-SELECT id, code FROM vouchers WHERE code = ANY($2::text[])";
+SELECT id, tenant_id, code FROM vouchers
+ WHERE (tenant_id, code) IN (SELECT * FROM UNNEST($3::bigint[], $4::text[]))";
 
 /// Synthetic `authorized` rows of the vouchers `$1`, newest first. Not locked:
 /// the write re-checks that each adopted row is still one.
@@ -176,14 +180,19 @@ async fn read_state(conn: &mut PgConnection, records: &[AcctRecord]) -> StoreRes
     let wanted = policy::accounting::wanted_vouchers(records, &sessions);
     let mut vouchers = Vec::new();
     if !wanted.is_empty() {
-        let ids: Vec<i64> = wanted.iter().filter_map(|(id, _)| *id).collect();
-        let codes: Vec<&str> = wanted
+        let (ids, id_tenants): (Vec<i64>, Vec<i64>) = wanted
             .iter()
-            .map(|(_, code)| *code)
-            .filter(|code| !code.is_empty())
-            .collect();
+            .filter_map(|(id, tenant, _)| id.map(|id| (id, *tenant)))
+            .unzip();
+        let (code_tenants, codes): (Vec<i64>, Vec<&str>) = wanted
+            .iter()
+            .filter(|(_, _, code)| !code.is_empty())
+            .map(|(_, tenant, code)| (*tenant, *code))
+            .unzip();
         vouchers = sqlx::query_as(READ_VOUCHERS)
             .bind(&ids)
+            .bind(&id_tenants)
+            .bind(&code_tenants)
             .bind(&codes)
             .fetch_all(&mut *conn)
             .await?;

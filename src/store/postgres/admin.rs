@@ -8,12 +8,13 @@ use std::collections::HashMap;
 use sqlx::{PgConnection, PgPool};
 
 use crate::model::{
-    Nas, NewNas, NewPlan, NewVoucher, Plan, Secret, Session, Timestamp, Voucher, VoucherState,
+    Nas, NewNas, NewPlan, NewVoucher, Plan, Secret, Session, Tenant, Timestamp, Voucher,
+    VoucherState, DEFAULT_TENANT,
 };
 use crate::policy::accounting::counter_to_i64;
 use crate::store::rows::{
-    now, opt_u64_to_i64, AuthEventRow, NasRow, PlanRow, SessionRow, VoucherRow, AUTH_EVENT_COLS,
-    NAS_COLS, PLAN_COLS, SESSION_COLS, VOUCHER_COLS,
+    now, opt_u64_to_i64, sites_to_column, AuthEventRow, NasRow, PlanRow, SessionRow, VoucherRow,
+    AUTH_EVENT_COLS, NAS_COLS, PLAN_COLS, SESSION_COLS, VOUCHER_COLS,
 };
 use crate::store::{AuthEvent, AuthEventFilter, RepeatedRejects, StoreError, StoreResult};
 
@@ -45,26 +46,38 @@ pub(super) async fn add_nas(pool: &PgPool, nas: &NewNas) -> StoreResult<Nas> {
     sqlx::query("LOCK TABLE nas IN SHARE ROW EXCLUSIVE MODE")
         .execute(&mut *tx)
         .await?;
-    let holder: Option<String> =
-        sqlx::query_scalar("SELECT name FROM nas WHERE address = $1 LIMIT 1")
-            .bind(nas.address.to_string())
-            .fetch_optional(&mut *tx)
+    let holders: Vec<(String, Option<String>)> =
+        sqlx::query_as("SELECT name, identifier FROM nas WHERE address = $1 ORDER BY id")
+            .bind(crate::model::address_text(
+                &nas.address,
+                nas.dynamic.as_ref(),
+            ))
+            .fetch_all(&mut *tx)
             .await?;
-    if let Some(holder) = holder {
-        return Err(crate::store::address_taken(&nas.address, &holder));
-    }
+    crate::store::check_shared_address(
+        &crate::model::address_text(&nas.address, nas.dynamic.as_ref()),
+        nas.identifier.as_deref(),
+        &holders,
+    )?;
+    tenant_exists(&mut tx, nas.tenant_id).await?;
     let id: i64 = sqlx::query_scalar(
         "INSERT INTO nas (name, address, secret, require_message_authenticator, coa_port, site, \
-         created_at, coa_address) VALUES ($1, $2, $3, $4, $5, $6, $7, $8) RETURNING id",
+         created_at, coa_address, identifier, tenant_id) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) RETURNING id",
     )
     .bind(&nas.name)
-    .bind(nas.address.to_string())
+    .bind(crate::model::address_text(
+        &nas.address,
+        nas.dynamic.as_ref(),
+    ))
     .bind(nas.secret.expose_str())
     .bind(nas.require_message_authenticator)
     .bind(i64::from(nas.coa_port))
     .bind(&nas.site)
     .bind(created_at)
     .bind(nas.coa_address.map(|a| a.to_string()))
+    .bind(&nas.identifier)
+    .bind(nas.tenant_id)
     .fetch_one(&mut *tx)
     .await
     .map_err(|e| unique_or(e, || format!("NAS {}", nas.name)))?;
@@ -74,15 +87,53 @@ pub(super) async fn add_nas(pool: &PgPool, nas: &NewNas) -> StoreResult<Nas> {
         id,
         name: nas.name.clone(),
         address: nas.address,
+        dynamic: nas.dynamic.clone(),
         secret: nas.secret.clone(),
         require_message_authenticator: nas.require_message_authenticator,
         coa_port: nas.coa_port,
         coa_address: nas.coa_address,
         site: nas.site.clone(),
+        identifier: nas.identifier.clone(),
+        tenant_id: nas.tenant_id,
         created_at,
         previous_secret: None,
         previous_secret_until: None,
     })
+}
+
+pub(super) async fn set_nas_identifier(
+    pool: &PgPool,
+    name: &str,
+    identifier: Option<&str>,
+) -> StoreResult<Nas> {
+    let mut tx = pool.begin().await?;
+    // Serialised with NAS additions, which check the same rule.
+    sqlx::query("LOCK TABLE nas IN SHARE ROW EXCLUSIVE MODE")
+        .execute(&mut *tx)
+        .await?;
+    let address: Option<String> = sqlx::query_scalar("SELECT address FROM nas WHERE name = $1")
+        .bind(name)
+        .fetch_optional(&mut *tx)
+        .await?;
+    let address = address.ok_or_else(|| StoreError::NotFound(format!("NAS {name}")))?;
+    let holders: Vec<(String, Option<String>)> = sqlx::query_as(
+        "SELECT name, identifier FROM nas WHERE address = $1 AND name <> $2 ORDER BY id",
+    )
+    .bind(&address)
+    .bind(name)
+    .fetch_all(&mut *tx)
+    .await?;
+    crate::store::check_shared_address(&address, identifier, &holders)?;
+    let row: NasRow = sqlx::query_as(&format!(
+        "UPDATE nas SET identifier = $2 WHERE name = $1 RETURNING {NAS_COLS}"
+    ))
+    .bind(name)
+    .bind(identifier)
+    .fetch_one(&mut *tx)
+    .await?;
+    bump_nas_generation(&mut tx).await?;
+    tx.commit().await?;
+    row.into_model()
 }
 
 pub(super) async fn list_nas(pool: &PgPool) -> StoreResult<Vec<Nas>> {
@@ -148,12 +199,14 @@ pub(super) async fn add_plan(pool: &PgPool, plan: &NewPlan) -> StoreResult<Plan>
     }
     // `NewPlan::default()` leaves shared_users at 0; the plan default is one device.
     let shared_users = plan.shared_users.max(1);
+    let tenant_id = plan.tenant_id.unwrap_or(DEFAULT_TENANT);
     let created_at = now();
     let id: i64 = sqlx::query_scalar(
         "INSERT INTO plans (name, time_quota, validity, expires_at, data_quota, rate_limit, \
          shared_users, mac_lock, idle_timeout, interim_interval, mikrotik_group, address_list, \
-         price, created_at, after_data_rate_limit) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15) RETURNING id",
+         price, created_at, after_data_rate_limit, tenant_id, sites) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17) \
+         RETURNING id",
     )
     .bind(&plan.name)
     .bind(opt_u64_to_i64(plan.time_quota, "time quota")?)
@@ -170,11 +223,20 @@ pub(super) async fn add_plan(pool: &PgPool, plan: &NewPlan) -> StoreResult<Plan>
     .bind(&plan.price)
     .bind(created_at)
     .bind(&plan.after_data_rate_limit)
+    .bind(tenant_id)
+    .bind(sites_to_column(&plan.sites))
     .fetch_one(pool)
     .await
-    .map_err(|e| unique_or(e, || format!("plan {}", plan.name)))?;
+    .map_err(|e| match &e {
+        sqlx::Error::Database(d) if d.is_foreign_key_violation() => {
+            StoreError::NotFound(format!("tenant id {tenant_id}"))
+        }
+        _ => unique_or(e, || format!("plan {}", plan.name)),
+    })?;
     Ok(Plan {
         id,
+        tenant_id,
+        sites: plan.sites.clone(),
         name: plan.name.clone(),
         time_quota: plan.time_quota,
         validity: plan.validity,
@@ -222,31 +284,30 @@ pub(super) async fn add_vouchers(
 ) -> StoreResult<Vec<Voucher>> {
     let created_at = now();
     let mut tx = pool.begin().await?;
-    let mut plan_names: HashMap<i64, String> = HashMap::new();
+    let mut plan_names: HashMap<i64, (String, i64)> = HashMap::new();
     let mut out = Vec::with_capacity(vouchers.len());
     for nv in vouchers {
         if nv.code.is_empty() {
             return Err(StoreError::Invalid("voucher code is empty".into()));
         }
-        let plan_name = match plan_names.get(&nv.plan_id) {
-            Some(name) => name.clone(),
+        let (plan_name, tenant_id) = match plan_names.get(&nv.plan_id) {
+            Some(p) => p.clone(),
             None => {
-                let name: Option<String> =
-                    sqlx::query_scalar("SELECT name FROM plans WHERE id = $1")
+                let p: Option<(String, i64)> =
+                    sqlx::query_as("SELECT name, tenant_id FROM plans WHERE id = $1")
                         .bind(nv.plan_id)
                         .fetch_optional(&mut *tx)
                         .await?;
-                let name =
-                    name.ok_or_else(|| StoreError::NotFound(format!("plan id {}", nv.plan_id)))?;
-                plan_names.insert(nv.plan_id, name.clone());
-                name
+                let p = p.ok_or_else(|| StoreError::NotFound(format!("plan id {}", nv.plan_id)))?;
+                plan_names.insert(nv.plan_id, p.clone());
+                p
             }
         };
         // The password defaults to the code: printed vouchers carry one string.
         let password = nv.password.clone().unwrap_or_else(|| nv.code.clone());
         let id: i64 = sqlx::query_scalar(
-            "INSERT INTO vouchers (code, password, plan_id, site, state, batch, created_at) \
-             VALUES ($1, $2, $3, $4, 'active', $5, $6) RETURNING id",
+            "INSERT INTO vouchers (code, password, plan_id, site, state, batch, created_at, \
+             tenant_id) VALUES ($1, $2, $3, $4, 'active', $5, $6, $7) RETURNING id",
         )
         .bind(&nv.code)
         .bind(&password)
@@ -254,11 +315,13 @@ pub(super) async fn add_vouchers(
         .bind(&nv.site)
         .bind(&nv.batch)
         .bind(created_at)
+        .bind(tenant_id)
         .fetch_one(&mut *tx)
         .await
         .map_err(|e| unique_or(e, || format!("voucher {}", nv.code)))?;
         out.push(Voucher {
             id,
+            tenant_id,
             code: nv.code.clone(),
             password,
             plan_id: nv.plan_id,
@@ -278,10 +341,12 @@ pub(super) async fn add_vouchers(
     Ok(out)
 }
 
-pub(super) async fn get_voucher(pool: &PgPool, code: &str) -> StoreResult<Voucher> {
+pub(super) async fn get_voucher(pool: &PgPool, tenant_id: i64, code: &str) -> StoreResult<Voucher> {
     let row: Option<VoucherRow> = sqlx::query_as(&format!(
-        "SELECT {VOUCHER_COLS} FROM vouchers v JOIN plans p ON p.id = v.plan_id WHERE v.code = $1"
+        "SELECT {VOUCHER_COLS} FROM vouchers v JOIN plans p ON p.id = v.plan_id \
+         WHERE v.tenant_id = $1 AND v.code = $2"
     ))
+    .bind(tenant_id)
     .bind(code)
     .fetch_optional(pool)
     .await?;
@@ -459,4 +524,48 @@ pub(super) async fn log_repeated_rejects(
     }
     tx.commit().await?;
     Ok(())
+}
+
+// ---- tenants ----
+
+async fn tenant_exists(conn: &mut PgConnection, id: i64) -> StoreResult<()> {
+    let found: Option<i64> = sqlx::query_scalar("SELECT id FROM tenants WHERE id = $1")
+        .bind(id)
+        .fetch_optional(conn)
+        .await?;
+    found
+        .map(|_| ())
+        .ok_or_else(|| StoreError::NotFound(format!("tenant id {id}")))
+}
+
+pub(super) async fn add_tenant(pool: &PgPool, name: &str) -> StoreResult<Tenant> {
+    crate::store::check_tenant_name(name)?;
+    let created_at = now();
+    let id: i64 =
+        sqlx::query_scalar("INSERT INTO tenants (name, created_at) VALUES ($1, $2) RETURNING id")
+            .bind(name)
+            .bind(created_at)
+            .fetch_one(pool)
+            .await
+            .map_err(|e| unique_or(e, || format!("tenant {name}")))?;
+    Ok(Tenant {
+        id,
+        name: name.to_owned(),
+        created_at,
+    })
+}
+
+pub(super) async fn list_tenants(pool: &PgPool) -> StoreResult<Vec<Tenant>> {
+    let rows: Vec<(i64, String, i64)> =
+        sqlx::query_as("SELECT id, name, created_at FROM tenants ORDER BY id")
+            .fetch_all(pool)
+            .await?;
+    Ok(rows
+        .into_iter()
+        .map(|(id, name, created_at)| Tenant {
+            id,
+            name,
+            created_at,
+        })
+        .collect())
 }

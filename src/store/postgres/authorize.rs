@@ -63,16 +63,18 @@ pub(super) enum Mode {
     Locked,
 }
 
-/// The batch's vouchers (by code), locked in id order. Locked mode only.
-const LOCK_VOUCHERS: &str =
-    "SELECT id FROM vouchers WHERE code = ANY($1::text[]) ORDER BY id FOR UPDATE";
+/// The batch's vouchers (by tenant and code), locked in id order. Locked mode only.
+const LOCK_VOUCHERS: &str = "SELECT id FROM vouchers \
+     WHERE (tenant_id, code) IN (SELECT * FROM UNNEST($1::bigint[], $2::text[])) \
+     ORDER BY id FOR UPDATE";
 
 /// How many columns the session rows of [`READ_STATE`] leave NULL: the voucher
 /// and plan columns and the row version.
-const VOUCHER_ROW_COLS: usize = 14 + 16 + 2;
+const VOUCHER_ROW_COLS: usize = 15 + 18 + 2;
 
 /// Everything a batch is decided against, in one statement (one snapshot), as
-/// rows of three kinds: 0 a voucher named by `$1` (codes) with its plan and the
+/// rows of three kinds: 0 a voucher named by `$5`, `$1` (tenants, codes: a code
+/// is looked up only in the tenant of the NAS that asked) with its plan and the
 /// version of its row; 1 a live session of one of those vouchers (open, or
 /// authorized after `$2`); 2 the session row of a (NAS, Acct-Session-Id) pair of
 /// `$3`, `$4`, if any. A session can come twice (kinds 1 and 2). Every lookup
@@ -82,10 +84,10 @@ static READ_STATE: LazyLock<String> = LazyLock::new(|| {
     let nulls = vec!["NULL"; VOUCHER_ROW_COLS].join(", ");
     format!(
         "WITH v AS (
-    SELECT x.* FROM UNNEST($1::text[]) AS c(code)
+    SELECT x.* FROM UNNEST($5::bigint[], $1::text[]) AS c(tenant_id, code)
     CROSS JOIN LATERAL (
         SELECT v.*, v.ctid::text AS v_ctid, v.xmin::text::bigint AS v_xmin
-        FROM vouchers v WHERE v.code = c.code OFFSET 0
+        FROM vouchers v WHERE v.tenant_id = c.tenant_id AND v.code = c.code OFFSET 0
     ) x
 )
 SELECT 0 AS kind, {VOUCHER_COLS}, {PLAN_COLS_P}, v.v_ctid, v.v_xmin,
@@ -219,8 +221,10 @@ where
         }
         Mode::Locked => {
             let mut tx = pool.begin().await?;
+            let (tenants, names): (Vec<i64>, Vec<&str>) = codes.iter().copied().unzip();
             sqlx::query(LOCK_VOUCHERS)
-                .bind(&codes)
+                .bind(&tenants)
+                .bind(&names)
                 .execute(&mut *tx)
                 .await?;
             let decisions = decide_and_write(&mut tx, requests, &codes, now, opts, decide).await?;
@@ -230,9 +234,12 @@ where
     }
 }
 
-/// The distinct User-Names of a batch, sorted.
-fn batch_codes(requests: &[AccessFacts]) -> Vec<&str> {
-    let mut codes: Vec<&str> = requests.iter().map(|f| f.username.as_str()).collect();
+/// The distinct (tenant, User-Name) pairs of a batch, sorted.
+fn batch_codes(requests: &[AccessFacts]) -> Vec<(i64, &str)> {
+    let mut codes: Vec<(i64, &str)> = requests
+        .iter()
+        .map(|f| (f.tenant_id, f.username.as_str()))
+        .collect();
     codes.sort_unstable();
     codes.dedup();
     codes
@@ -241,7 +248,7 @@ fn batch_codes(requests: &[AccessFacts]) -> Vec<&str> {
 async fn decide_and_write<F>(
     conn: &mut PgConnection,
     requests: &[AccessFacts],
-    codes: &[&str],
+    codes: &[(i64, &str)],
     now: Timestamp,
     opts: AuthorizeOptions,
     decide: &F,
@@ -261,10 +268,11 @@ where
 async fn read_state(
     conn: &mut PgConnection,
     requests: &[AccessFacts],
-    codes: &[&str],
+    codes: &[(i64, &str)],
     now: Timestamp,
     opts: AuthorizeOptions,
 ) -> StoreResult<(AuthState, HashMap<i64, RowVersion>)> {
+    let (tenants, names): (Vec<i64>, Vec<&str>) = codes.iter().copied().unzip();
     let mut keys: Vec<(i64, &str)> = requests
         .iter()
         .filter_map(|f| {
@@ -277,10 +285,11 @@ async fn read_state(
     let (key_nas, key_asid): (Vec<i64>, Vec<&str>) = keys.into_iter().unzip();
     let ttl = i64::try_from(opts.authorized_ttl).unwrap_or(i64::MAX);
     let rows: Vec<PgRow> = sqlx::query(&READ_STATE)
-        .bind(codes)
+        .bind(&names)
         .bind(now.saturating_sub(ttl))
         .bind(&key_nas)
         .bind(&key_asid)
+        .bind(&tenants)
         .fetch_all(&mut *conn)
         .await?;
 

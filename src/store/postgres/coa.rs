@@ -215,20 +215,25 @@ pub(super) async fn finish(
 
 pub(super) async fn revoke_voucher(
     pool: &PgPool,
+    tenant_id: i64,
     code: &str,
     disconnect: bool,
 ) -> StoreResult<Voucher> {
     let mut tx = pool.begin().await?;
-    let done = sqlx::query("UPDATE vouchers SET state = 'revoked' WHERE code = $1")
-        .bind(code)
-        .execute(&mut *tx)
-        .await?;
+    let done =
+        sqlx::query("UPDATE vouchers SET state = 'revoked' WHERE tenant_id = $1 AND code = $2")
+            .bind(tenant_id)
+            .bind(code)
+            .execute(&mut *tx)
+            .await?;
     if done.rows_affected() == 0 {
         return Err(StoreError::NotFound(format!("voucher {code}")));
     }
     let row: VoucherRow = sqlx::query_as(&format!(
-        "SELECT {VOUCHER_COLS} FROM vouchers v JOIN plans p ON p.id = v.plan_id WHERE v.code = $1"
+        "SELECT {VOUCHER_COLS} FROM vouchers v JOIN plans p ON p.id = v.plan_id \
+         WHERE v.tenant_id = $1 AND v.code = $2"
     ))
+    .bind(tenant_id)
     .bind(code)
     .fetch_one(&mut *tx)
     .await?;
@@ -304,7 +309,8 @@ pub(super) async fn update_plan(pool: &PgPool, plan: &Plan) -> StoreResult<u64> 
         "UPDATE plans SET name = $2, time_quota = $3, validity = $4, expires_at = $5, \
          data_quota = $6, rate_limit = $7, shared_users = $8, mac_lock = $9, \
          idle_timeout = $10, interim_interval = $11, mikrotik_group = $12, \
-         address_list = $13, price = $14, after_data_rate_limit = $15 WHERE id = $1",
+         address_list = $13, price = $14, after_data_rate_limit = $15, sites = $16 \
+         WHERE id = $1",
     )
     .bind(plan.id)
     .bind(&plan.name)
@@ -321,6 +327,7 @@ pub(super) async fn update_plan(pool: &PgPool, plan: &Plan) -> StoreResult<u64> 
     .bind(&plan.address_list)
     .bind(&plan.price)
     .bind(&plan.after_data_rate_limit)
+    .bind(crate::store::rows::sites_to_column(&plan.sites))
     .execute(&mut *tx)
     .await
     .map_err(|e| match &e {
@@ -344,20 +351,35 @@ pub(super) async fn update_plan(pool: &PgPool, plan: &Plan) -> StoreResult<u64> 
     Ok(queued)
 }
 
-pub(super) async fn set_voucher_plan(pool: &PgPool, code: &str, plan: &str) -> StoreResult<u64> {
+pub(super) async fn set_voucher_plan(
+    pool: &PgPool,
+    tenant_id: i64,
+    code: &str,
+    plan: &str,
+) -> StoreResult<u64> {
     let mut tx = pool.begin().await?;
-    let plan_id: Option<i64> = sqlx::query_scalar("SELECT id FROM plans WHERE name = $1")
-        .bind(plan)
-        .fetch_optional(&mut *tx)
-        .await?;
-    let plan_id = plan_id.ok_or_else(|| StoreError::NotFound(format!("plan {plan}")))?;
+    let found: Option<(i64, i64)> =
+        sqlx::query_as("SELECT id, tenant_id FROM plans WHERE name = $1")
+            .bind(plan)
+            .fetch_optional(&mut *tx)
+            .await?;
+    let (plan_id, plan_tenant) =
+        found.ok_or_else(|| StoreError::NotFound(format!("plan {plan}")))?;
     let voucher_id: Option<i64> =
-        sqlx::query_scalar("UPDATE vouchers SET plan_id = $2 WHERE code = $1 RETURNING id")
+        sqlx::query_scalar("SELECT id FROM vouchers WHERE tenant_id = $1 AND code = $2 FOR UPDATE")
+            .bind(tenant_id)
             .bind(code)
-            .bind(plan_id)
             .fetch_optional(&mut *tx)
             .await?;
     let voucher_id = voucher_id.ok_or_else(|| StoreError::NotFound(format!("voucher {code}")))?;
+    if plan_tenant != tenant_id {
+        return Err(crate::store::other_tenant_plan(plan));
+    }
+    sqlx::query("UPDATE vouchers SET plan_id = $2 WHERE id = $1")
+        .bind(voucher_id)
+        .bind(plan_id)
+        .execute(&mut *tx)
+        .await?;
     let queued = queue(
         &mut tx,
         Sessions::OfVoucher(voucher_id),

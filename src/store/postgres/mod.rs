@@ -47,7 +47,9 @@ use sqlx::{Connection, PgConnection, PgPool};
 use super::{
     AcctRecord, AuthEvent, AuthEventFilter, AuthorizeOptions, Store, StoreError, StoreResult,
 };
-use crate::model::{Nas, NewNas, NewPlan, NewVoucher, Plan, Secret, Session, Timestamp, Voucher};
+use crate::model::{
+    Nas, NewNas, NewPlan, NewVoucher, Plan, Secret, Session, Tenant, Timestamp, Voucher,
+};
 use crate::policy::{AccessDecision, AccessFacts, VoucherSnapshot};
 
 /// Connections per server instance for accounting and administration:
@@ -289,8 +291,16 @@ impl Store for PgStore {
         admin::add_vouchers(&self.pool, vouchers).await
     }
 
-    async fn get_voucher(&self, code: &str) -> StoreResult<Voucher> {
-        admin::get_voucher(&self.pool, code).await
+    async fn get_voucher(&self, tenant_id: i64, code: &str) -> StoreResult<Voucher> {
+        admin::get_voucher(&self.pool, tenant_id, code).await
+    }
+
+    async fn add_tenant(&self, name: &str) -> StoreResult<Tenant> {
+        admin::add_tenant(&self.pool, name).await
+    }
+
+    async fn list_tenants(&self) -> StoreResult<Vec<Tenant>> {
+        admin::list_tenants(&self.pool).await
     }
 
     async fn list_vouchers(
@@ -301,8 +311,13 @@ impl Store for PgStore {
         admin::list_vouchers(&self.pool, plan, batch).await
     }
 
-    async fn revoke_voucher_with(&self, code: &str, disconnect: bool) -> StoreResult<Voucher> {
-        coa::revoke_voucher(&self.pool, code, disconnect).await
+    async fn revoke_voucher_with(
+        &self,
+        tenant_id: i64,
+        code: &str,
+        disconnect: bool,
+    ) -> StoreResult<Voucher> {
+        coa::revoke_voucher(&self.pool, tenant_id, code, disconnect).await
     }
 
     async fn set_nas_coa(
@@ -318,8 +333,12 @@ impl Store for PgStore {
         coa::update_plan(&self.pool, plan).await
     }
 
-    async fn set_voucher_plan(&self, code: &str, plan: &str) -> StoreResult<u64> {
-        coa::set_voucher_plan(&self.pool, code, plan).await
+    async fn set_nas_identifier(&self, name: &str, identifier: Option<&str>) -> StoreResult<Nas> {
+        admin::set_nas_identifier(&self.pool, name, identifier).await
+    }
+
+    async fn set_voucher_plan(&self, tenant_id: i64, code: &str, plan: &str) -> StoreResult<u64> {
+        coa::set_voucher_plan(&self.pool, tenant_id, code, plan).await
     }
 
     async fn get_voucher_by_id(&self, id: i64) -> StoreResult<Voucher> {

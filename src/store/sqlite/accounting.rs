@@ -133,20 +133,25 @@ fn account_run(
     }
     let wanted = wanted_vouchers(records, &state.sessions);
     if !wanted.is_empty() {
-        let mut by_id = tx.prepare_cached("SELECT id, code FROM vouchers WHERE id = ?1")?;
-        let mut by_code = tx.prepare_cached("SELECT id, code FROM vouchers WHERE code = ?1")?;
-        for (class_id, username) in wanted {
+        // Only the NAS's tenant's vouchers: by Class id, else by User-Name.
+        let mut by_id = tx.prepare_cached(
+            "SELECT id, tenant_id, code FROM vouchers WHERE id = ?1 AND tenant_id = ?2",
+        )?;
+        let mut by_code = tx.prepare_cached(
+            "SELECT id, tenant_id, code FROM vouchers WHERE tenant_id = ?1 AND code = ?2",
+        )?;
+        for (class_id, tenant_id, username) in wanted {
             let mut found = Vec::with_capacity(2);
             if let Some(id) = class_id {
-                let mut rows = by_id.query([id])?;
+                let mut rows = by_id.query(params![id, tenant_id])?;
                 if let Some(row) = rows.next()? {
-                    found.push((row.get(0)?, row.get(1)?));
+                    found.push((row.get(0)?, row.get(1)?, row.get(2)?));
                 }
             }
             if !username.is_empty() {
-                let mut rows = by_code.query([username])?;
+                let mut rows = by_code.query(params![tenant_id, username])?;
                 if let Some(row) = rows.next()? {
-                    found.push((row.get(0)?, row.get(1)?));
+                    found.push((row.get(0)?, row.get(1)?, row.get(2)?));
                 }
             }
             for v in found {

@@ -6,11 +6,12 @@ use std::collections::HashMap;
 use rusqlite::{params, Connection, OptionalExtension, Row, TransactionBehavior};
 
 use crate::model::{
-    Nas, NewNas, NewPlan, NewVoucher, Plan, Secret, Session, Timestamp, Voucher, VoucherState,
+    Nas, NewNas, NewPlan, NewVoucher, Plan, Secret, Session, Tenant, Timestamp, Voucher,
+    VoucherState, DEFAULT_TENANT,
 };
 use crate::store::rows::{
-    now, opt_u64_to_i64, AuthEventRow, NasRow, PlanRow, SessionRow, VoucherRow, AUTH_EVENT_COLS,
-    NAS_COLS, PLAN_COLS, SESSION_COLS, VOUCHER_COLS,
+    now, opt_u64_to_i64, sites_to_column, AuthEventRow, NasRow, PlanRow, SessionRow, VoucherRow,
+    AUTH_EVENT_COLS, NAS_COLS, PLAN_COLS, SESSION_COLS, VOUCHER_COLS,
 };
 use crate::store::{AuthEvent, AuthEventFilter, RepeatedRejects, StoreError, StoreResult};
 
@@ -40,6 +41,8 @@ fn nas_row(r: &Row<'_>) -> rusqlite::Result<NasRow> {
         previous_secret: r.get(8)?,
         previous_secret_until: r.get(9)?,
         coa_address: r.get(10)?,
+        identifier: r.get(11)?,
+        tenant_id: r.get(12)?,
     })
 }
 
@@ -61,6 +64,8 @@ fn plan_row(r: &Row<'_>) -> rusqlite::Result<PlanRow> {
         price: r.get(13)?,
         created_at: r.get(14)?,
         after_data_rate_limit: r.get(15)?,
+        tenant_id: r.get(16)?,
+        sites: r.get(17)?,
     })
 }
 
@@ -80,6 +85,7 @@ fn voucher_row(r: &Row<'_>) -> rusqlite::Result<VoucherRow> {
         bound_mac: r.get(11)?,
         batch: r.get(12)?,
         created_at: r.get(13)?,
+        tenant_id: r.get(14)?,
     })
 }
 
@@ -165,29 +171,40 @@ pub fn add_nas(c: &mut Connection, nas: &NewNas) -> StoreResult<Nas> {
     }
     let created_at = now();
     let tx = c.transaction_with_behavior(TransactionBehavior::Immediate)?;
-    let holder: Option<String> = tx
-        .query_row(
-            "SELECT name FROM nas WHERE address = ?1 LIMIT 1",
-            [nas.address.to_string()],
-            |r| r.get(0),
-        )
-        .optional()?;
-    if let Some(holder) = holder {
-        return Err(crate::store::address_taken(&nas.address, &holder));
-    }
+    let holders = {
+        let mut stmt =
+            tx.prepare_cached("SELECT name, identifier FROM nas WHERE address = ?1 ORDER BY id")?;
+        let rows = stmt.query_map(
+            [crate::model::address_text(
+                &nas.address,
+                nas.dynamic.as_ref(),
+            )],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )?;
+        rows.collect::<rusqlite::Result<Vec<(String, Option<String>)>>>()?
+    };
+    crate::store::check_shared_address(
+        &crate::model::address_text(&nas.address, nas.dynamic.as_ref()),
+        nas.identifier.as_deref(),
+        &holders,
+    )?;
+    tenant_exists(&tx, nas.tenant_id)?;
     let id: i64 = tx
         .query_row(
             "INSERT INTO nas (name, address, secret, require_message_authenticator, coa_port, \
-             site, created_at, coa_address) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8) RETURNING id",
+             site, created_at, coa_address, identifier, tenant_id) \
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10) RETURNING id",
             params![
                 nas.name,
-                nas.address.to_string(),
+                crate::model::address_text(&nas.address, nas.dynamic.as_ref()),
                 nas.secret.expose_str(),
                 nas.require_message_authenticator,
                 i64::from(nas.coa_port),
                 nas.site,
                 created_at,
-                nas.coa_address.map(|a| a.to_string())
+                nas.coa_address.map(|a| a.to_string()),
+                nas.identifier,
+                nas.tenant_id,
             ],
             |r| r.get(0),
         )
@@ -198,11 +215,14 @@ pub fn add_nas(c: &mut Connection, nas: &NewNas) -> StoreResult<Nas> {
         id,
         name: nas.name.clone(),
         address: nas.address,
+        dynamic: nas.dynamic.clone(),
         secret: nas.secret.clone(),
         require_message_authenticator: nas.require_message_authenticator,
         coa_port: nas.coa_port,
         coa_address: nas.coa_address,
         site: nas.site.clone(),
+        identifier: nas.identifier.clone(),
+        tenant_id: nas.tenant_id,
         created_at,
         previous_secret: None,
         previous_secret_until: None,
@@ -254,14 +274,17 @@ pub fn add_plan(c: &mut Connection, plan: &NewPlan) -> StoreResult<Plan> {
     }
     // `NewPlan::default()` leaves shared_users at 0; the plan default is one device.
     let shared_users = plan.shared_users.max(1);
+    let tenant_id = plan.tenant_id.unwrap_or(DEFAULT_TENANT);
     let created_at = now();
     let tx = c.transaction_with_behavior(TransactionBehavior::Immediate)?;
+    tenant_exists(&tx, tenant_id)?;
     let id: i64 = tx
         .query_row(
             "INSERT INTO plans (name, time_quota, validity, expires_at, data_quota, rate_limit, \
              shared_users, mac_lock, idle_timeout, interim_interval, mikrotik_group, address_list, \
-             price, created_at, after_data_rate_limit) \
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15) RETURNING id",
+             price, created_at, after_data_rate_limit, tenant_id, sites) \
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17) \
+             RETURNING id",
             params![
                 plan.name,
                 opt_u64_to_i64(plan.time_quota, "time quota")?,
@@ -277,7 +300,9 @@ pub fn add_plan(c: &mut Connection, plan: &NewPlan) -> StoreResult<Plan> {
                 plan.address_list,
                 plan.price,
                 created_at,
-                plan.after_data_rate_limit
+                plan.after_data_rate_limit,
+                tenant_id,
+                sites_to_column(&plan.sites),
             ],
             |r| r.get(0),
         )
@@ -286,6 +311,8 @@ pub fn add_plan(c: &mut Connection, plan: &NewPlan) -> StoreResult<Plan> {
     tx.commit()?;
     Ok(Plan {
         id,
+        tenant_id,
+        sites: plan.sites.clone(),
         name: plan.name.clone(),
         time_quota: plan.time_quota,
         validity: plan.validity,
@@ -322,39 +349,43 @@ pub fn get_plan(c: &mut Connection, name: &str) -> StoreResult<Plan> {
 pub fn add_vouchers(c: &mut Connection, vouchers: &[NewVoucher]) -> StoreResult<Vec<Voucher>> {
     let created_at = now();
     let tx = c.transaction_with_behavior(TransactionBehavior::Immediate)?;
-    let mut plan_names: HashMap<i64, String> = HashMap::new();
+    let mut plan_names: HashMap<i64, (String, i64)> = HashMap::new();
     let mut out = Vec::with_capacity(vouchers.len());
     {
-        let mut plan_stmt = tx.prepare_cached("SELECT name FROM plans WHERE id = ?1")?;
+        let mut plan_stmt = tx.prepare_cached("SELECT name, tenant_id FROM plans WHERE id = ?1")?;
+        // A voucher belongs to its plan's tenant.
         let mut insert = tx.prepare_cached(
-            "INSERT INTO vouchers (code, password, plan_id, site, state, batch, created_at) \
-             VALUES (?1, ?2, ?3, ?4, 'active', ?5, ?6) RETURNING id",
+            "INSERT INTO vouchers (code, password, plan_id, site, state, batch, created_at, \
+             tenant_id) VALUES (?1, ?2, ?3, ?4, 'active', ?5, ?6, ?7) RETURNING id",
         )?;
         for nv in vouchers {
             if nv.code.is_empty() {
                 return Err(StoreError::Invalid("voucher code is empty".into()));
             }
-            let plan_name = match plan_names.get(&nv.plan_id) {
-                Some(name) => name.clone(),
+            let (plan_name, tenant_id) = match plan_names.get(&nv.plan_id) {
+                Some(p) => p.clone(),
                 None => {
-                    let name: String = plan_stmt
-                        .query_row([nv.plan_id], |r| r.get(0))
+                    let p: (String, i64) = plan_stmt
+                        .query_row([nv.plan_id], |r| Ok((r.get(0)?, r.get(1)?)))
                         .optional()?
                         .ok_or_else(|| StoreError::NotFound(format!("plan id {}", nv.plan_id)))?;
-                    plan_names.insert(nv.plan_id, name.clone());
-                    name
+                    plan_names.insert(nv.plan_id, p.clone());
+                    p
                 }
             };
             // The password defaults to the code: printed vouchers carry one string.
             let password = nv.password.clone().unwrap_or_else(|| nv.code.clone());
             let id: i64 = insert
                 .query_row(
-                    params![nv.code, password, nv.plan_id, nv.site, nv.batch, created_at],
+                    params![
+                        nv.code, password, nv.plan_id, nv.site, nv.batch, created_at, tenant_id
+                    ],
                     |r| r.get(0),
                 )
                 .map_err(|e| unique_or(e, || format!("voucher {}", nv.code)))?;
             out.push(Voucher {
                 id,
+                tenant_id,
                 code: nv.code.clone(),
                 password,
                 plan_id: nv.plan_id,
@@ -376,18 +407,19 @@ pub fn add_vouchers(c: &mut Connection, vouchers: &[NewVoucher]) -> StoreResult<
     Ok(out)
 }
 
-fn voucher_by_code(c: &Connection, code: &str) -> StoreResult<Voucher> {
+fn voucher_by_code(c: &Connection, tenant_id: i64, code: &str) -> StoreResult<Voucher> {
     c.prepare_cached(&format!(
-        "SELECT {VOUCHER_COLS} FROM vouchers v JOIN plans p ON p.id = v.plan_id WHERE v.code = ?1"
+        "SELECT {VOUCHER_COLS} FROM vouchers v JOIN plans p ON p.id = v.plan_id \
+         WHERE v.tenant_id = ?1 AND v.code = ?2"
     ))?
-    .query_row([code], voucher_row)
+    .query_row(params![tenant_id, code], voucher_row)
     .optional()?
     .ok_or_else(|| StoreError::NotFound(format!("voucher {code}")))?
     .into_model()
 }
 
-pub fn get_voucher(c: &mut Connection, code: &str) -> StoreResult<Voucher> {
-    voucher_by_code(c, code)
+pub fn get_voucher(c: &mut Connection, tenant_id: i64, code: &str) -> StoreResult<Voucher> {
+    voucher_by_code(c, tenant_id, code)
 }
 
 pub fn list_vouchers(
@@ -409,25 +441,26 @@ pub fn list_vouchers(
 
 #[cfg(test)]
 pub fn revoke_voucher(c: &mut Connection, code: &str) -> StoreResult<Voucher> {
-    revoke_voucher_with(c, code, true)
+    revoke_voucher_with(c, DEFAULT_TENANT, code, true)
 }
 
 /// Revoke; with `disconnect`, queue a Disconnect-Request for each open
 /// session of the voucher in the same transaction.
 pub fn revoke_voucher_with(
     c: &mut Connection,
+    tenant_id: i64,
     code: &str,
     disconnect: bool,
 ) -> StoreResult<Voucher> {
     let tx = c.transaction_with_behavior(TransactionBehavior::Immediate)?;
     if tx.execute(
-        "UPDATE vouchers SET state = 'revoked' WHERE code = ?1",
-        [code],
+        "UPDATE vouchers SET state = 'revoked' WHERE tenant_id = ?1 AND code = ?2",
+        params![tenant_id, code],
     )? == 0
     {
         return Err(StoreError::NotFound(format!("voucher {code}")));
     }
-    let v = voucher_by_code(&tx, code)?;
+    let v = voucher_by_code(&tx, tenant_id, code)?;
     if disconnect {
         super::coa::queue(
             &tx,
@@ -493,6 +526,42 @@ pub fn set_nas_coa(
     Ok(nas)
 }
 
+pub fn set_nas_identifier(
+    c: &mut Connection,
+    name: &str,
+    identifier: Option<&str>,
+) -> StoreResult<Nas> {
+    let tx = c.transaction_with_behavior(TransactionBehavior::Immediate)?;
+    let address: String = tx
+        .query_row("SELECT address FROM nas WHERE name = ?1", [name], |r| {
+            r.get(0)
+        })
+        .optional()?
+        .ok_or_else(|| StoreError::NotFound(format!("NAS {name}")))?;
+    let holders = {
+        let mut stmt = tx.prepare_cached(
+            "SELECT name, identifier FROM nas WHERE address = ?1 AND name <> ?2 ORDER BY id",
+        )?;
+        let rows = stmt.query_map(params![address, name], |r| Ok((r.get(0)?, r.get(1)?)))?;
+        rows.collect::<rusqlite::Result<Vec<(String, Option<String>)>>>()?
+    };
+    crate::store::check_shared_address(&address, identifier, &holders)?;
+    tx.execute(
+        "UPDATE nas SET identifier = ?2 WHERE name = ?1",
+        params![name, identifier],
+    )?;
+    bump_nas_generation(&tx)?;
+    let nas = tx
+        .query_row(
+            &format!("SELECT {NAS_COLS} FROM nas WHERE name = ?1"),
+            [name],
+            nas_row,
+        )?
+        .into_model()?;
+    tx.commit()?;
+    Ok(nas)
+}
+
 /// Replace a plan's settings and queue a CoA-Request for the open sessions
 /// of its vouchers.
 pub fn update_plan(c: &mut Connection, plan: &Plan) -> StoreResult<u64> {
@@ -502,7 +571,7 @@ pub fn update_plan(c: &mut Connection, plan: &Plan) -> StoreResult<u64> {
     let tx = c.transaction_with_behavior(TransactionBehavior::Immediate)?;
     let n = tx
         .execute(
-            "UPDATE plans SET name = ?2, time_quota = ?3, validity = ?4, expires_at = ?5,              data_quota = ?6, rate_limit = ?7, shared_users = ?8, mac_lock = ?9,              idle_timeout = ?10, interim_interval = ?11, mikrotik_group = ?12,              address_list = ?13, price = ?14, after_data_rate_limit = ?15 WHERE id = ?1",
+            "UPDATE plans SET name = ?2, time_quota = ?3, validity = ?4, expires_at = ?5,              data_quota = ?6, rate_limit = ?7, shared_users = ?8, mac_lock = ?9,              idle_timeout = ?10, interim_interval = ?11, mikrotik_group = ?12,              address_list = ?13, price = ?14, after_data_rate_limit = ?15, sites = ?16 WHERE id = ?1",
             params![
                 plan.id,
                 plan.name,
@@ -519,6 +588,7 @@ pub fn update_plan(c: &mut Connection, plan: &Plan) -> StoreResult<u64> {
                 plan.address_list,
                 plan.price,
                 plan.after_data_rate_limit,
+                sites_to_column(&plan.sites),
             ],
         )
         .map_err(|e| unique_or(e, || format!("plan {}", plan.name)))?;
@@ -538,13 +608,25 @@ pub fn update_plan(c: &mut Connection, plan: &Plan) -> StoreResult<u64> {
 }
 
 /// Move a voucher to another plan and queue a CoA-Request for its open sessions.
-pub fn set_voucher_plan(c: &mut Connection, code: &str, plan: &str) -> StoreResult<u64> {
+pub fn set_voucher_plan(
+    c: &mut Connection,
+    tenant_id: i64,
+    code: &str,
+    plan: &str,
+) -> StoreResult<u64> {
     let tx = c.transaction_with_behavior(TransactionBehavior::Immediate)?;
-    let plan_id: i64 = tx
-        .query_row("SELECT id FROM plans WHERE name = ?1", [plan], |r| r.get(0))
+    let (plan_id, plan_tenant): (i64, i64) = tx
+        .query_row(
+            "SELECT id, tenant_id FROM plans WHERE name = ?1",
+            [plan],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )
         .optional()?
         .ok_or_else(|| StoreError::NotFound(format!("plan {plan}")))?;
-    let v = voucher_by_code(&tx, code)?;
+    let v = voucher_by_code(&tx, tenant_id, code)?;
+    if plan_tenant != v.tenant_id {
+        return Err(crate::store::other_tenant_plan(plan));
+    }
     tx.execute(
         "UPDATE vouchers SET plan_id = ?2 WHERE id = ?1",
         params![v.id, plan_id],
@@ -634,4 +716,45 @@ pub fn log_repeated_rejects(c: &mut Connection, rows: &[RepeatedRejects]) -> Sto
     }
     tx.commit()?;
     Ok(())
+}
+
+fn tenant_exists(c: &Connection, id: i64) -> StoreResult<()> {
+    let found: Option<i64> = c
+        .prepare_cached("SELECT id FROM tenants WHERE id = ?1")?
+        .query_row([id], |r| r.get(0))
+        .optional()?;
+    found
+        .map(|_| ())
+        .ok_or_else(|| StoreError::NotFound(format!("tenant id {id}")))
+}
+
+pub fn add_tenant(c: &mut Connection, name: &str) -> StoreResult<Tenant> {
+    crate::store::check_tenant_name(name)?;
+    let created_at = now();
+    let tx = c.transaction_with_behavior(TransactionBehavior::Immediate)?;
+    let id: i64 = tx
+        .query_row(
+            "INSERT INTO tenants (name, created_at) VALUES (?1, ?2) RETURNING id",
+            params![name, created_at],
+            |r| r.get(0),
+        )
+        .map_err(|e| unique_or(e, || format!("tenant {name}")))?;
+    tx.commit()?;
+    Ok(Tenant {
+        id,
+        name: name.to_owned(),
+        created_at,
+    })
+}
+
+pub fn list_tenants(c: &mut Connection) -> StoreResult<Vec<Tenant>> {
+    let mut stmt = c.prepare_cached("SELECT id, name, created_at FROM tenants ORDER BY id")?;
+    let rows = stmt.query_map([], |r| {
+        Ok(Tenant {
+            id: r.get(0)?,
+            name: r.get(1)?,
+            created_at: r.get(2)?,
+        })
+    })?;
+    Ok(rows.collect::<rusqlite::Result<Vec<_>>>()?)
 }

@@ -69,10 +69,62 @@ struct Entry {
     stale: bool,
 }
 
+/// A voucher code within its tenant: codes are unique per tenant only.
+type CodeKey = (i64, String);
+
+/// Entries by code, then by tenant: a lookup borrows the request's User-Name
+/// and allocates nothing; a code is almost always in one tenant only.
+#[derive(Default)]
+struct Entries(HashMap<String, Vec<(i64, Entry)>>);
+
+impl Entries {
+    fn get(&self, tenant: i64, code: &str) -> Option<&Entry> {
+        self.0
+            .get(code)?
+            .iter()
+            .find(|(t, _)| *t == tenant)
+            .map(|(_, e)| e)
+    }
+
+    fn get_mut(&mut self, tenant: i64, code: &str) -> Option<&mut Entry> {
+        self.0
+            .get_mut(code)?
+            .iter_mut()
+            .find(|(t, _)| *t == tenant)
+            .map(|(_, e)| e)
+    }
+
+    fn insert(&mut self, tenant: i64, code: String, entry: Entry) {
+        let slot = self.0.entry(code).or_default();
+        slot.retain(|(t, _)| *t != tenant);
+        slot.push((tenant, entry));
+    }
+
+    fn remove(&mut self, tenant: i64, code: &str) -> Option<Entry> {
+        let slot = self.0.get_mut(code)?;
+        let i = slot.iter().position(|(t, _)| *t == tenant)?;
+        let (_, e) = slot.swap_remove(i);
+        if slot.is_empty() {
+            self.0.remove(code);
+        }
+        Some(e)
+    }
+
+    fn len(&self) -> usize {
+        self.0.len()
+    }
+
+    fn iter(&self) -> impl Iterator<Item = (i64, &String, &Entry)> {
+        self.0
+            .iter()
+            .flat_map(|(code, v)| v.iter().map(move |(t, e)| (*t, code, e)))
+    }
+}
+
 #[derive(Default)]
 pub struct AuthMemory {
-    entries: HashMap<String, Entry>,
-    code_of: HashMap<i64, String>,
+    entries: Entries,
+    code_of: HashMap<i64, CodeKey>,
     /// Which voucher's entry holds a session row.
     owner: HashMap<SessionKey, i64>,
     /// Sequence number of the last batch of effects handed to the engine.
@@ -152,7 +204,7 @@ impl AuthMemory {
             return None;
         }
         for f in requests {
-            let e = self.entries.get(&f.username)?;
+            let e = self.entries.get(f.tenant_id, &f.username)?;
             if e.stale || e.loaded.elapsed() >= ENTRY_MAX_AGE {
                 return None;
             }
@@ -164,13 +216,13 @@ impl AuthMemory {
     /// rows read for their session keys.
     fn build_state(&self, requests: &[AccessFacts], extra: &[LiveSession]) -> AuthState {
         let mut state = AuthState::default();
-        let mut codes: HashSet<&str> = HashSet::new();
+        let mut codes: HashSet<(i64, &str)> = HashSet::new();
         let mut ids: HashSet<i64> = HashSet::new();
         for f in requests {
-            if !codes.insert(f.username.as_str()) {
+            if !codes.insert((f.tenant_id, f.username.as_str())) {
                 continue;
             }
-            let Some(e) = self.entries.get(&f.username) else {
+            let Some(e) = self.entries.get(f.tenant_id, &f.username) else {
                 continue;
             };
             if let Some(vp) = &e.found {
@@ -205,9 +257,9 @@ impl AuthMemory {
 
     fn session(&self, nas_id: i64, asid: &str) -> Option<&LiveSession> {
         let id = self.owner.get(&(nas_id, asid.to_owned()))?;
-        let code = self.code_of.get(id)?;
+        let (tenant, code) = self.code_of.get(id)?;
         self.entries
-            .get(code)?
+            .get(*tenant, code)?
             .sessions
             .iter()
             .find(|s| s.nas_id == nas_id && s.acct_session_id == asid)
@@ -268,10 +320,10 @@ impl AuthMemory {
         // read keeps them): a device that logs in again and again would
         // otherwise pile up rows that every later batch copies.
         for id in &touched {
-            let Some(code) = self.code_of.get(id) else {
+            let Some((tenant, code)) = self.code_of.get(id) else {
                 continue;
             };
-            let Some(e) = self.entries.get_mut(code) else {
+            let Some(e) = self.entries.get_mut(*tenant, code) else {
                 continue;
             };
             e.sessions.sort_by(|a, b| {
@@ -311,8 +363,8 @@ impl AuthMemory {
     }
 
     fn entry_of_mut(&mut self, voucher_id: i64) -> Option<&mut Entry> {
-        let code = self.code_of.get(&voucher_id)?;
-        self.entries.get_mut(code)
+        let (tenant, code) = self.code_of.get(&voucher_id)?;
+        self.entries.get_mut(*tenant, code)
     }
 
     /// The engine has written the effects numbered `seq`, which changed
@@ -345,11 +397,13 @@ impl AuthMemory {
     /// The database may have changed anything.
     pub fn invalidate_all(&mut self) {
         let written = self.written;
-        let mut keep = HashMap::new();
-        for (code, mut e) in self.entries.drain() {
-            if e.pending_until > written {
-                e.stale = true;
-                keep.insert(code, e);
+        let mut keep = Entries::default();
+        for (code, slot) in std::mem::take(&mut self.entries.0) {
+            for (tenant, mut e) in slot {
+                if e.pending_until > written {
+                    e.stale = true;
+                    keep.insert(tenant, code.clone(), e);
+                }
             }
         }
         self.entries = keep;
@@ -359,9 +413,9 @@ impl AuthMemory {
     fn rebuild_indexes(&mut self) {
         self.code_of.clear();
         self.owner.clear();
-        for (code, e) in &self.entries {
+        for (tenant, code, e) in self.entries.iter() {
             if let Some((v, _)) = &e.found {
-                self.code_of.insert(v.id, code.clone());
+                self.code_of.insert(v.id, (tenant, code.clone()));
                 for s in &e.sessions {
                     self.owner
                         .insert((s.nas_id, s.acct_session_id.clone()), v.id);
@@ -371,10 +425,10 @@ impl AuthMemory {
     }
 
     fn remove_id(&mut self, id: i64) {
-        let Some(code) = self.code_of.remove(&id) else {
+        let Some((tenant, code)) = self.code_of.remove(&id) else {
             return;
         };
-        if let Some(e) = self.entries.remove(&code) {
+        if let Some(e) = self.entries.remove(tenant, &code) {
             for s in e.sessions {
                 let key = (s.nas_id, s.acct_session_id);
                 if self.owner.get(&key) == Some(&id) {
@@ -416,10 +470,10 @@ impl AuthMemory {
         let live_after = now.saturating_sub(i64::try_from(authorized_ttl).unwrap_or(i64::MAX));
         let mut codes = HashSet::new();
         for f in requests {
-            if !codes.insert(f.username.as_str()) {
+            if !codes.insert((f.tenant_id, f.username.as_str())) {
                 continue;
             }
-            if let Some(e) = self.entries.get(&f.username) {
+            if let Some(e) = self.entries.get(f.tenant_id, &f.username) {
                 let old = e.stale || e.loaded.elapsed() >= ENTRY_MAX_AGE;
                 // With effects still to write, what memory has is newer than
                 // the database: keep deciding on it.
@@ -429,17 +483,17 @@ impl AuthMemory {
                 match e.found.as_ref().map(|(v, _)| v.id) {
                     Some(id) => self.remove_id(id),
                     None => {
-                        self.entries.remove(&f.username);
+                        self.entries.remove(f.tenant_id, &f.username);
                     }
                 }
             }
-            let found = read_voucher(conn, &f.username)?;
+            let found = read_voucher(conn, f.tenant_id, &f.username)?;
             let sessions = match &found {
                 Some((v, _)) => read_live_sessions(conn, v.id, live_after)?,
                 None => Vec::new(),
             };
             if let Some((v, _)) = &found {
-                self.code_of.insert(v.id, f.username.clone());
+                self.code_of.insert(v.id, (f.tenant_id, f.username.clone()));
                 for s in &sessions {
                     let key = (s.nas_id, s.acct_session_id.clone());
                     // A row another entry holds is that entry's until it moves.
@@ -456,6 +510,7 @@ impl AuthMemory {
                 None => sessions,
             };
             self.entries.insert(
+                f.tenant_id,
                 f.username.clone(),
                 Entry {
                     found,
@@ -494,12 +549,17 @@ const VOUCHER_BY_CODE: &str = "SELECT v.id, v.code, v.password, v.plan_id, p.nam
      v.state, v.first_login_at, v.valid_until, v.used_seconds, v.used_bytes, v.bound_mac, \
      v.batch, v.created_at, p.time_quota, p.validity, p.expires_at, p.data_quota, \
      p.rate_limit, p.shared_users, p.mac_lock, p.idle_timeout, p.interim_interval, \
-     p.mikrotik_group, p.address_list, p.price, p.created_at, p.after_data_rate_limit \
-     FROM vouchers v JOIN plans p ON p.id = v.plan_id WHERE v.code = ?1";
+     p.mikrotik_group, p.address_list, p.price, p.created_at, p.after_data_rate_limit, \
+     v.tenant_id, p.tenant_id, p.sites \
+     FROM vouchers v JOIN plans p ON p.id = v.plan_id WHERE v.tenant_id = ?1 AND v.code = ?2";
 
-fn read_voucher(conn: &Connection, code: &str) -> StoreResult<Option<(Voucher, Plan)>> {
+fn read_voucher(
+    conn: &Connection,
+    tenant_id: i64,
+    code: &str,
+) -> StoreResult<Option<(Voucher, Plan)>> {
     let mut stmt = conn.prepare_cached(VOUCHER_BY_CODE)?;
-    let mut rows = stmt.query([code])?;
+    let mut rows = stmt.query(params![tenant_id, code])?;
     match rows.next()? {
         Some(row) => Ok(Some(voucher_and_plan(row)?)),
         None => Ok(None),
@@ -546,6 +606,7 @@ fn voucher_and_plan(row: &rusqlite::Row<'_>) -> StoreResult<(Voucher, Plan)> {
         bound_mac: row.get(11)?,
         batch: row.get(12)?,
         created_at: row.get(13)?,
+        tenant_id: row.get(28)?,
     }
     .into_model()?;
     let plan = PlanRow {
@@ -565,6 +626,8 @@ fn voucher_and_plan(row: &rusqlite::Row<'_>) -> StoreResult<(Voucher, Plan)> {
         price: row.get(25)?,
         created_at: row.get(26)?,
         after_data_rate_limit: row.get(27)?,
+        tenant_id: row.get(29)?,
+        sites: row.get(30)?,
     }
     .into_model()?;
     Ok((voucher, plan))
@@ -791,6 +854,9 @@ mod tests {
                 coa_port: 3799,
                 coa_address: None,
                 site: None,
+                identifier: None,
+                tenant_id: crate::model::DEFAULT_TENANT,
+                dynamic: None,
             },
         )
         .unwrap();
@@ -823,6 +889,7 @@ mod tests {
             nas_id,
             nas_name: "r1".into(),
             nas_site: None,
+            tenant_id: crate::model::DEFAULT_TENANT,
             username: "A1".into(),
             credential: Credential::Pap(b"A1".to_vec()),
             mac: Some(mac.into()),
@@ -853,7 +920,10 @@ mod tests {
 
         // Accounting (say) changed the voucher while the accept's effects wait.
         mem.invalidate(touched[0]);
-        assert!(mem.entries.get("A1").is_some_and(|e| e.stale));
+        assert!(mem
+            .entries
+            .get(crate::model::DEFAULT_TENANT, "A1")
+            .is_some_and(|e| e.stale));
         let second = [login(nas, "aa-aa-aa-aa-aa-02", "s2")];
         let state = mem.load(&conn, &second, NOW + 1, TTL).unwrap();
         let (d, ..) = decide_batch_state(&second, state, NOW + 1, TTL, decide);
@@ -866,7 +936,12 @@ mod tests {
         write(&conn, &effects, &[], NOW).unwrap();
         mem.written(seq, &touched);
         assert_eq!(mem.backlog(), 0);
-        assert!(!mem.entries.contains_key("A1"), "dropped once written");
+        assert!(
+            mem.entries
+                .get(crate::model::DEFAULT_TENANT, "A1")
+                .is_none(),
+            "dropped once written"
+        );
         // Read again from the database, which now has the accept.
         let state = mem.load(&conn, &second, NOW + 2, TTL).unwrap();
         let (d, ..) = decide_batch_state(&second, state, NOW + 2, TTL, decide);
@@ -891,7 +966,12 @@ mod tests {
         let mut cli = Connection::open(dir.path().join("db.sqlite")).unwrap();
         admin::revoke_voucher(&mut cli, "A1").unwrap();
         assert!(mem.state_for(&batch).is_none(), "the revoke is noticed");
-        assert!(!mem.entries.contains_key("A1"), "and the entry dropped");
+        assert!(
+            mem.entries
+                .get(crate::model::DEFAULT_TENANT, "A1")
+                .is_none(),
+            "and the entry dropped"
+        );
         let state = mem.load(&conn, &batch, NOW, TTL).unwrap();
         let (d, ..) = decide_batch_state(&batch, state, NOW, TTL, decide);
         assert_eq!(d[0], AccessDecision::Reject(RejectReason::Revoked));
@@ -913,7 +993,7 @@ mod tests {
             write(&conn, &effects, &[], NOW + i).unwrap();
             mem.written(seq, &touched);
         }
-        let e = mem.entries.get("A1").unwrap();
+        let e = mem.entries.get(crate::model::DEFAULT_TENANT, "A1").unwrap();
         assert_eq!(e.sessions.len(), 2, "{:?}", e.sessions);
         assert!(mem.owner.len() <= 2);
     }

@@ -50,7 +50,9 @@ use async_trait::async_trait;
 use rusqlite::{Connection, OpenFlags};
 
 use super::{AuthEvent, AuthEventFilter, AuthorizeOptions, Store, StoreError, StoreResult};
-use crate::model::{Nas, NewNas, NewPlan, NewVoucher, Plan, Secret, Session, Timestamp, Voucher};
+use crate::model::{
+    Nas, NewNas, NewPlan, NewVoucher, Plan, Secret, Session, Tenant, Timestamp, Voucher,
+};
 use crate::policy::{decide_batch_state, AccessDecision, AccessFacts, AcctRecord, VoucherSnapshot};
 
 use engine::Job;
@@ -441,9 +443,19 @@ impl Store for SqliteStore {
             .await
     }
 
-    async fn get_voucher(&self, code: &str) -> StoreResult<Voucher> {
+    async fn get_voucher(&self, tenant_id: i64, code: &str) -> StoreResult<Voucher> {
         let code = code.to_owned();
-        self.call(move |c| admin::get_voucher(c, &code)).await
+        self.call(move |c| admin::get_voucher(c, tenant_id, &code))
+            .await
+    }
+
+    async fn add_tenant(&self, name: &str) -> StoreResult<Tenant> {
+        let name = name.to_owned();
+        self.call_write(move |c| admin::add_tenant(c, &name)).await
+    }
+
+    async fn list_tenants(&self) -> StoreResult<Vec<Tenant>> {
+        self.call(admin::list_tenants).await
     }
 
     async fn list_vouchers(
@@ -456,9 +468,14 @@ impl Store for SqliteStore {
             .await
     }
 
-    async fn revoke_voucher_with(&self, code: &str, disconnect: bool) -> StoreResult<Voucher> {
+    async fn revoke_voucher_with(
+        &self,
+        tenant_id: i64,
+        code: &str,
+        disconnect: bool,
+    ) -> StoreResult<Voucher> {
         let code = code.to_owned();
-        self.call_write(move |c| admin::revoke_voucher_with(c, &code, disconnect))
+        self.call_write(move |c| admin::revoke_voucher_with(c, tenant_id, &code, disconnect))
             .await
     }
 
@@ -478,9 +495,15 @@ impl Store for SqliteStore {
         self.call_write(move |c| admin::update_plan(c, &plan)).await
     }
 
-    async fn set_voucher_plan(&self, code: &str, plan: &str) -> StoreResult<u64> {
+    async fn set_nas_identifier(&self, name: &str, identifier: Option<&str>) -> StoreResult<Nas> {
+        let (name, identifier) = (name.to_owned(), identifier.map(str::to_owned));
+        self.call_write(move |c| admin::set_nas_identifier(c, &name, identifier.as_deref()))
+            .await
+    }
+
+    async fn set_voucher_plan(&self, tenant_id: i64, code: &str, plan: &str) -> StoreResult<u64> {
         let (code, plan) = (code.to_owned(), plan.to_owned());
-        self.call_write(move |c| admin::set_voucher_plan(c, &code, &plan))
+        self.call_write(move |c| admin::set_voucher_plan(c, tenant_id, &code, &plan))
             .await
     }
 

@@ -35,6 +35,16 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         "auth event repeats",
         include_str!("../../../migrations/sqlite/0005_auth_event_repeats.sql"),
     ),
+    (
+        6,
+        "nas identity",
+        include_str!("../../../migrations/sqlite/0006_nas_identity.sql"),
+    ),
+    (
+        7,
+        "tenants",
+        include_str!("../../../migrations/sqlite/0007_tenants.sql"),
+    ),
 ];
 
 pub fn migrate(conn: &mut Connection) -> StoreResult<()> {
@@ -58,11 +68,30 @@ pub fn migrate(conn: &mut Connection) -> StoreResult<()> {
              use a newer rrnet-radius"
         )));
     }
+    // Foreign keys are off while migrations run, as SQLite requires for
+    // rebuilding a table (a UNIQUE constraint cannot be dropped otherwise), and
+    // each migration is checked with `foreign_key_check` before it commits.
+    // The pragma is a no-op inside a transaction, so it is set around them.
+    conn.pragma_update(None, "foreign_keys", "OFF")?;
+    let result = run_pending(conn, applied);
+    conn.pragma_update(None, "foreign_keys", "ON")?;
+    result
+}
+
+fn run_pending(conn: &mut Connection, applied: i64) -> StoreResult<()> {
     for &(version, description, sql) in MIGRATIONS.iter().filter(|m| m.0 > applied) {
         let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
         tx.execute_batch(sql).map_err(|e| {
             StoreError::Invalid(format!("migration {version} ({description}): {e}"))
         })?;
+        let broken: Option<String> = tx
+            .query_row("PRAGMA foreign_key_check", [], |r| r.get(0))
+            .optional()?;
+        if let Some(table) = broken {
+            return Err(StoreError::Invalid(format!(
+                "migration {version} ({description}) leaves rows of {table} without their parent"
+            )));
+        }
         tx.execute(
             "INSERT INTO schema_migrations (version, description, applied_at) VALUES (?1, ?2, ?3)",
             rusqlite::params![version, description, now()],
@@ -92,4 +121,92 @@ fn adopt_sqlx_history(conn: &Connection) -> StoreResult<()> {
         [now()],
     )?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A database at schema 6 with vouchers, a deleted voucher and a session
+    /// is upgraded to per-tenant codes (a table rebuild) without losing ids,
+    /// the AUTOINCREMENT mark or the sessions' link to their voucher.
+    #[test]
+    fn tenants_migration_keeps_vouchers_and_links() {
+        let mut conn = Connection::open_in_memory().unwrap();
+        conn.pragma_update(None, "foreign_keys", "ON").unwrap();
+        conn.execute_batch(
+            "CREATE TABLE schema_migrations (version INTEGER PRIMARY KEY, \
+             description TEXT NOT NULL, applied_at INTEGER NOT NULL)",
+        )
+        .unwrap();
+        for &(version, description, sql) in MIGRATIONS.iter().filter(|m| m.0 <= 6) {
+            conn.execute_batch(sql).unwrap();
+            conn.execute(
+                "INSERT INTO schema_migrations VALUES (?1, ?2, 0)",
+                rusqlite::params![version, description],
+            )
+            .unwrap();
+        }
+        conn.execute_batch(
+            "INSERT INTO nas (name, address, secret, created_at) VALUES ('r1', '192.0.2.1', 's', 0);
+             INSERT INTO plans (name, created_at) VALUES ('1h', 0);
+             INSERT INTO vouchers (code, password, plan_id, created_at) VALUES ('A', 'A', 1, 0);
+             INSERT INTO vouchers (code, password, plan_id, created_at) VALUES ('B', 'B', 1, 0);
+             INSERT INTO vouchers (code, password, plan_id, created_at) VALUES ('C', 'C', 1, 0);
+             DELETE FROM vouchers WHERE code = 'C';
+             INSERT INTO sessions (nas_id, acct_session_id, username, voucher_id, state, updated_at)
+             VALUES (1, 's1', 'B', 2, 'open', 0);",
+        )
+        .unwrap();
+
+        migrate(&mut conn).unwrap();
+
+        let fk: bool = conn
+            .query_row("PRAGMA foreign_keys", [], |r| r.get(0))
+            .unwrap();
+        assert!(fk, "foreign keys are on again");
+        let ids: Vec<(i64, String, i64)> = conn
+            .prepare("SELECT id, code, tenant_id FROM vouchers ORDER BY id")
+            .unwrap()
+            .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
+            .unwrap()
+            .collect::<Result<_, _>>()
+            .unwrap();
+        assert_eq!(ids, vec![(1, "A".into(), 1), (2, "B".into(), 1)]);
+        // The id of the deleted voucher is never handed out again (Class).
+        conn.execute(
+            "INSERT INTO vouchers (code, password, plan_id, created_at) VALUES ('D', 'D', 1, 0)",
+            [],
+        )
+        .unwrap();
+        let d: i64 = conn
+            .query_row("SELECT id FROM vouchers WHERE code = 'D'", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(d, 4);
+        // Codes are unique per tenant.
+        conn.execute_batch(
+            "INSERT INTO tenants (name, created_at) VALUES ('isp-b', 0);
+             INSERT INTO vouchers (tenant_id, code, password, plan_id, created_at)
+             VALUES (2, 'A', 'x', 1, 0);",
+        )
+        .unwrap();
+        assert!(conn
+            .execute(
+                "INSERT INTO vouchers (tenant_id, code, password, plan_id, created_at) \
+                 VALUES (2, 'A', 'y', 1, 0)",
+                [],
+            )
+            .is_err());
+        // The session still points at its voucher, and the foreign key still acts.
+        conn.execute("DELETE FROM vouchers WHERE id = 2", [])
+            .unwrap();
+        let link: Option<i64> = conn
+            .query_row(
+                "SELECT voucher_id FROM sessions WHERE acct_session_id = 's1'",
+                [],
+                |r| r.get(0),
+            )
+            .unwrap();
+        assert_eq!(link, None, "ON DELETE SET NULL reaches the rebuilt table");
+    }
 }
