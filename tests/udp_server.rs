@@ -460,7 +460,17 @@ fn mac_lock_keeps_the_first_device(db: &TestDb) {
     let server = Server::start(db);
     let mut c = Client::new();
     expect_accept(c.login(server.auth, "M1", Cred::Pap("M1"), Some(MAC1)));
-    assert_eq!(db.voucher_json("M1")["bound_mac"], MAC1);
+    // On SQLite the binding is written just after the reply (ARCHITECTURE.md,
+    // "Durability"): wait for it rather than race it.
+    let bound = wait_until(
+        "the MAC binding to be stored",
+        Duration::from_secs(5),
+        || {
+            let v = db.voucher_json("M1");
+            (!v["bound_mac"].is_null()).then(|| v["bound_mac"].clone())
+        },
+    );
+    assert_eq!(bound, MAC1);
     expect_reject(
         c.login(server.auth, "M1", Cred::Pap("M1"), Some(MAC2)),
         "This voucher is locked to another device",
