@@ -6,6 +6,7 @@
 //!
 //! Every case runs on SQLite and on PostgreSQL (`on_both_backends!`).
 
+#[macro_use]
 mod common;
 
 use std::net::{SocketAddr, UdpSocket};
@@ -20,29 +21,6 @@ const MAC2: &str = "AA:BB:CC:00:00:02";
 const IP1: [u8; 4] = [10, 5, 50, 11];
 const IP2: [u8; 4] = [10, 5, 50, 12];
 const WAIT: Duration = Duration::from_secs(10);
-
-macro_rules! on_both_backends {
-    ($($case:ident),* $(,)?) => {
-        mod sqlite {
-            $(
-                #[test]
-                fn $case() {
-                    let db = super::TestDb::sqlite();
-                    super::$case(&db);
-                }
-            )*
-        }
-        mod postgres {
-            $(
-                #[test]
-                fn $case() {
-                    let Some(db) = super::TestDb::postgres() else { return };
-                    super::$case(&db);
-                }
-            )*
-        }
-    };
-}
 
 on_both_backends!(
     revoke_disconnects_within_two_seconds,

@@ -7,42 +7,19 @@
 //! secret, so an ACK proves both. Skipped without `freeradius` unless
 //! RRNET_REQUIRE_TOOLS=1.
 
+#[macro_use]
 mod common;
 
-use std::io::{BufRead, BufReader};
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Command};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use common::*;
 use rrnet_radius::proto::{attr, Code};
 
 const SYSTEM_RADDB: &str = "/etc/freeradius/3.0";
 const WAIT: Duration = Duration::from_secs(15);
-
-macro_rules! on_both_backends {
-    ($($case:ident),* $(,)?) => {
-        mod sqlite {
-            $(
-                #[test]
-                fn $case() {
-                    let db = super::TestDb::sqlite();
-                    super::$case(&db);
-                }
-            )*
-        }
-        mod postgres {
-            $(
-                #[test]
-                fn $case() {
-                    let Some(db) = super::TestDb::postgres() else { return };
-                    super::$case(&db);
-                }
-            )*
-        }
-    };
-}
 
 on_both_backends!(
     freeradius_acknowledges_our_disconnect_and_coa,
@@ -158,42 +135,9 @@ fn start_receiver(secret: &str) -> Option<CoaReceiver> {
     std::fs::create_dir_all(dir.path().join("run")).unwrap();
     std::fs::create_dir_all(dir.path().join("log")).unwrap();
     // -x: one line per packet, so the test can see what FreeRADIUS received.
-    let mut child = Command::new("freeradius")
-        .args(["-f", "-x", "-l", "stdout", "-d"])
-        .arg(&raddb)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("start freeradius");
-    let logs = Arc::new(Mutex::new(Vec::new()));
-    let (tx, rx) = std::sync::mpsc::channel();
-    for stream in [
-        Box::new(child.stdout.take().unwrap()) as Box<dyn std::io::Read + Send>,
-        Box::new(child.stderr.take().unwrap()),
-    ] {
-        let logs = logs.clone();
-        let tx = tx.clone();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stream).lines().map_while(Result::ok) {
-                let _ = tx.send(line.clone());
-                logs.lock().unwrap().push(line);
-            }
-        });
-    }
-    let deadline = Instant::now() + Duration::from_secs(20);
-    loop {
-        match rx.recv_timeout(deadline.saturating_duration_since(Instant::now())) {
-            Ok(line) if line.contains("Ready to process requests") => break,
-            Ok(_) => {}
-            Err(_) => {
-                let _ = child.kill();
-                panic!(
-                    "FreeRADIUS did not start:\n{}",
-                    logs.lock().unwrap().join("\n")
-                );
-            }
-        }
-    }
+    let mut cmd = Command::new("freeradius");
+    cmd.args(["-f", "-x", "-l", "stdout", "-d"]).arg(&raddb);
+    let (child, logs) = spawn_freeradius(cmd);
     Some(CoaReceiver {
         child,
         port,

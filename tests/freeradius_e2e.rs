@@ -9,13 +9,12 @@
 mod common;
 mod shim_support;
 
-use std::io::{BufRead, BufReader, Write};
+use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
 
-use common::{have_tool, TestDb, SECRET};
+use common::{have_tool, spawn_freeradius, TestDb, SECRET};
 use shim_support::*;
 
 const SYSTEM_RADDB: &str = "/etc/freeradius/3.0";
@@ -135,44 +134,12 @@ fn start_freeradius(rest_base: &str) -> FreeRadius {
     let dir = tempfile::tempdir().unwrap();
     let (auth_port, acct_port) = free_udp_ports();
     let raddb = build_raddb(dir.path(), auth_port, acct_port);
-    let mut child = Command::new("freeradius")
-        .args(["-f", "-l", "stdout", "-d"])
+    let mut cmd = Command::new("freeradius");
+    cmd.args(["-f", "-l", "stdout", "-d"])
         .arg(&raddb)
         .env("RRNET_RADIUS_REST_BASE", rest_base)
-        .env("RRNET_RADIUS_REST_SECRET", REST_SECRET)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("start freeradius");
-    let logs = Arc::new(Mutex::new(Vec::new()));
-    let (tx, rx) = std::sync::mpsc::channel();
-    for stream in [
-        Box::new(child.stdout.take().unwrap()) as Box<dyn std::io::Read + Send>,
-        Box::new(child.stderr.take().unwrap()),
-    ] {
-        let logs = logs.clone();
-        let tx = tx.clone();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stream).lines().map_while(Result::ok) {
-                let _ = tx.send(line.clone());
-                logs.lock().unwrap().push(line);
-            }
-        });
-    }
-    let deadline = Instant::now() + Duration::from_secs(20);
-    loop {
-        match rx.recv_timeout(deadline.saturating_duration_since(Instant::now())) {
-            Ok(line) if line.contains("Ready to process requests") => break,
-            Ok(_) => {}
-            Err(_) => {
-                let _ = child.kill();
-                panic!(
-                    "FreeRADIUS did not start:\n{}",
-                    logs.lock().unwrap().join("\n")
-                );
-            }
-        }
-    }
+        .env("RRNET_RADIUS_REST_SECRET", REST_SECRET);
+    let (child, logs) = spawn_freeradius(cmd);
     FreeRadius {
         child,
         auth_port,

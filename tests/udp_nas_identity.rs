@@ -5,6 +5,7 @@
 //! other's sessions as a reboot, and equal Acct-Session-Ids sharing one row.
 //! And tenants and sites on top: vouchers that never cross operators, and
 //! plans valid at some sites only.
+#[macro_use]
 mod common;
 
 use std::time::Duration;
@@ -16,29 +17,6 @@ const WAIT: Duration = Duration::from_secs(10);
 const SILENCE: Duration = Duration::from_millis(200);
 const NORTH_SECRET: &str = "north-router-secret";
 const SOUTH_SECRET: &str = "south-router-secret";
-
-macro_rules! on_both_backends {
-    ($($case:ident),* $(,)?) => {
-        mod sqlite {
-            $(
-                #[test]
-                fn $case() {
-                    let db = super::TestDb::sqlite();
-                    super::$case(&db);
-                }
-            )*
-        }
-        mod postgres {
-            $(
-                #[test]
-                fn $case() {
-                    let Some(db) = super::TestDb::postgres() else { return };
-                    super::$case(&db);
-                }
-            )*
-        }
-    };
-}
 
 on_both_backends!(
     shared_address_needs_identifiers_at_nas_add,

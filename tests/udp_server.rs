@@ -3,6 +3,7 @@
 //! Every case is written once as a function taking the test database and is
 //! instantiated for SQLite and PostgreSQL by `on_both_backends!`, so the two
 //! backends are held to the same observable behaviour on the wire.
+#[macro_use]
 mod common;
 
 use std::time::Duration;
@@ -18,29 +19,6 @@ const WAIT: Duration = Duration::from_secs(10);
 /// the drop is decided before any reply could be sent, so this only catches a
 /// stray datagram.
 const SILENCE: Duration = Duration::from_millis(200);
-
-macro_rules! on_both_backends {
-    ($($case:ident),* $(,)?) => {
-        mod sqlite {
-            $(
-                #[test]
-                fn $case() {
-                    let db = super::TestDb::sqlite();
-                    super::$case(&db);
-                }
-            )*
-        }
-        mod postgres {
-            $(
-                #[test]
-                fn $case() {
-                    let Some(db) = super::TestDb::postgres() else { return };
-                    super::$case(&db);
-                }
-            )*
-        }
-    };
-}
 
 on_both_backends!(
     pap_accept_carries_exact_reply_attributes,

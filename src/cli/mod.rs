@@ -333,18 +333,25 @@ pub struct PlanSetArgs {
     /// A new name.
     #[arg(long)]
     pub rename: Option<String>,
+    /// New time quota, e.g. 2h (`none`: unlimited).
     #[arg(long)]
     pub time: Option<String>,
+    /// New validity from first login, e.g. 7d (`none`: no limit).
     #[arg(long)]
     pub validity: Option<String>,
+    /// New absolute expiry, RFC 3339 (`none`: never).
     #[arg(long)]
     pub expires: Option<String>,
+    /// New data quota, e.g. 2GiB (`none`: unlimited).
     #[arg(long)]
     pub data: Option<String>,
+    /// New Mikrotik-Rate-Limit, e.g. 4M/8M (`none`: no limit).
     #[arg(long)]
     pub rate_limit: Option<String>,
+    /// New fair-use rate once the data quota is used up (`none`: end the session instead).
     #[arg(long)]
     pub after_data_rate_limit: Option<String>,
+    /// New number of simultaneous devices.
     #[arg(long)]
     pub shared_users: Option<u32>,
     /// Bind vouchers to the first device that logs in.
@@ -353,14 +360,19 @@ pub struct PlanSetArgs {
     /// Stop binding vouchers to their first device.
     #[arg(long)]
     pub no_mac_lock: bool,
+    /// New Idle-Timeout, e.g. 10m (`none`: none).
     #[arg(long)]
     pub idle_timeout: Option<String>,
+    /// New Acct-Interim-Interval, e.g. 5m (`none`: the server's default_interim).
     #[arg(long)]
     pub interim: Option<String>,
+    /// New Mikrotik-Group (`none`: none).
     #[arg(long)]
     pub group: Option<String>,
+    /// New Mikrotik-Address-List (`none`: none).
     #[arg(long)]
     pub address_list: Option<String>,
+    /// New price printed on vouchers (`none`: none).
     #[arg(long)]
     pub price: Option<String>,
     /// Sites where its vouchers log in, comma-separated; `none`: everywhere.

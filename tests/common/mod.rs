@@ -12,6 +12,33 @@ use std::time::{Duration, Instant};
 
 use rrnet_radius::proto::{attr, chap_response, verify_response, Code, Packet, PacketBuilder};
 
+/// `on_both_backends!(case, …)`: a `#[test]` per case on SQLite (`mod sqlite`)
+/// and on PostgreSQL (`mod postgres`; recorded as skipped when it is not
+/// reachable). Each case is a `fn(&TestDb)` of the test file.
+#[allow(unused_macros)]
+macro_rules! on_both_backends {
+    ($($case:ident),* $(,)?) => {
+        mod sqlite {
+            $(
+                #[test]
+                fn $case() {
+                    let db = super::TestDb::sqlite();
+                    super::$case(&db);
+                }
+            )*
+        }
+        mod postgres {
+            $(
+                #[test]
+                fn $case() {
+                    let Some(db) = super::TestDb::postgres() else { return };
+                    super::$case(&db);
+                }
+            )*
+        }
+    };
+}
+
 pub const BIN: &str = env!("CARGO_BIN_EXE_rrnet-radius");
 pub const SECRET: &str = "testing123-secret";
 
@@ -861,4 +888,45 @@ impl Client {
         let auth: [u8; 16] = request[4..20].try_into().unwrap();
         self.exchange_within(to, request, &auth, wait)
     }
+}
+
+/// Start FreeRADIUS (`cmd`, stdout and stderr captured) and wait, at most 20 s,
+/// until it says it is ready. Returns the process and every line it wrote so
+/// far and later; panics with its output if it does not start.
+pub fn spawn_freeradius(mut cmd: Command) -> (Child, Arc<Mutex<Vec<String>>>) {
+    let mut child = cmd
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start freeradius");
+    let logs = Arc::new(Mutex::new(Vec::new()));
+    let (tx, rx) = std::sync::mpsc::channel();
+    for stream in [
+        Box::new(child.stdout.take().unwrap()) as Box<dyn std::io::Read + Send>,
+        Box::new(child.stderr.take().unwrap()),
+    ] {
+        let logs = logs.clone();
+        let tx = tx.clone();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stream).lines().map_while(Result::ok) {
+                let _ = tx.send(line.clone());
+                logs.lock().unwrap().push(line);
+            }
+        });
+    }
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        match rx.recv_timeout(deadline.saturating_duration_since(Instant::now())) {
+            Ok(line) if line.contains("Ready to process requests") => break,
+            Ok(_) => {}
+            Err(_) => {
+                let _ = child.kill();
+                panic!(
+                    "FreeRADIUS did not start:\n{}",
+                    logs.lock().unwrap().join("\n")
+                );
+            }
+        }
+    }
+    (child, logs)
 }
