@@ -515,3 +515,53 @@ fn kernel_receive_drops_are_counted() {
     let dropped = server.wait_metric(sample, 1.0, Duration::from_secs(5));
     assert!(dropped >= 1.0);
 }
+
+/// `reject_delay` holds rejects back like FreeRADIUS's; accepts go at once.
+#[test]
+fn reject_delay_holds_rejects_back() {
+    let db = TestDb::sqlite();
+    db.setup_basic();
+    db.cli(&["plan", "add", "--name", "p", "--time", "1h"]);
+    db.cli(&["voucher", "add", "FAST0001", "--plan", "p"]);
+    let server = Server::start_with(
+        &db,
+        ServerOptions {
+            server_toml: "housekeeping_interval = \"1s\"\nnas_reload_interval = \"1s\"\n\
+                          [guard]\nreject_delay = \"1s\"\n"
+                .into(),
+            ..Default::default()
+        },
+    );
+    let mut c = Client::new();
+    let (req, auth) = c.access_request(
+        "NOSUCH01",
+        Cred::Pap("NOSUCH01"),
+        Some("AA:00:00:00:00:01"),
+        true,
+    );
+    let t = Instant::now();
+    let r = c
+        .exchange_within(server.auth, &req, &auth, Duration::from_secs(3))
+        .expect("the reject comes, late");
+    assert_eq!(r.code(), Code::AccessReject);
+    assert!(
+        t.elapsed() >= Duration::from_millis(900),
+        "{:?}",
+        t.elapsed()
+    );
+    let t = Instant::now();
+    let r = c
+        .login(
+            server.auth,
+            "FAST0001",
+            Cred::Pap("FAST0001"),
+            Some("AA:00:00:00:00:02"),
+        )
+        .unwrap();
+    assert_eq!(r.code(), Code::AccessAccept);
+    assert!(
+        t.elapsed() < Duration::from_millis(900),
+        "{:?}",
+        t.elapsed()
+    );
+}

@@ -14,7 +14,7 @@ use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
 use super::guard::{Scope, Started, Who};
-use super::isolate::isolate;
+use super::isolate::{first_error, isolate};
 use super::reply::access_reply;
 use super::{unix_now, AccessJob, Answer, Core, DropReason, Origin, PacketReply};
 use crate::policy::{AccessDecision, AccessFacts, RejectReason};
@@ -56,8 +56,7 @@ async fn decider(core: Arc<Core>, mut rx: mpsc::Receiver<AccessJob>) {
     let mut waiting: Vec<Waiting> = Vec::with_capacity(max);
     let mut facts: Vec<AccessFacts> = Vec::with_capacity(max);
     let mut reply_buf = Vec::with_capacity(512);
-    let delayed = (!core.config.guard.reject_delay.is_zero())
-        .then(|| delayed_rejects(core.config.guard.reject_delay));
+    let delayed = (!core.config.guard.reject_delay.is_zero()).then(delayed_rejects);
     while let Some(first) = rx.recv().await {
         facts.clear();
         let mut next = Some(first);
@@ -76,17 +75,9 @@ async fn decider(core: Arc<Core>, mut rx: mpsc::Receiver<AccessJob>) {
         let t = Instant::now();
         let now = unix_now();
         let opts = core.config.authorize;
-        let mut failed = false;
         let store: &dyn crate::store::Store = &*core.store;
         let outcomes = isolate(&facts, |part| store.authorize_batch(part, now, opts)).await;
-        if outcomes.iter().any(Result::is_err) {
-            failed = true;
-        }
-        let result: crate::store::StoreResult<()> = if failed {
-            Err(crate::store::StoreError::Invalid("a batch failed".into()))
-        } else {
-            Ok(())
-        };
+        let result = first_error(&outcomes);
         core.metrics.storage_call("authorize", t, &result);
         core.metrics.access_batch_size.observe(facts.len() as f64);
         let decided_at = Instant::now();
@@ -180,7 +171,7 @@ const MAX_DELAYED: usize = 4096;
 
 /// A task that sends each reject when its delay is over. The delay is the same
 /// for all, so they are due in the order they come.
-fn delayed_rejects(_delay: std::time::Duration) -> mpsc::Sender<Delayed> {
+fn delayed_rejects() -> mpsc::Sender<Delayed> {
     let (tx, mut rx) = mpsc::channel::<Delayed>(MAX_DELAYED);
     tokio::spawn(async move {
         while let Some(d) = rx.recv().await {

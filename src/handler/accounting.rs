@@ -13,7 +13,7 @@ use std::time::Instant;
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
-use super::isolate::isolate;
+use super::isolate::{first_error, isolate};
 use super::reply::accounting_reply;
 use super::{unix_now, AcctJob, Answer, Core, Origin};
 use crate::metrics::acct_index;
@@ -87,11 +87,7 @@ async fn writer(
                 .map(|()| vec![(); part.len()])
         })
         .await;
-        let result: crate::store::StoreResult<()> =
-            match outcomes.iter().find_map(|r| r.as_ref().err()) {
-                Some(why) => Err(crate::store::StoreError::Invalid(why.clone())),
-                None => Ok(()),
-            };
+        let result = first_error(&outcomes);
         core.metrics.storage_call("record_accounting", t, &result);
         core.metrics
             .accounting_batch_size

@@ -187,10 +187,6 @@ impl LoginGuard {
         }
     }
 
-    pub fn config(&self) -> &GuardConfig {
-        &self.config
-    }
-
     fn enabled(&self) -> bool {
         self.config.device_failures > 0
     }

@@ -55,6 +55,15 @@ where
         .collect()
 }
 
+/// The first failure among `outcomes`, as the result of the storage call they
+/// came from (for the storage metrics).
+pub(super) fn first_error<R>(outcomes: &[Result<R, String>]) -> StoreResult<()> {
+    match outcomes.iter().find_map(|r| r.as_ref().err()) {
+        Some(why) => Err(StoreError::Invalid(why.clone())),
+        None => Ok(()),
+    }
+}
+
 impl StoreError {
     /// The database could not be reached or is not answering: no part of a
     /// batch would fare better on its own.
