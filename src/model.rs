@@ -51,6 +51,20 @@ pub struct Cidr {
 pub struct CidrParseError(pub String);
 
 impl Cidr {
+    /// The prefix length of one host: 32 or 128.
+    pub fn max_prefix(&self) -> u8 {
+        if self.addr.is_ipv4() {
+            32
+        } else {
+            128
+        }
+    }
+
+    /// Is this one host rather than a network?
+    pub fn is_host(&self) -> bool {
+        self.prefix == self.max_prefix()
+    }
+
     /// Does this network contain `ip`? IPv4-mapped IPv6 sources are matched as IPv4.
     pub fn contains(&self, ip: IpAddr) -> bool {
         let ip = canonical_ip(ip);
@@ -133,8 +147,7 @@ impl FromStr for Cidr {
 
 impl fmt::Display for Cidr {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let max = if self.addr.is_ipv4() { 32 } else { 128 };
-        if self.prefix == max {
+        if self.is_host() {
             write!(f, "{}", self.addr)
         } else {
             write!(f, "{}/{}", self.addr, self.prefix)
@@ -242,6 +255,24 @@ impl Nas {
     /// `--address` as given: the address or network, host name, or `any`.
     pub fn address_text(&self) -> String {
         address_text(&self.address, self.dynamic.as_ref())
+    }
+
+    /// Which router of this entry sent a packet, as sessions are keyed: empty
+    /// for an entry that stands for one router (it has an identifier); else the
+    /// packet's NAS-Identifier, and for a network entry also the source address
+    /// (routers on one network often keep RouterOS's default identity). Routers
+    /// behind one NAT address that share an entry are told apart by identity.
+    pub fn router_key(&self, nas_identifier: Option<&str>, source: Option<IpAddr>) -> String {
+        if self.identifier.is_some() {
+            return String::new();
+        }
+        let mut key = nas_identifier.unwrap_or_default().to_owned();
+        let network = self.dynamic.is_none() && !self.address.is_host();
+        if let (true, Some(ip)) = (network, source) {
+            key.push('@');
+            key.push_str(&ip.to_string());
+        }
+        key
     }
 
     /// The previous secret, if it is still accepted at `now`.
@@ -465,6 +496,17 @@ pub struct Session {
     /// The last CoA/Disconnect outcome, e.g. `disconnect ack`,
     /// `disconnect nak Session-Context-Not-Found`, `disconnect timeout`.
     pub coa_result: Option<String>,
+    /// Which router of the NAS entry the session is on ([`Nas::router_key`]):
+    /// empty for an entry that stands for one router.
+    pub router: String,
+}
+
+impl Session {
+    /// The address of the router the session is on, when its NAS entry is a
+    /// network (the router key ends in `@ADDRESS`).
+    pub fn router_address(&self) -> Option<IpAddr> {
+        self.router.rsplit_once('@')?.1.parse().ok()
+    }
 }
 
 /// Normalise a Calling-Station-Id MAC to `AA:BB:CC:DD:EE:FF`. Accepts the formats

@@ -36,6 +36,7 @@ on_both_backends!(
     nas_without_a_coa_address_is_logged_not_retried,
     cli_session_disconnect_prints_ack_and_nak,
     cli_refuses_what_cannot_work,
+    network_entry_disconnects_at_the_sessions_router,
 );
 
 /// How the stand-in answers.
@@ -71,7 +72,11 @@ struct NasStandIn {
 
 impl NasStandIn {
     fn start(secret: &str) -> NasStandIn {
-        let sock = UdpSocket::bind("127.0.0.1:0").unwrap();
+        Self::start_at(secret, "127.0.0.1:0")
+    }
+
+    fn start_at(secret: &str, addr: &str) -> NasStandIn {
+        let sock = UdpSocket::bind(addr).unwrap();
         let port = sock.local_addr().unwrap().port();
         let answer = Arc::new(Mutex::new(Answer::Ack));
         let seen = Arc::new(Mutex::new(Vec::new()));
@@ -624,15 +629,17 @@ fn no_answer_is_three_tries_then_a_timeout(db: &TestDb) {
 
 fn nas_without_a_coa_address_is_logged_not_retried(db: &TestDb) {
     let standin = NasStandIn::start(SECRET);
-    // A network entry: which router holds a session is not known from the
-    // entry, and this one has sent no Access-Request since the server started.
+    // An entry for a router at any address: where it is is not known from the
+    // entry, and it has sent nothing since the server started.
     db.cli(&[
         "nas",
         "add",
         "--name",
         "hotspot1",
         "--address",
-        "127.0.0.0/8",
+        "any",
+        "--identifier",
+        "gw1",
         "--secret",
         SECRET,
         "--coa-port",
@@ -642,8 +649,9 @@ fn nas_without_a_coa_address_is_logged_not_retried(db: &TestDb) {
     voucher(db, "NET1", "1h");
     let server = Server::start(db);
     let mut c = Client::new();
+    c.identity = Some("gw1".into());
     account(&mut c, &server, 1, "NET1", "8a000001", MAC1, IP1, 0, 0);
-    // A new server has heard nothing from the network yet.
+    // A new server has heard nothing from the router yet.
     stop(server);
     let server = Server::start(db);
     db.cli(&["voucher", "revoke", "NET1"]);
@@ -664,8 +672,8 @@ fn nas_without_a_coa_address_is_logged_not_retried(db: &TestDb) {
     );
     assert!(standin.seen().is_empty());
 
-    // Once a router of the network sent an authenticated packet, requests go
-    // to the address it came from.
+    // Once the router sent an authenticated packet, requests go to the
+    // address it came from.
     voucher(db, "NET2", "1h");
     account(&mut c, &server, 1, "NET2", "8a000002", MAC2, IP2, 0, 0);
     db.cli(&["voucher", "revoke", "NET2"]);
@@ -678,6 +686,7 @@ fn nas_without_a_coa_address_is_logged_not_retried(db: &TestDb) {
     let _server = Server::start(db);
     voucher(db, "NET3", "1h");
     let mut c = Client::new();
+    c.identity = Some("gw1".into());
     let server_acct = _server.acct;
     let req = c.accounting_request(
         1,
@@ -731,6 +740,45 @@ fn cli_session_disconnect_prints_ack_and_nak(db: &TestDb) {
         "disconnect nak Session-Context-Not-Found"
     );
     drop(server);
+}
+
+/// A network entry covering two routers: a Disconnect goes to the router the
+/// session is on, not to whichever router sent the latest packet.
+fn network_entry_disconnects_at_the_sessions_router(db: &TestDb) {
+    let first = NasStandIn::start_at(SECRET, "127.0.3.2:0");
+    let second = NasStandIn::start_at(SECRET, &format!("127.0.3.3:{}", first.port));
+    db.cli(&[
+        "nas",
+        "add",
+        "--name",
+        "lan",
+        "--address",
+        "127.0.3.0/24",
+        "--secret",
+        SECRET,
+        "--coa-port",
+        &first.port.to_string(),
+    ]);
+    plan(db, "1h", &["--time", "1h"]);
+    voucher(db, "NET2", "1h");
+    voucher(db, "NET3", "1h");
+    let server = Server::start(db);
+    let mut at2 = Client::bind("127.0.3.2:0", SECRET);
+    let mut at3 = Client::bind("127.0.3.3:0", SECRET);
+    open_session(&mut at2, &server, "NET2", "81000002", MAC1, IP1);
+    // The router at .3 is the entry's latest source from here on.
+    open_session(&mut at3, &server, "NET3", "81000003", MAC2, IP2);
+    db.cli(&["voucher", "revoke", "NET2"]);
+    let seen = first.wait_for(1, WAIT);
+    assert_eq!(seen[0].code, Code::DisconnectRequest);
+    assert_eq!(seen[0].acct_session_id.as_deref(), Some("81000002"));
+    wait_session_result(db, "81000002", "disconnect ack");
+    assert!(
+        second.seen().is_empty(),
+        "the Disconnect went to the other router: {:?}",
+        second.seen()
+    );
+    stop(server);
 }
 
 fn cli_refuses_what_cannot_work(db: &TestDb) {

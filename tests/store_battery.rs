@@ -275,6 +275,7 @@ macro_rules! all_cases {
             accounting_batch_all_or_nothing,
             accounting_on_off_closes_nas_sessions,
             close_nas_sessions_keep_prefix,
+            routers_sharing_an_entry_keep_their_sessions,
             stale_sessions,
             auth_events_filters_and_pruning,
             repeated_rejects_share_a_row,
@@ -379,6 +380,7 @@ fn voucher(code: &str, plan: &Plan) -> NewVoucher {
 fn facts(nas: &Nas, user: &str, mac: Option<&str>, asid: Option<&str>) -> AccessFacts {
     AccessFacts {
         nas_id: nas.id,
+        router: String::new(),
         nas_name: nas.name.clone(),
         nas_site: nas.site.clone(),
         tenant_id: nas.tenant_id,
@@ -403,6 +405,7 @@ fn acct(
 ) -> AcctRecord {
     AcctRecord {
         nas_id: nas.id,
+        router: String::new(),
         tenant_id: nas.tenant_id,
         status,
         acct_session_id: asid.into(),
@@ -1498,6 +1501,115 @@ mod cases {
         assert_eq!(s.list_sessions(true).await.unwrap().len(), 0);
     }
 
+    /// Several routers behind one NAS entry (one NAT address, or a network)
+    /// that happen to use the same Acct-Session-Id keep a session each; a Stop,
+    /// a reboot or an Accounting-On of one never closes another's. A row stored
+    /// before routers were told apart is continued by the router that reports it.
+    pub async fn routers_sharing_an_entry_keep_their_sessions<S: Backend>(fx: &Fixture<S>) {
+        let s = &fx.store;
+        let (r1, plan) = setup(s).await;
+        s.add_vouchers(&[voucher("A", &plan), voucher("B", &plan)])
+            .await
+            .unwrap();
+        let t0 = 1_700_000_000;
+        let on = |router: &str, status, asid: &str, user: &str, at, time| AcctRecord {
+            router: router.into(),
+            ..acct(&r1, status, asid, user, at, time, 0, 0)
+        };
+        let row_of = |user: &'static str, asid: &'static str| async move {
+            let all = s.list_sessions(false).await.unwrap();
+            let mine: Vec<Session> = all
+                .into_iter()
+                .filter(|x| x.acct_session_id == asid && x.username == user)
+                .collect();
+            assert_eq!(mine.len(), 1, "{user}/{asid}: {mine:?}");
+            mine.into_iter().next().unwrap()
+        };
+        let used = |code: &'static str| async move {
+            s.get_voucher(DEFAULT_TENANT, code)
+                .await
+                .unwrap()
+                .used_seconds
+        };
+
+        // Stored without a router, as before routers were told apart ...
+        s.record_accounting(&[acct(&r1, AcctStatus::Start, "81a00001", "A", t0, 0, 0, 0)])
+            .await
+            .unwrap();
+        // ... and continued by router hs-a: the same row, counted once.
+        s.record_accounting(&[on(
+            "hs-a",
+            AcctStatus::InterimUpdate,
+            "81a00001",
+            "A",
+            t0 + 60,
+            60,
+        )])
+        .await
+        .unwrap();
+        assert_eq!(used("A").await, 60);
+        // Router hs-b, same entry, same Acct-Session-Id: a session of its own.
+        s.record_accounting(&[on("hs-b", AcctStatus::Start, "81a00001", "B", t0 + 61, 0)])
+            .await
+            .unwrap();
+        let all = s.list_sessions(false).await.unwrap();
+        assert_eq!(
+            all.iter()
+                .filter(|x| x.acct_session_id == "81a00001")
+                .count(),
+            2
+        );
+        // hs-a's Interim still lands on hs-a's row.
+        s.record_accounting(&[on(
+            "hs-a",
+            AcctStatus::InterimUpdate,
+            "81a00001",
+            "A",
+            t0 + 120,
+            120,
+        )])
+        .await
+        .unwrap();
+        assert_eq!(used("A").await, 120);
+        assert_eq!(used("B").await, 0);
+        // hs-b's Stop closes hs-b's row only.
+        s.record_accounting(&[on("hs-b", AcctStatus::Stop, "81a00001", "B", t0 + 130, 69)])
+            .await
+            .unwrap();
+        assert_eq!(row_of("B", "81a00001").await.state, SessionState::Closed);
+        assert_eq!(row_of("A", "81a00001").await.state, SessionState::Open);
+        assert_eq!(used("B").await, 69);
+        assert_eq!(used("A").await, 120);
+
+        // hs-b reboots (a new counter): only hs-b's open sessions close.
+        s.record_accounting(&[on("hs-b", AcctStatus::Start, "81a00002", "B", t0 + 140, 0)])
+            .await
+            .unwrap();
+        let n = s
+            .close_nas_sessions(r1.id, "hs-b", Some("82"), "nas-reboot", t0 + 150)
+            .await
+            .unwrap();
+        assert_eq!(n, 1);
+        assert_eq!(row_of("B", "81a00002").await.state, SessionState::Closed);
+        assert_eq!(row_of("A", "81a00001").await.state, SessionState::Open);
+
+        // Accounting-On from hs-b closes nothing of hs-a's; from hs-a it does.
+        let nas_on = |router: &str, at| AcctRecord {
+            router: router.into(),
+            ..nas_event(&r1, AcctStatus::AccountingOn, at)
+        };
+        s.record_accounting(&[nas_on("hs-b", t0 + 160)])
+            .await
+            .unwrap();
+        assert_eq!(row_of("A", "81a00001").await.state, SessionState::Open);
+        s.record_accounting(&[nas_on("hs-a", t0 + 170)])
+            .await
+            .unwrap();
+        let a = row_of("A", "81a00001").await;
+        assert_eq!(a.state, SessionState::Closed);
+        assert_eq!(a.terminate_cause.as_deref(), Some("accounting-on"));
+    }
+
     pub async fn close_nas_sessions_keep_prefix<S: Backend>(fx: &Fixture<S>) {
         let s = &fx.store;
         let (r1, plan) = setup(s).await;
@@ -1522,7 +1634,7 @@ mod cases {
         s.record_accounting(&recs).await.unwrap();
 
         let n = s
-            .close_nas_sessions(r1.id, Some("81b"), "nas-reboot", t0 + 100)
+            .close_nas_sessions(r1.id, "", Some("81b"), "nas-reboot", t0 + 100)
             .await
             .unwrap();
         assert_eq!(n, 2);
@@ -1545,19 +1657,19 @@ mod cases {
 
         // The prefix is matched literally, not as a LIKE pattern.
         assert_eq!(
-            s.close_nas_sessions(r1.id, Some("8_"), "nas-reboot", t0 + 200)
+            s.close_nas_sessions(r1.id, "", Some("8_"), "nas-reboot", t0 + 200)
                 .await
                 .unwrap(),
             1
         );
         assert_eq!(
-            s.close_nas_sessions(r2.id, None, "admin", t0 + 200)
+            s.close_nas_sessions(r2.id, "", None, "admin", t0 + 200)
                 .await
                 .unwrap(),
             1
         );
         assert_eq!(
-            s.close_nas_sessions(r2.id, None, "admin", t0 + 201)
+            s.close_nas_sessions(r2.id, "", None, "admin", t0 + 201)
                 .await
                 .unwrap(),
             0

@@ -2,7 +2,8 @@
 //! NAS entries that share 127.0.0.1 and are told apart by NAS-Identifier, over
 //! UDP with the real binary, on SQLite and PostgreSQL. Also the collisions
 //! such routers used to cause, as regressions: one router's Start closing the
-//! other's sessions as a reboot, and equal Acct-Session-Ids sharing one row.
+//! other's sessions as a reboot, and equal Acct-Session-Ids sharing one row —
+//! with an entry per router, and with one entry that several routers share.
 //! And tenants and sites on top: vouchers that never cross operators, and
 //! plans valid at some sites only.
 #[macro_use]
@@ -25,6 +26,7 @@ on_both_backends!(
     unknown_identifier_is_a_counted_drop,
     equal_session_ids_on_two_routers_are_two_sessions,
     one_routers_reboot_keeps_the_others_sessions,
+    routers_sharing_one_entry_keep_their_sessions,
     stop_times_honour_acct_delay_time,
     tenants_vouchers_never_cross,
     site_restricted_plan,
@@ -396,6 +398,118 @@ fn one_routers_reboot_keeps_the_others_sessions(db: &TestDb) {
         "another router's reboot must not close north's session: {north_row}"
     );
     assert_eq!(db.session_json("82b00001").unwrap()["state"], "open");
+    assert!(server.stop().success());
+}
+
+/// One entry, several routers: behind one NAT address without identifiers
+/// (told apart by NAS-Identifier), and on a network (told apart by address,
+/// all keeping RouterOS's default identity). Equal Acct-Session-Ids are a
+/// session each; one router's reboot or Stop never closes another's session.
+fn routers_sharing_one_entry_keep_their_sessions(db: &TestDb) {
+    const SECRET: &str = "shared-entry-secret";
+    db.cli(&[
+        "nas",
+        "add",
+        "--name",
+        "nat",
+        "--address",
+        "127.0.0.1",
+        "--secret",
+        SECRET,
+    ]);
+    db.cli(&[
+        "nas",
+        "add",
+        "--name",
+        "lan",
+        "--address",
+        "127.0.1.0/24",
+        "--secret",
+        SECRET,
+    ]);
+    db.cli(&["plan", "add", "--name", "1h", "--time", "1h"]);
+    for code in ["W1", "W2", "W3", "W4", "W5"] {
+        db.cli(&["voucher", "add", code, "--plan", "1h"]);
+    }
+    let server = Server::start(db);
+    let mut gw_a = router(Some("gw-a"), SECRET);
+    let mut gw_b = router(Some("gw-b"), SECRET);
+    let mut lan_2 = Client::bind("127.0.1.2:0", SECRET);
+    lan_2.identity = Some("MikroTik".into());
+    let mut lan_3 = Client::bind("127.0.1.3:0", SECRET);
+    lan_3.identity = Some("MikroTik".into());
+
+    let start = |c: &mut Client, user: &str, asid: &str| {
+        let r = c.account(
+            server.acct,
+            attr::acct_status::START,
+            user,
+            asid,
+            None,
+            0,
+            0,
+            0,
+        );
+        assert_eq!(r.expect("acct answered").code(), Code::AccountingResponse);
+    };
+    start(&mut gw_a, "W1", "81a00001");
+    start(&mut gw_b, "W2", "81a00001");
+    start(&mut lan_2, "W3", "81a00001");
+    start(&mut lan_3, "W4", "81a00001");
+    let rows = db.sessions_json();
+    let by_user = |user: &str| {
+        rows.iter()
+            .find(|s| s["username"] == user)
+            .unwrap_or_else(|| panic!("no session of {user}: {rows:?}"))
+            .clone()
+    };
+    assert_eq!(by_user("W1")["nas_name"], "nat");
+    assert_eq!(by_user("W1")["router"], "gw-a");
+    assert_eq!(by_user("W2")["router"], "gw-b");
+    assert_eq!(by_user("W3")["nas_name"], "lan");
+    assert_eq!(by_user("W3")["router"], "MikroTik@127.0.1.2");
+    assert_eq!(by_user("W4")["router"], "MikroTik@127.0.1.3");
+    assert_eq!(sessions_of(db, "81a00001").len(), 4);
+
+    // gw-b and 127.0.1.3 reboot (a new counter in their Acct-Session-Ids).
+    start(&mut gw_b, "W5", "82a00001");
+    start(&mut lan_3, "W5", "82b00001");
+    let rows = db.sessions_json();
+    let state = |user: &str| {
+        rows.iter()
+            .filter(|s| s["username"] == user && s["acct_session_id"] == "81a00001")
+            .map(|s| s["state"].as_str().unwrap().to_owned())
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(state("W1"), ["open"], "gw-b's reboot closed gw-a's session");
+    assert_eq!(state("W2"), ["closed"]);
+    assert_eq!(
+        state("W3"),
+        ["open"],
+        "127.0.1.3's reboot closed 127.0.1.2's session"
+    );
+    assert_eq!(state("W4"), ["closed"]);
+
+    // A Stop from gw-a ends gw-a's session only, with its own counters.
+    let r = gw_a.account(
+        server.acct,
+        attr::acct_status::STOP,
+        "W1",
+        "81a00001",
+        None,
+        30,
+        0,
+        0,
+    );
+    assert_eq!(r.expect("acct answered").code(), Code::AccountingResponse);
+    assert_eq!(db.voucher_json("W1")["used_seconds"], 30);
+    assert_eq!(db.voucher_json("W3")["used_seconds"], 0);
+    let lan_row = db
+        .sessions_json()
+        .into_iter()
+        .find(|s| s["username"] == "W3")
+        .unwrap();
+    assert_eq!(lan_row["state"], "open");
     assert!(server.stop().success());
 }
 

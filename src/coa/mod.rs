@@ -17,8 +17,10 @@
 //!   session (`session list`), in a metric and in one log line.
 //!
 //! Where a request goes: the NAS's `coa_address` when set, else its address
-//! when that is one host, else the source of the NAS's latest authenticated
-//! packet ([`LastSources`]), on its `coa_port`.
+//! when that is one host, else the address of the session's router when the
+//! entry is a network ([`crate::model::Session::router_address`]), else the
+//! source of the NAS's latest authenticated packet ([`LastSources`]), on its
+//! `coa_port`.
 
 mod client;
 mod metrics;

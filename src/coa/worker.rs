@@ -151,7 +151,12 @@ impl CoaWorker {
                 .await;
             return;
         }
-        let Some(target) = coa_target(&nas, self.sources.get(nas.id)) else {
+        // A network entry's session knows its router's address; else the
+        // entry's latest source.
+        let source = session
+            .router_address()
+            .or_else(|| self.sources.get(nas.id));
+        let Some(target) = coa_target(&nas, source) else {
             tracing::warn!(
                 nas = %nas.name,
                 kind = request.kind.label(),

@@ -51,11 +51,7 @@ struct Waiting {
     answer: Answer<()>,
 }
 
-async fn writer(
-    core: Arc<Core>,
-    mut rx: mpsc::Receiver<AcctJob>,
-    boots: Arc<Mutex<HashMap<i64, String>>>,
-) {
+async fn writer(core: Arc<Core>, mut rx: mpsc::Receiver<AcctJob>, boots: Arc<Boots>) {
     let max = core.config.acct_batch_max.max(1);
     let mut waiting: Vec<Waiting> = Vec::with_capacity(max);
     let mut records: Vec<AcctRecord> = Vec::with_capacity(max);
@@ -124,33 +120,31 @@ async fn writer(
     }
 }
 
-/// A Start whose Acct-Session-Id carries a new reboot counter means the NAS
+/// The most routers whose reboot counters are kept.
+const MAX_ROUTERS: usize = 100_000;
+
+/// Reboot counters last seen, per NAS entry and router within it.
+pub(super) type Boots = Mutex<HashMap<(i64, String), String>>;
+
+/// A Start whose Acct-Session-Id carries a new reboot counter means the router
 /// restarted and its older sessions are gone (RouterOS hotspots do not send
-/// Accounting-On reliably). Per router: only for NAS entries that stand for
-/// one router — a single host, or an entry with an identifier (routers sharing
-/// an address are separate entries, told apart by NAS-Identifier). A CIDR entry
-/// without identifier can cover several routers with different counters.
-async fn detect_reboots(
-    core: &Core,
-    records: &[AcctRecord],
-    waiting: &[Waiting],
-    boots: &Mutex<HashMap<i64, String>>,
-) {
+/// Accounting-On reliably). Per router: an entry several routers share (a
+/// network, or one NAT address) keeps a counter for each of them, told apart
+/// by [`crate::model::Nas::router_key`], and a reboot closes only that
+/// router's sessions.
+async fn detect_reboots(core: &Core, records: &[AcctRecord], waiting: &[Waiting], boots: &Boots) {
     for (record, w) in records.iter().zip(waiting) {
         if record.status != AcctStatus::Start {
             continue;
         }
         let nas = &w.origin.nas;
-        let single_host = nas.address.prefix == if nas.address.addr.is_ipv4() { 32 } else { 128 };
-        if !single_host && nas.identifier.is_none() {
-            continue;
-        }
         let Some(prefix) = boot_prefix(&record.acct_session_id) else {
             continue;
         };
         let changed = {
             let mut map = boots.lock().expect("boot map lock poisoned");
-            match map.get_mut(&nas.id) {
+            let full = map.len() >= MAX_ROUTERS;
+            match map.get_mut(&(nas.id, record.router.clone())) {
                 Some(old) if old == prefix => false,
                 Some(old) => {
                     prefix.clone_into(old);
@@ -158,8 +152,11 @@ async fn detect_reboots(
                 }
                 // First Start seen since this process started: close sessions of
                 // other boots too, in case the NAS rebooted while we were down.
+                // A NAS inventing identities cannot grow the map without bound:
+                // past the cap, new routers get no reboot detection.
+                None if full => false,
                 None => {
-                    map.insert(nas.id, prefix.to_owned());
+                    map.insert((nas.id, record.router.clone()), prefix.to_owned());
                     true
                 }
             }
@@ -168,7 +165,13 @@ async fn detect_reboots(
             let t = Instant::now();
             let result = core
                 .store
-                .close_nas_sessions(nas.id, Some(prefix), "nas-reboot", unix_now())
+                .close_nas_sessions(
+                    nas.id,
+                    &record.router,
+                    Some(prefix),
+                    "nas-reboot",
+                    unix_now(),
+                )
                 .await;
             core.metrics.storage_call("close_nas_sessions", t, &result);
             match result {
@@ -177,7 +180,7 @@ async fn detect_reboots(
                         .sessions_closed
                         .with_label_values(&["nas-reboot"])
                         .inc_by(n);
-                    tracing::info!(nas = %nas.name, closed = n, "NAS reboot detected: closed its older sessions");
+                    tracing::info!(nas = %nas.name, router = ?record.router, closed = n, "NAS reboot detected: closed its older sessions");
                 }
                 Ok(_) => {}
                 Err(e) => {

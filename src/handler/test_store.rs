@@ -113,6 +113,7 @@ impl Store for GatedStore {
     async fn close_nas_sessions(
         &self,
         _nas_id: i64,
+        _router: &str,
         _keep_prefix: Option<&str>,
         _cause: &str,
         _now: Timestamp,

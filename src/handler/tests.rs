@@ -64,6 +64,7 @@ impl Fixture {
     fn facts(&self, username: &str) -> AccessFacts {
         AccessFacts {
             nas_id: self.nas.id,
+            router: String::new(),
             nas_name: self.nas.name.clone(),
             nas_site: None,
             tenant_id: crate::model::DEFAULT_TENANT,
@@ -78,6 +79,7 @@ impl Fixture {
     fn record(&self, session: &str) -> AcctRecord {
         AcctRecord {
             nas_id: self.nas.id,
+            router: String::new(),
             tenant_id: crate::model::DEFAULT_TENANT,
             status: AcctStatus::Start,
             acct_session_id: session.into(),

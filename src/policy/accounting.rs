@@ -47,6 +47,8 @@ pub struct AcctRecord {
     pub nas_id: i64,
     /// The NAS's tenant: a record is matched only to that tenant's vouchers.
     pub tenant_id: i64,
+    /// Which router of the NAS entry sent it ([`crate::model::Nas::router_key`]).
+    pub router: String,
     pub status: AcctStatus,
     /// Acct-Session-Id (empty for Accounting-On/Off).
     pub acct_session_id: String,
@@ -90,6 +92,8 @@ pub struct AcctSession {
     /// `None` for a row this batch creates.
     pub id: Option<i64>,
     pub nas_id: i64,
+    /// See [`AcctRecord::router`]; empty on rows stored before routers were told apart.
+    pub router: String,
     pub acct_session_id: String,
     pub username: String,
     pub voucher_id: Option<i64>,
@@ -111,6 +115,7 @@ impl AcctSession {
         AcctSession {
             id: None,
             nas_id: rec.nas_id,
+            router: rec.router.clone(),
             acct_session_id: rec.acct_session_id.clone(),
             username: rec.username.clone(),
             voucher_id,
@@ -175,6 +180,27 @@ impl AcctSession {
     }
 }
 
+/// A session row's key: NAS entry, router within it, Acct-Session-Id.
+type SessionKey<'a> = (i64, &'a str, &'a str);
+
+impl AcctSession {
+    fn key(&self) -> SessionKey<'_> {
+        (
+            self.nas_id,
+            self.router.as_str(),
+            self.acct_session_id.as_str(),
+        )
+    }
+}
+
+/// The entry of `map` for `rec`'s session: its router's row, else a row stored
+/// before routers were told apart (empty router).
+fn lookup<'m, V>(map: &'m HashMap<SessionKey<'m>, V>, rec: &'m AcctRecord) -> Option<&'m V> {
+    let asid = rec.acct_session_id.as_str();
+    map.get(&(rec.nas_id, rec.router.as_str(), asid))
+        .or_else(|| map.get(&(rec.nas_id, "", asid)))
+}
+
 /// What an accounting batch is applied to, as storage read it.
 #[derive(Clone, Debug, Default)]
 pub struct AcctState {
@@ -202,8 +228,10 @@ pub struct AcctEffects {
     pub usage: Vec<(i64, i64, i64)>,
 }
 
-/// The keys (NAS, Acct-Session-Id) of `records`, sorted and deduplicated;
-/// records without an Acct-Session-Id are left out.
+/// The (NAS, Acct-Session-Id) pairs of `records`, sorted and deduplicated;
+/// records without an Acct-Session-Id are left out. Storage reads the rows of
+/// every router of the entry for each pair; [`account_batch`] picks the
+/// record's router's row.
 pub fn session_keys(records: &[AcctRecord]) -> Vec<(i64, &str)> {
     let mut keys: Vec<(i64, &str)> = records
         .iter()
@@ -223,24 +251,14 @@ pub fn wanted_vouchers<'a>(
     records: &'a [AcctRecord],
     sessions: &[AcctSession],
 ) -> Vec<(Option<i64>, i64, &'a str)> {
-    let linked: HashMap<(i64, &str), bool> = sessions
+    let linked: HashMap<SessionKey<'_>, bool> = sessions
         .iter()
-        .map(|s| {
-            (
-                (s.nas_id, s.acct_session_id.as_str()),
-                s.voucher_id.is_some(),
-            )
-        })
+        .map(|s| (s.key(), s.voucher_id.is_some()))
         .collect();
     let mut wanted: Vec<(Option<i64>, i64, &str)> = records
         .iter()
         .filter(|r| !r.acct_session_id.is_empty())
-        .filter(|r| {
-            !linked
-                .get(&(r.nas_id, r.acct_session_id.as_str()))
-                .copied()
-                .unwrap_or(false)
-        })
+        .filter(|r| !lookup(&linked, r).copied().unwrap_or(false))
         .map(|r| (r.class_voucher_id, r.tenant_id, r.username.as_str()))
         .collect();
     wanted.sort_unstable();
@@ -255,15 +273,12 @@ pub fn adoption_vouchers(
     sessions: &[AcctSession],
     vouchers: &[(i64, i64, String)],
 ) -> Vec<i64> {
-    let stored: std::collections::HashSet<(i64, &str)> = sessions
-        .iter()
-        .map(|s| (s.nas_id, s.acct_session_id.as_str()))
-        .collect();
+    let stored: HashMap<SessionKey<'_>, ()> = sessions.iter().map(|s| (s.key(), ())).collect();
     let index = VoucherIndex::new(vouchers);
     let mut ids: Vec<i64> = records
         .iter()
         .filter(|r| r.mac.is_some() && !r.acct_session_id.is_empty())
-        .filter(|r| !stored.contains(&(r.nas_id, r.acct_session_id.as_str())))
+        .filter(|r| lookup(&stored, r).is_none())
         .filter_map(|r| index.of(r))
         .collect();
     ids.sort_unstable();
@@ -315,10 +330,10 @@ pub fn account_batch(records: &[AcctRecord], state: AcctState) -> (AcctEffects, 
     let voucher_for = |rec: &AcctRecord| index.of(rec);
 
     let mut sessions: Vec<AcctSession> = state.sessions;
-    let mut at: HashMap<(i64, String), usize> = sessions
+    let mut at: HashMap<(i64, String, String), usize> = sessions
         .iter()
         .enumerate()
-        .map(|(i, s)| ((s.nas_id, s.acct_session_id.clone()), i))
+        .map(|(i, s)| ((s.nas_id, s.router.clone(), s.acct_session_id.clone()), i))
         .collect();
     let mut adoptable: Vec<Option<AcctSession>> = state.adoptable.into_iter().map(Some).collect();
     let mut adopted = Vec::new();
@@ -330,9 +345,22 @@ pub fn account_batch(records: &[AcctRecord], state: AcctState) -> (AcctEffects, 
             skipped += 1;
             continue;
         }
-        let key = (rec.nas_id, rec.acct_session_id.clone());
-        let (i, resolved) = match at.get(&key) {
-            Some(&i) => (i, None),
+        let key = (rec.nas_id, rec.router.clone(), rec.acct_session_id.clone());
+        let stored = match at.get(&key) {
+            Some(&i) => Some(i),
+            None => {
+                // A row stored before routers were told apart becomes this router's.
+                let legacy = (rec.nas_id, String::new(), rec.acct_session_id.clone());
+                let i = at.remove(&legacy);
+                if let Some(i) = i {
+                    sessions[i].router.clone_from(&rec.router);
+                    at.insert(key.clone(), i);
+                }
+                i
+            }
+        };
+        let (i, resolved) = match stored {
+            Some(i) => (i, None),
             None => {
                 let voucher_id = voucher_for(rec);
                 let mut row = None;
@@ -342,6 +370,7 @@ pub fn account_batch(records: &[AcctRecord], state: AcctState) -> (AcctEffects, 
                     let found = adoptable.iter_mut().find(|c| {
                         c.as_ref().is_some_and(|c| {
                             c.nas_id == rec.nas_id
+                                && (c.router == rec.router || c.router.is_empty())
                                 && c.voucher_id == Some(v)
                                 && c.mac.as_deref() == Some(mac)
                         })
@@ -352,6 +381,7 @@ pub fn account_batch(records: &[AcctRecord], state: AcctState) -> (AcctEffects, 
                             adopted.push((id, rec.acct_session_id.clone()));
                         }
                         s.acct_session_id = rec.acct_session_id.clone();
+                        s.router.clone_from(&rec.router);
                         row = Some(s);
                     }
                 }

@@ -31,6 +31,8 @@ pub fn synthetic_session_id(now: Timestamp) -> String {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct LiveSession {
     pub nas_id: i64,
+    /// Which router of the entry ([`crate::model::Nas::router_key`]).
+    pub router: String,
     pub acct_session_id: String,
     pub voucher_id: Option<i64>,
     pub mac: Option<String>,
@@ -44,6 +46,8 @@ pub struct LiveSession {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct SessionGrant {
     pub nas_id: i64,
+    /// Which router of the entry ([`crate::model::Nas::router_key`]).
+    pub router: String,
     pub acct_session_id: String,
     /// Used only when the row is new: an existing row keeps its username.
     pub username: String,
@@ -180,15 +184,15 @@ where
         .map(|(i, s)| (s.voucher.id, i))
         .collect();
     let mut sessions = state.sessions;
-    let mut session_at: HashMap<(i64, String), usize> = sessions
+    let mut session_at: HashMap<(i64, String, String), usize> = sessions
         .iter()
         .enumerate()
-        .map(|(i, s)| ((s.nas_id, s.acct_session_id.clone()), i))
+        .map(|(i, s)| ((s.nas_id, s.router.clone(), s.acct_session_id.clone()), i))
         .collect();
 
     let mut decisions = Vec::with_capacity(requests.len());
     let mut effects = AuthEffects::default();
-    let mut grant_at: HashMap<(i64, String), usize> = HashMap::new();
+    let mut grant_at: HashMap<(i64, String, String), usize> = HashMap::new();
     for facts in requests {
         // Site scope: a voucher of another site is unknown at this NAS.
         let found = by_code
@@ -247,7 +251,7 @@ where
                 .clone()
                 .filter(|s| !s.is_empty())
                 .unwrap_or_else(|| synthetic_session_id(now));
-            let key = (facts.nas_id, acct_session_id);
+            let key = (facts.nas_id, facts.router.clone(), acct_session_id);
             match session_at.get(&key) {
                 Some(&i) => {
                     // An existing row keeps its state (an open session stays
@@ -263,7 +267,8 @@ where
                     session_at.insert(key.clone(), sessions.len());
                     sessions.push(LiveSession {
                         nas_id: facts.nas_id,
-                        acct_session_id: key.1.clone(),
+                        router: facts.router.clone(),
+                        acct_session_id: key.2.clone(),
                         voucher_id: Some(grant.voucher_id),
                         mac: facts.mac.clone(),
                         state: SessionState::Authorized,
@@ -273,7 +278,8 @@ where
             }
             let row = SessionGrant {
                 nas_id: facts.nas_id,
-                acct_session_id: key.1.clone(),
+                router: facts.router.clone(),
+                acct_session_id: key.2.clone(),
                 username: facts.username.clone(),
                 voucher_id: grant.voucher_id,
                 mac: facts.mac.clone(),

@@ -68,6 +68,8 @@ impl std::fmt::Debug for Credential {
 #[derive(Clone, Debug)]
 pub struct AccessFacts {
     pub nas_id: i64,
+    /// Which router of the entry sent it ([`crate::model::Nas::router_key`]).
+    pub router: String,
     pub nas_name: String,
     /// Site scope of the NAS; a voucher of another site is unknown here.
     pub nas_site: Option<String>,

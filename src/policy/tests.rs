@@ -69,6 +69,7 @@ impl Input {
         Input {
             facts: AccessFacts {
                 nas_id: 1,
+                router: String::new(),
                 nas_name: "hs-cafe".into(),
                 nas_site: None,
                 tenant_id: DEFAULT_TENANT,

@@ -441,7 +441,7 @@ async fn handle_datagram(
                 .observe(received.elapsed().as_secs_f64());
         }
         Code::AccessRequest => {
-            let facts = match request::access_facts(&packet, nas, secret) {
+            let facts = match request::access_facts(&packet, nas, source.ip(), secret) {
                 Ok(f) => f,
                 Err((reason, detail)) => {
                     port.forget(&key);
@@ -465,7 +465,7 @@ async fn handle_datagram(
             );
         }
         Code::AccountingRequest => {
-            let record = match request::acct_record(&packet, nas, unix_now()) {
+            let record = match request::acct_record(&packet, nas, source.ip(), unix_now()) {
                 Ok(r) => r,
                 Err((reason, why)) => {
                     port.forget(&key);

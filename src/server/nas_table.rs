@@ -123,7 +123,7 @@ pub struct NasTable {
 }
 
 fn is_host(nas: &Nas) -> bool {
-    nas.address.prefix == if nas.address.addr.is_ipv4() { 32 } else { 128 }
+    nas.address.is_host()
 }
 
 impl NasTable {

@@ -1,6 +1,8 @@
 //! Turning an authenticated packet into wire-neutral facts (the request
 //! handler builds the replies, `handler::reply`). No I/O here.
 
+use std::net::IpAddr;
+
 use crate::model::normalize_mac;
 use crate::policy::{
     acct_status, chap_credential, event_time, terminate_cause_name, AccessFacts, Credential,
@@ -48,6 +50,8 @@ fn text_name(typ: u8, nul: bool) -> &'static str {
         (attr::ACCT_SESSION_ID, false) => "Acct-Session-Id is not UTF-8",
         (attr::CALLING_STATION_ID, true) => "Calling-Station-Id contains a NUL byte",
         (attr::CALLING_STATION_ID, false) => "Calling-Station-Id is not UTF-8",
+        (attr::NAS_IDENTIFIER, true) => "NAS-Identifier contains a NUL byte",
+        (attr::NAS_IDENTIFIER, false) => "NAS-Identifier is not UTF-8",
         (_, true) => "a text attribute contains a NUL byte",
         (_, false) => "a text attribute is not UTF-8",
     }
@@ -68,11 +72,21 @@ fn framed_ip(p: &Packet<'_>) -> Option<String> {
         .map(|ip| ip.to_string())
 }
 
+/// Which router of `nas` sent `p` ([`crate::model::Nas::router_key`]).
+fn router(
+    p: &Packet<'_>,
+    nas: &crate::model::Nas,
+    source: IpAddr,
+) -> Result<String, (DropReason, &'static str)> {
+    Ok(nas.router_key(clean_text(p, attr::NAS_IDENTIFIER)?, Some(source)))
+}
+
 /// Facts of an Access-Request from a known, authenticated NAS.
 /// `secret` is the one the request was verified with (it un-hides User-Password).
 pub fn access_facts(
     p: &Packet<'_>,
     nas: &crate::model::Nas,
+    source: IpAddr,
     secret: &[u8],
 ) -> Result<AccessFacts, (DropReason, &'static str)> {
     let username = match clean_text(p, attr::USER_NAME)? {
@@ -81,6 +95,7 @@ pub fn access_facts(
     };
     Ok(AccessFacts {
         nas_id: nas.id,
+        router: router(p, nas, source)?,
         nas_name: nas.name.clone(),
         nas_site: nas.site.clone(),
         tenant_id: nas.tenant_id,
@@ -96,6 +111,7 @@ pub fn access_facts(
 pub fn acct_record(
     p: &Packet<'_>,
     nas: &crate::model::Nas,
+    source: IpAddr,
     received_at: i64,
 ) -> Result<AcctRecord, (DropReason, &'static str)> {
     let malformed = |why| (DropReason::Malformed, why);
@@ -118,6 +134,7 @@ pub fn acct_record(
         .map(terminate_cause_name);
     Ok(AcctRecord {
         nas_id: nas.id,
+        router: router(p, nas, source)?,
         tenant_id: nas.tenant_id,
         status,
         acct_session_id,

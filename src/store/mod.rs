@@ -289,17 +289,20 @@ pub trait Store: Send + Sync + 'static {
 
     /// Store a batch of accounting records in one transaction (group commit).
     /// Returns only after commit; on error nothing of the batch is stored.
-    /// Idempotent per (nas_id, acct_session_id); counters only move forward and
-    /// the voucher's usage moves by the same deltas in the same transaction.
-    /// Accounting-On/Off close all live sessions of that NAS.
+    /// Idempotent per (nas_id, router, acct_session_id); counters only move
+    /// forward and the voucher's usage moves by the same deltas in the same
+    /// transaction. Accounting-On/Off close all live sessions of that router.
     async fn record_accounting(&self, records: &[AcctRecord]) -> StoreResult<()>;
 
-    /// Close sessions of `nas_id` with `cause`: with `keep_prefix`, the open ones
-    /// whose Acct-Session-Id does not start with it (a NAS reboot); with `None`,
-    /// every live one, open or authorized (Accounting-On/Off). Returns how many.
+    /// Close sessions of `nas_id`'s `router` ([`crate::model::Nas::router_key`];
+    /// rows stored before routers were told apart count as every router's) with
+    /// `cause`: with `keep_prefix`, the open ones whose Acct-Session-Id does not
+    /// start with it (a NAS reboot); with `None`, every live one, open or
+    /// authorized (Accounting-On/Off). Returns how many.
     async fn close_nas_sessions(
         &self,
         nas_id: i64,
+        router: &str,
         keep_prefix: Option<&str>,
         cause: &str,
         now: Timestamp,

@@ -35,16 +35,16 @@ pub const VOUCHER_COLS: &str = "v.id, v.code, v.password, v.plan_id, p.name AS p
 pub const SESSION_COLS: &str = "s.id, s.nas_id, n.name AS nas_name, s.acct_session_id, \
      s.username, s.voucher_id, s.mac, s.framed_ip, s.state, s.authorized_at, s.started_at, \
      s.updated_at, s.stopped_at, s.session_time, s.input_octets, s.output_octets, \
-     s.terminate_cause, s.interim_interval, s.disconnect_requested_at, s.coa_result";
+     s.terminate_cause, s.interim_interval, s.disconnect_requested_at, s.coa_result, s.router";
 
 /// Columns of `sessions` that accounting reads and writes, in [`AcctSessionRow`] order.
 pub const ACCT_SESSION_COLS: &str = "id, nas_id, acct_session_id, username, voucher_id, mac, \
      framed_ip, state, started_at, updated_at, stopped_at, terminate_cause, session_time, \
-     input_octets, output_octets";
+     input_octets, output_octets, router";
 
 /// Columns of `sessions` that authorization reads, in [`LiveSessionRow`] order.
 pub const LIVE_SESSION_COLS: &str =
-    "nas_id, acct_session_id, voucher_id, mac, state, authorized_at";
+    "nas_id, acct_session_id, voucher_id, mac, state, authorized_at, router";
 
 /// Columns of `auth_events`, in [`AuthEventRow`] order.
 pub const AUTH_EVENT_COLS: &str =
@@ -312,6 +312,7 @@ pub struct SessionRow {
     pub interim_interval: Option<i64>,
     pub disconnect_requested_at: Option<i64>,
     pub coa_result: Option<String>,
+    pub router: String,
 }
 
 impl SessionRow {
@@ -340,6 +341,7 @@ impl SessionRow {
                 .transpose()?,
             disconnect_requested_at: self.disconnect_requested_at,
             coa_result: self.coa_result,
+            router: self.router,
         })
     }
 }
@@ -361,6 +363,7 @@ pub struct AcctSessionRow {
     pub session_time: i64,
     pub input_octets: i64,
     pub output_octets: i64,
+    pub router: String,
 }
 
 impl AcctSessionRow {
@@ -368,6 +371,7 @@ impl AcctSessionRow {
         Ok(AcctSession {
             id: Some(self.id),
             nas_id: self.nas_id,
+            router: self.router,
             acct_session_id: self.acct_session_id,
             username: self.username,
             voucher_id: self.voucher_id,
@@ -393,12 +397,14 @@ pub struct LiveSessionRow {
     pub mac: Option<String>,
     pub state: String,
     pub authorized_at: Option<i64>,
+    pub router: String,
 }
 
 impl LiveSessionRow {
     pub fn into_model(self) -> StoreResult<LiveSession> {
         Ok(LiveSession {
             nas_id: self.nas_id,
+            router: self.router,
             acct_session_id: self.acct_session_id,
             voucher_id: self.voucher_id,
             mac: self.mac,

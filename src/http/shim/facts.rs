@@ -61,6 +61,13 @@ fn credential(a: &RestAttributes) -> Result<Credential, InvalidBody> {
     Ok(Credential::Missing)
 }
 
+/// Which router of `nas` sent the request ([`Nas::router_key`]), from its
+/// NAS-Identifier and the source address FreeRADIUS saw.
+fn router(a: &RestAttributes, nas: &Nas) -> Result<String, InvalidBody> {
+    let source = client_address(a).ok();
+    Ok(nas.router_key(a.text("NAS-Identifier")?.as_deref(), source))
+}
+
 /// Facts of an authorization request from `nas`.
 pub fn access_facts(a: &RestAttributes, nas: &Nas) -> Result<AccessFacts, InvalidBody> {
     let username = a
@@ -69,6 +76,7 @@ pub fn access_facts(a: &RestAttributes, nas: &Nas) -> Result<AccessFacts, Invali
         .ok_or_else(|| InvalidBody("missing User-Name".into()))?;
     Ok(AccessFacts {
         nas_id: nas.id,
+        router: router(a, nas)?,
         nas_name: nas.name.clone(),
         nas_site: nas.site.clone(),
         tenant_id: nas.tenant_id,
@@ -106,6 +114,7 @@ pub fn acct_record(
     };
     Ok(AcctRecord {
         nas_id: nas.id,
+        router: router(a, nas)?,
         tenant_id: nas.tenant_id,
         status,
         acct_session_id,

@@ -76,18 +76,18 @@ const WRITE_EFFECTS: &str = "\
 WITH inserted AS (
     INSERT INTO sessions (nas_id, acct_session_id, username, voucher_id, mac, framed_ip, state,
                           started_at, updated_at, stopped_at, terminate_cause, session_time,
-                          input_octets, output_octets)
+                          input_octets, output_octets, router)
     SELECT r.nas_id, r.acct_session_id, r.username, r.voucher_id, r.mac, r.framed_ip, r.state,
            r.started_at, r.updated_at, r.stopped_at, r.terminate_cause, r.session_time,
-           r.input_octets, r.output_octets
+           r.input_octets, r.output_octets, r.router
     FROM UNNEST($1::bigint[], $2::text[], $3::text[], $4::bigint[], $5::text[], $6::text[],
                 $7::text[], $8::bigint[], $9::bigint[], $10::bigint[], $11::text[], $12::bigint[],
-                $13::bigint[], $14::bigint[])
+                $13::bigint[], $14::bigint[], $33::text[])
          WITH ORDINALITY AS r(nas_id, acct_session_id, username, voucher_id, mac, framed_ip, state,
                               started_at, updated_at, stopped_at, terminate_cause, session_time,
-                              input_octets, output_octets, ord)
+                              input_octets, output_octets, router, ord)
     ORDER BY r.ord
-    ON CONFLICT (nas_id, acct_session_id) DO NOTHING
+    ON CONFLICT (nas_id, router, acct_session_id) DO NOTHING
     RETURNING id
 ),
 updated AS (
@@ -96,13 +96,13 @@ updated AS (
         mac = u.mac, framed_ip = u.framed_ip, state = u.state, started_at = u.started_at,
         updated_at = u.updated_at, stopped_at = u.stopped_at, terminate_cause = u.terminate_cause,
         session_time = u.session_time, input_octets = u.input_octets,
-        output_octets = u.output_octets
+        output_octets = u.output_octets, router = u.router
     FROM UNNEST($15::bigint[], $16::text[], $17::text[], $18::bigint[], $19::text[], $20::text[],
                 $21::text[], $22::bigint[], $23::bigint[], $24::bigint[], $25::text[],
-                $26::bigint[], $27::bigint[], $28::bigint[], $29::boolean[])
+                $26::bigint[], $27::bigint[], $28::bigint[], $29::boolean[], $34::text[])
          AS u(id, acct_session_id, username, voucher_id, mac, framed_ip, state, started_at,
               updated_at, stopped_at, terminate_cause, session_time, input_octets, output_octets,
-              adopted)
+              adopted, router)
     WHERE s.id = u.id
       AND (NOT u.adopted OR (s.state = 'authorized' AND s.acct_session_id LIKE 'auth-%'))
     RETURNING s.id
@@ -127,7 +127,15 @@ pub(super) async fn record_accounting(pool: &PgPool, records: &[AcctRecord]) -> 
             AcctStatus::Start | AcctStatus::InterimUpdate | AcctStatus::Stop => continue,
         };
         account_sessions(&mut tx, &records[run_start..i]).await?;
-        admin::close_nas_sessions(&mut tx, rec.nas_id, None, cause, rec.received_at).await?;
+        admin::close_nas_sessions(
+            &mut tx,
+            rec.nas_id,
+            &rec.router,
+            None,
+            cause,
+            rec.received_at,
+        )
+        .await?;
         run_start = i + 1;
     }
     account_sessions(&mut tx, &records[run_start..]).await?;
@@ -233,6 +241,7 @@ struct SessionColumns<'a> {
     session_time: Vec<i64>,
     input_octets: Vec<i64>,
     output_octets: Vec<i64>,
+    router: Vec<&'a str>,
 }
 
 impl<'a> SessionColumns<'a> {
@@ -252,6 +261,7 @@ impl<'a> SessionColumns<'a> {
             session_time: rows.iter().map(|s| s.session_time).collect(),
             input_octets: rows.iter().map(|s| s.input_octets).collect(),
             output_octets: rows.iter().map(|s| s.output_octets).collect(),
+            router: rows.iter().map(|s| s.router.as_str()).collect(),
         }
     }
 }
@@ -309,6 +319,8 @@ async fn write_effects(conn: &mut PgConnection, effects: &AcctEffects) -> StoreR
         .bind(&usage_voucher)
         .bind(&usage_seconds)
         .bind(&usage_bytes)
+        .bind(&new.router)
+        .bind(&old.router)
         .fetch_one(conn)
         .await;
     let (inserted, updated) = match written {

@@ -379,13 +379,15 @@ pub(super) async fn list_vouchers(
 
 // ---- sessions ----
 
-/// Close sessions of `nas_id` with `cause`: with `keep_prefix`, the open ones
-/// whose Acct-Session-Id does not start with it (a NAS reboot); with `None`,
-/// every live one, open or authorized (Accounting-On/Off). Returns how many.
-/// Runs on `conn`, so that accounting can close inside its own transaction.
+/// Close sessions of `nas_id`'s `router` (rows stored before routers were told
+/// apart count as every router's) with `cause`: with `keep_prefix`, the open
+/// ones whose Acct-Session-Id does not start with it (a NAS reboot); with
+/// `None`, every live one, open or authorized (Accounting-On/Off). Returns how
+/// many. Runs on `conn`, so that accounting can close inside its own transaction.
 pub(super) async fn close_nas_sessions(
     conn: &mut PgConnection,
     nas_id: i64,
+    router: &str,
     keep_prefix: Option<&str>,
     cause: &str,
     now: Timestamp,
@@ -395,7 +397,7 @@ pub(super) async fn close_nas_sessions(
     // rather than LIKE: LIKE would treat `_` and `%` in a session id as wildcards.
     let done = sqlx::query(
         "UPDATE sessions SET state = 'closed', stopped_at = $3, terminate_cause = $4 \
-         WHERE nas_id = $1 AND state IN ('open', 'authorized') \
+         WHERE nas_id = $1 AND state IN ('open', 'authorized') AND router IN ($5, '') \
          AND ($2::text IS NULL \
               OR (state = 'open' AND substr(acct_session_id, 1, length($2)) <> $2))",
     )
@@ -403,6 +405,7 @@ pub(super) async fn close_nas_sessions(
     .bind(keep_prefix)
     .bind(now)
     .bind(cause)
+    .bind(router)
     .execute(conn)
     .await?;
     Ok(done.rows_affected())

@@ -93,11 +93,11 @@ static READ_STATE: LazyLock<String> = LazyLock::new(|| {
 SELECT 0 AS kind, {VOUCHER_COLS}, {PLAN_COLS_P}, v.v_ctid, v.v_xmin,
        NULL::bigint AS s_nas_id, NULL::text AS s_acct_session_id,
        NULL::bigint AS s_voucher_id, NULL::text AS s_mac, NULL::text AS s_state,
-       NULL::bigint AS s_authorized_at
+       NULL::bigint AS s_authorized_at, NULL::text AS s_router
 FROM v JOIN plans p ON p.id = v.plan_id
 UNION ALL
 SELECT 1, {nulls},
-       s.nas_id, s.acct_session_id, s.voucher_id, s.mac, s.state, s.authorized_at
+       s.nas_id, s.acct_session_id, s.voucher_id, s.mac, s.state, s.authorized_at, s.router
 FROM v CROSS JOIN LATERAL (
     SELECT * FROM sessions s
     WHERE s.voucher_id = v.id AND s.mac IS NOT NULL AND s.state IN ('open', 'authorized')
@@ -106,11 +106,11 @@ FROM v CROSS JOIN LATERAL (
 ) s
 UNION ALL
 SELECT 2, {nulls},
-       s.nas_id, s.acct_session_id, s.voucher_id, s.mac, s.state, s.authorized_at
-FROM UNNEST($3::bigint[], $4::text[]) AS k(nas_id, acct_session_id)
+       s.nas_id, s.acct_session_id, s.voucher_id, s.mac, s.state, s.authorized_at, s.router
+FROM UNNEST($3::bigint[], $6::text[], $4::text[]) AS k(nas_id, router, acct_session_id)
 CROSS JOIN LATERAL (
     SELECT * FROM sessions s
-    WHERE s.nas_id = k.nas_id AND s.acct_session_id = k.acct_session_id
+    WHERE s.nas_id = k.nas_id AND s.router = k.router AND s.acct_session_id = k.acct_session_id
     OFFSET 0
 ) s"
     )
@@ -150,15 +150,15 @@ WITH vouchers_changed AS (
 ),
 sessions_granted AS (
     INSERT INTO sessions (nas_id, acct_session_id, username, voucher_id, mac, framed_ip, state,
-                          authorized_at, updated_at, interim_interval)
+                          authorized_at, updated_at, interim_interval, router)
     SELECT g.nas_id, g.acct_session_id, g.username, g.voucher_id, g.mac, g.framed_ip,
-           'authorized', $7, $7, g.interim_interval
+           'authorized', $7, $7, g.interim_interval, g.router
     FROM UNNEST($8::bigint[], $9::text[], $10::text[], $11::bigint[], $12::text[], $13::text[],
-                $14::bigint[])
+                $14::bigint[], $22::text[])
          WITH ORDINALITY AS g(nas_id, acct_session_id, username, voucher_id, mac, framed_ip,
-                              interim_interval, ord)
+                              interim_interval, router, ord)
     ORDER BY g.ord
-    ON CONFLICT (nas_id, acct_session_id) DO UPDATE SET
+    ON CONFLICT (nas_id, router, acct_session_id) DO UPDATE SET
         voucher_id = excluded.voucher_id,
         mac = COALESCE(excluded.mac, sessions.mac),
         framed_ip = COALESCE(excluded.framed_ip, sessions.framed_ip),
@@ -273,16 +273,18 @@ async fn read_state(
     opts: AuthorizeOptions,
 ) -> StoreResult<(AuthState, HashMap<i64, RowVersion>)> {
     let (tenants, names): (Vec<i64>, Vec<&str>) = codes.iter().copied().unzip();
-    let mut keys: Vec<(i64, &str)> = requests
+    let mut keys: Vec<(i64, &str, &str)> = requests
         .iter()
         .filter_map(|f| {
             let asid = f.acct_session_id.as_deref().filter(|a| !a.is_empty())?;
-            Some((f.nas_id, asid))
+            Some((f.nas_id, f.router.as_str(), asid))
         })
         .collect();
     keys.sort_unstable();
     keys.dedup();
-    let (key_nas, key_asid): (Vec<i64>, Vec<&str>) = keys.into_iter().unzip();
+    let key_nas: Vec<i64> = keys.iter().map(|k| k.0).collect();
+    let key_router: Vec<&str> = keys.iter().map(|k| k.1).collect();
+    let key_asid: Vec<&str> = keys.iter().map(|k| k.2).collect();
     let ttl = i64::try_from(opts.authorized_ttl).unwrap_or(i64::MAX);
     let rows: Vec<PgRow> = sqlx::query(&READ_STATE)
         .bind(&names)
@@ -290,12 +292,13 @@ async fn read_state(
         .bind(&key_nas)
         .bind(&key_asid)
         .bind(&tenants)
+        .bind(&key_router)
         .fetch_all(&mut *conn)
         .await?;
 
     let mut state = AuthState::default();
     let mut versions = HashMap::new();
-    let mut seen: HashSet<(i64, String)> = HashSet::new();
+    let mut seen: HashSet<(i64, String, String)> = HashSet::new();
     for row in &rows {
         if row.try_get::<i32, _>("kind")? == 0 {
             let (voucher, plan) = VoucherPlanRow::from_row(row)?.into_model()?;
@@ -310,12 +313,14 @@ async fn read_state(
         } else {
             let nas_id: i64 = row.try_get("s_nas_id")?;
             let acct_session_id: String = row.try_get("s_acct_session_id")?;
-            if !seen.insert((nas_id, acct_session_id.clone())) {
+            let router: String = row.try_get("s_router")?;
+            if !seen.insert((nas_id, router.clone(), acct_session_id.clone())) {
                 continue;
             }
             let s_state: String = row.try_get("s_state")?;
             state.sessions.push(LiveSession {
                 nas_id,
+                router,
                 acct_session_id,
                 voucher_id: row.try_get("s_voucher_id")?,
                 mac: row.try_get("s_mac")?,
@@ -383,6 +388,7 @@ async fn write_effects(
     let grants = &effects.sessions;
     let g_nas: Vec<i64> = grants.iter().map(|g| g.nas_id).collect();
     let g_asid: Vec<&str> = grants.iter().map(|g| g.acct_session_id.as_str()).collect();
+    let g_router: Vec<&str> = grants.iter().map(|g| g.router.as_str()).collect();
     let g_user: Vec<&str> = grants.iter().map(|g| g.username.as_str()).collect();
     let g_voucher: Vec<i64> = grants.iter().map(|g| g.voucher_id).collect();
     let g_mac: Vec<Option<&str>> = grants.iter().map(|g| g.mac.as_deref()).collect();
@@ -426,6 +432,7 @@ async fn write_effects(
         .bind(&e_result)
         .bind(&e_reason)
         .bind(accepted)
+        .bind(&g_router)
         .execute(conn)
         .await?;
     Ok(())

@@ -408,12 +408,13 @@ impl Store for PgStore {
     async fn close_nas_sessions(
         &self,
         nas_id: i64,
+        router: &str,
         keep_prefix: Option<&str>,
         cause: &str,
         now: Timestamp,
     ) -> StoreResult<u64> {
         let mut conn = self.pool.acquire().await?;
-        admin::close_nas_sessions(&mut conn, nas_id, keep_prefix, cause, now).await
+        admin::close_nas_sessions(&mut conn, nas_id, router, keep_prefix, cause, now).await
     }
 
     async fn close_stale_sessions(

@@ -82,7 +82,7 @@ fn record(
         };
         account_run(conn, touched, &records[run_start..i])?;
         touched.push(Touched::All);
-        close_live_sessions(conn, rec.nas_id, None, cause, rec.received_at)?;
+        close_live_sessions(conn, rec.nas_id, &rec.router, None, cause, rec.received_at)?;
         run_start = i + 1;
     }
     account_run(conn, touched, &records[run_start..])
@@ -105,6 +105,7 @@ fn acct_session(row: &rusqlite::Row<'_>) -> StoreResult<AcctSession> {
         session_time: row.get(12)?,
         input_octets: row.get(13)?,
         output_octets: row.get(14)?,
+        router: row.get(15)?,
     }
     .into_model()
 }
@@ -124,9 +125,10 @@ fn account_run(
             "SELECT {ACCT_SESSION_COLS} FROM sessions WHERE nas_id = ?1 AND acct_session_id = ?2"
         );
         let mut stmt = tx.prepare_cached(&sql)?;
+        // Every router's row for the pair: the policy picks the record's router's.
         for (nas_id, asid) in session_keys(records) {
             let mut rows = stmt.query(params![nas_id, asid])?;
-            if let Some(row) = rows.next()? {
+            while let Some(row) = rows.next()? {
                 state.sessions.push(acct_session(row)?);
             }
         }
@@ -197,7 +199,8 @@ fn account_run(
         let mut stmt = tx.prepare_cached(
             "INSERT INTO sessions (nas_id, acct_session_id, username, voucher_id, mac, framed_ip, \
              state, started_at, updated_at, stopped_at, session_time, input_octets, output_octets, \
-             terminate_cause) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14)",
+             terminate_cause, router) \
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15)",
         )?;
         for s in &effects.inserts {
             stmt.execute(params![
@@ -215,6 +218,7 @@ fn account_run(
                 s.input_octets,
                 s.output_octets,
                 s.terminate_cause,
+                s.router,
             ])?;
         }
     }
@@ -222,7 +226,7 @@ fn account_run(
         let mut stmt = tx.prepare_cached(
             "UPDATE sessions SET acct_session_id = ?2, voucher_id = ?3, mac = ?4, framed_ip = ?5, \
              state = ?6, started_at = ?7, stopped_at = ?8, terminate_cause = ?9, session_time = ?10, \
-             input_octets = ?11, output_octets = ?12, updated_at = ?13 WHERE id = ?1",
+             input_octets = ?11, output_octets = ?12, updated_at = ?13, router = ?14 WHERE id = ?1",
         )?;
         for s in &effects.updates {
             stmt.execute(params![
@@ -239,6 +243,7 @@ fn account_run(
                 s.input_octets,
                 s.output_octets,
                 s.updated_at,
+                s.router,
             ])?;
         }
     }
@@ -265,13 +270,16 @@ fn account_run(
     Ok(())
 }
 
-/// Close sessions of `nas_id` with `cause`: with `keep_prefix`, the open ones
-/// whose Acct-Session-Id does not start with it (a NAS reboot: authorized rows
-/// may carry server-made ids and expire on their own); with `None`, every live
-/// one, open or authorized (Accounting-On/Off).
+/// Close sessions of `nas_id`'s `router` ([`crate::model::Nas::router_key`];
+/// rows stored before routers were told apart count as every router's) with
+/// `cause`: with `keep_prefix`, the open ones whose Acct-Session-Id does not
+/// start with it (a NAS reboot: authorized rows may carry server-made ids and
+/// expire on their own); with `None`, every live one, open or authorized
+/// (Accounting-On/Off).
 pub(super) fn close_live_sessions(
     tx: &Connection,
     nas_id: i64,
+    router: &str,
     keep_prefix: Option<&str>,
     cause: &str,
     now: Timestamp,
@@ -281,10 +289,10 @@ pub(super) fn close_live_sessions(
     let n = tx
         .prepare_cached(
             "UPDATE sessions SET state = 'closed', stopped_at = ?3, terminate_cause = ?4 \
-             WHERE nas_id = ?1 AND state IN ('open', 'authorized') \
+             WHERE nas_id = ?1 AND state IN ('open', 'authorized') AND router IN (?5, '') \
              AND (?2 IS NULL OR (state = 'open' AND substr(acct_session_id, 1, length(?2)) <> ?2))",
         )?
-        .execute(params![nas_id, keep_prefix, now, cause])?;
+        .execute(params![nas_id, keep_prefix, now, cause, router])?;
     Ok(n as u64)
 }
 

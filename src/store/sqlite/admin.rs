@@ -111,6 +111,7 @@ pub(super) fn session_row(r: &Row<'_>) -> rusqlite::Result<SessionRow> {
         interim_interval: r.get(17)?,
         disconnect_requested_at: r.get(18)?,
         coa_result: r.get(19)?,
+        router: r.get(20)?,
     })
 }
 

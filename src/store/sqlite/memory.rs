@@ -55,7 +55,12 @@ pub fn lock(memory: &Mutex<AuthMemory>) -> std::sync::MutexGuard<'_, AuthMemory>
     memory.lock().unwrap_or_else(|p| p.into_inner())
 }
 
-type SessionKey = (i64, String);
+/// A session row's key: NAS entry, router within it, Acct-Session-Id.
+type SessionKey = (i64, String, String);
+
+fn session_key(nas_id: i64, router: &str, acct_session_id: &str) -> SessionKey {
+    (nas_id, router.to_owned(), acct_session_id.to_owned())
+}
 
 struct Entry {
     /// The voucher and its plan; `None`: no voucher has this code.
@@ -233,36 +238,41 @@ impl AuthMemory {
         }
         // Rows with a request's NAS + Acct-Session-Id that belong to a voucher
         // outside the batch: an accept moves them.
-        let mut seen: HashSet<(i64, &str)> = HashSet::new();
+        let mut seen: HashSet<(i64, &str, &str)> = HashSet::new();
         for f in requests {
             let Some(asid) = f.acct_session_id.as_deref().filter(|a| !a.is_empty()) else {
                 continue;
             };
-            if !seen.insert((f.nas_id, asid)) {
+            if !seen.insert((f.nas_id, &f.router, asid)) {
                 continue;
             }
-            if let Some(s) = self.session(f.nas_id, asid) {
+            if let Some(s) = self.session(f.nas_id, &f.router, asid) {
                 if !s.voucher_id.is_some_and(|v| ids.contains(&v)) {
                     state.sessions.push(s.clone());
                 }
             }
         }
         for s in extra {
-            if self.session(s.nas_id, &s.acct_session_id).is_none() {
+            if self
+                .session(s.nas_id, &s.router, &s.acct_session_id)
+                .is_none()
+            {
                 state.sessions.push(s.clone());
             }
         }
         state
     }
 
-    fn session(&self, nas_id: i64, asid: &str) -> Option<&LiveSession> {
-        let id = self.owner.get(&(nas_id, asid.to_owned()))?;
+    fn session(&self, nas_id: i64, router: &str, asid: &str) -> Option<&LiveSession> {
+        let id = self
+            .owner
+            .get(&(nas_id, router.to_owned(), asid.to_owned()))?;
         let (tenant, code) = self.code_of.get(id)?;
         self.entries
             .get(*tenant, code)?
             .sessions
             .iter()
-            .find(|s| s.nas_id == nas_id && s.acct_session_id == asid)
+            .find(|s| s.nas_id == nas_id && s.router == router && s.acct_session_id == asid)
     }
 
     /// Take the state a decided batch left (`after`, from
@@ -288,20 +298,21 @@ impl AuthMemory {
             }
         }
         let live_after = now.saturating_sub(i64::try_from(authorized_ttl).unwrap_or(i64::MAX));
-        let rows: HashMap<(i64, &str), &LiveSession> = after
+        let rows: HashMap<(i64, &str, &str), &LiveSession> = after
             .sessions
             .iter()
-            .map(|s| ((s.nas_id, s.acct_session_id.as_str()), s))
+            .map(|s| ((s.nas_id, s.router.as_str(), s.acct_session_id.as_str()), s))
             .collect();
         for g in &effects.sessions {
-            let Some(row) = rows.get(&(g.nas_id, g.acct_session_id.as_str())) else {
+            let Some(row) = rows.get(&(g.nas_id, g.router.as_str(), g.acct_session_id.as_str()))
+            else {
                 continue;
             };
-            let key = (g.nas_id, g.acct_session_id.clone());
+            let key = session_key(g.nas_id, &g.router, &g.acct_session_id);
             if let Some(old) = self.owner.remove(&key) {
                 if let Some(e) = self.entry_of_mut(old) {
                     e.sessions
-                        .retain(|s| !(s.nas_id == key.0 && s.acct_session_id == key.1));
+                        .retain(|s| session_key(s.nas_id, &s.router, &s.acct_session_id) != key);
                     e.pending_until = seq;
                     touched.push(old);
                 }
@@ -351,7 +362,7 @@ impl AuthMemory {
                     }
                 };
                 if !keep {
-                    let key = (s.nas_id, s.acct_session_id.clone());
+                    let key = session_key(s.nas_id, &s.router, &s.acct_session_id);
                     if owner.get(&key) == Some(id) {
                         owner.remove(&key);
                     }
@@ -418,7 +429,7 @@ impl AuthMemory {
                 self.code_of.insert(v.id, (tenant, code.clone()));
                 for s in &e.sessions {
                     self.owner
-                        .insert((s.nas_id, s.acct_session_id.clone()), v.id);
+                        .insert(session_key(s.nas_id, &s.router, &s.acct_session_id), v.id);
                 }
             }
         }
@@ -430,7 +441,7 @@ impl AuthMemory {
         };
         if let Some(e) = self.entries.remove(tenant, &code) {
             for s in e.sessions {
-                let key = (s.nas_id, s.acct_session_id);
+                let key = (s.nas_id, s.router, s.acct_session_id);
                 if self.owner.get(&key) == Some(&id) {
                     self.owner.remove(&key);
                 }
@@ -495,7 +506,7 @@ impl AuthMemory {
             if let Some((v, _)) = &found {
                 self.code_of.insert(v.id, (f.tenant_id, f.username.clone()));
                 for s in &sessions {
-                    let key = (s.nas_id, s.acct_session_id.clone());
+                    let key = session_key(s.nas_id, &s.router, &s.acct_session_id);
                     // A row another entry holds is that entry's until it moves.
                     self.owner.entry(key).or_insert(v.id);
                 }
@@ -504,7 +515,9 @@ impl AuthMemory {
                 Some((v, _)) => sessions
                     .into_iter()
                     .filter(|s| {
-                        self.owner.get(&(s.nas_id, s.acct_session_id.clone())) == Some(&v.id)
+                        self.owner
+                            .get(&session_key(s.nas_id, &s.router, &s.acct_session_id))
+                            == Some(&v.id)
                     })
                     .collect(),
                 None => sessions,
@@ -524,18 +537,21 @@ impl AuthMemory {
         // Rows with a request's session key that memory does not hold.
         let mut extra: Vec<LiveSession> = Vec::new();
         let sql = format!(
-            "SELECT {LIVE_SESSION_COLS} FROM sessions WHERE nas_id = ?1 AND acct_session_id = ?2"
+            "SELECT {LIVE_SESSION_COLS} FROM sessions \
+             WHERE nas_id = ?1 AND router = ?2 AND acct_session_id = ?3"
         );
         let mut stmt = conn.prepare_cached(&sql)?;
-        let mut asked: HashSet<(i64, &str)> = HashSet::new();
+        let mut asked: HashSet<(i64, &str, &str)> = HashSet::new();
         for f in requests {
             let Some(asid) = f.acct_session_id.as_deref().filter(|a| !a.is_empty()) else {
                 continue;
             };
-            if !asked.insert((f.nas_id, asid)) || self.session(f.nas_id, asid).is_some() {
+            if !asked.insert((f.nas_id, &f.router, asid))
+                || self.session(f.nas_id, &f.router, asid).is_some()
+            {
                 continue;
             }
-            let mut rows = stmt.query(params![f.nas_id, asid])?;
+            let mut rows = stmt.query(params![f.nas_id, f.router, asid])?;
             if let Some(row) = rows.next()? {
                 extra.push(live_session(row)?);
             }
@@ -641,6 +657,7 @@ fn live_session(row: &rusqlite::Row<'_>) -> StoreResult<LiveSession> {
         mac: row.get(3)?,
         state: row.get(4)?,
         authorized_at: row.get(5)?,
+        router: row.get(6)?,
     }
     .into_model()
 }
@@ -798,13 +815,14 @@ fn write_effects(conn: &Connection, effects: &AuthEffects, now: Timestamp) -> St
         .map(|g| g.interim_interval.map(i64::from))
         .collect();
     const AUTHORIZED: &str = "authorized";
-    let rows: Vec<[&dyn ToSql; 10]> = effects
+    let rows: Vec<[&dyn ToSql; 11]> = effects
         .sessions
         .iter()
         .zip(&interims)
-        .map(|(g, interim)| -> [&dyn ToSql; 10] {
+        .map(|(g, interim)| -> [&dyn ToSql; 11] {
             [
                 &g.nas_id,
+                &g.router,
                 &g.acct_session_id,
                 &g.username,
                 &g.voucher_id,
@@ -819,9 +837,9 @@ fn write_effects(conn: &Connection, effects: &AuthEffects, now: Timestamp) -> St
         .collect();
     insert_rows(
         conn,
-        "INSERT INTO sessions (nas_id, acct_session_id, username, voucher_id, mac, framed_ip, \
-         state, authorized_at, updated_at, interim_interval) VALUES ",
-        " ON CONFLICT (nas_id, acct_session_id) DO UPDATE SET \
+        "INSERT INTO sessions (nas_id, router, acct_session_id, username, voucher_id, mac, \
+         framed_ip, state, authorized_at, updated_at, interim_interval) VALUES ",
+        " ON CONFLICT (nas_id, router, acct_session_id) DO UPDATE SET \
          voucher_id = excluded.voucher_id, mac = COALESCE(excluded.mac, sessions.mac), \
          framed_ip = COALESCE(excluded.framed_ip, sessions.framed_ip), \
          authorized_at = excluded.authorized_at, updated_at = excluded.updated_at, \
@@ -887,6 +905,7 @@ mod tests {
     fn login(nas_id: i64, mac: &str, asid: &str) -> AccessFacts {
         AccessFacts {
             nas_id,
+            router: String::new(),
             nas_name: "r1".into(),
             nas_site: None,
             tenant_id: crate::model::DEFAULT_TENANT,

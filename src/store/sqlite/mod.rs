@@ -566,15 +566,23 @@ impl Store for SqliteStore {
     async fn close_nas_sessions(
         &self,
         nas_id: i64,
+        router: &str,
         keep_prefix: Option<&str>,
         cause: &str,
         now: Timestamp,
     ) -> StoreResult<u64> {
         let (keep_prefix, cause) = (keep_prefix.map(str::to_owned), cause.to_owned());
+        let router = router.to_owned();
         self.call_write(move |c| {
             let tx = c.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
-            let n =
-                accounting::close_live_sessions(&tx, nas_id, keep_prefix.as_deref(), &cause, now)?;
+            let n = accounting::close_live_sessions(
+                &tx,
+                nas_id,
+                &router,
+                keep_prefix.as_deref(),
+                &cause,
+                now,
+            )?;
             tx.commit()?;
             Ok(n)
         })

@@ -45,6 +45,11 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         "tenants",
         include_str!("../../../migrations/sqlite/0007_tenants.sql"),
     ),
+    (
+        8,
+        "session router",
+        include_str!("../../../migrations/sqlite/0008_session_router.sql"),
+    ),
 ];
 
 pub fn migrate(conn: &mut Connection) -> StoreResult<()> {
