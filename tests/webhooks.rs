@@ -39,6 +39,8 @@ enum Behaviour {
     FailFirst(usize),
     /// Reads the request and never answers.
     Hang,
+    /// Answers 200 with a body that never ends.
+    Endless,
 }
 
 /// One request a receiver got.
@@ -58,6 +60,8 @@ struct Receiver {
     got: Arc<Mutex<Vec<Received>>>,
     /// Connections accepted (a hanging receiver answers none).
     connections: Arc<AtomicUsize>,
+    /// An endless answer: the chunks written before the client hung up.
+    ended_after: Arc<AtomicUsize>,
 }
 
 impl Receiver {
@@ -67,7 +71,9 @@ impl Receiver {
         let secret = Arc::new(Mutex::new(String::new()));
         let got = Arc::new(Mutex::new(Vec::new()));
         let connections = Arc::new(AtomicUsize::new(0));
+        let ended_after = Arc::new(AtomicUsize::new(0));
         let (s, g, c) = (secret.clone(), got.clone(), connections.clone());
+        let e = ended_after.clone();
         std::thread::spawn(move || {
             let mut held = Vec::new();
             for stream in listener.incoming() {
@@ -83,6 +89,7 @@ impl Receiver {
                         held.push(stream);
                         continue;
                     }
+                    Behaviour::Endless => true,
                 };
                 let secret = s.lock().unwrap().clone();
                 let header = |name: &str| {
@@ -100,6 +107,22 @@ impl Receiver {
                     accepted,
                 };
                 g.lock().unwrap().push(received);
+                if let Behaviour::Endless = behaviour {
+                    // Chunks until the client hangs up: a write then fails.
+                    let mut stream = stream;
+                    let _ =
+                        stream.write_all(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n");
+                    let chunk = format!("1000\r\n{}\r\n", "x".repeat(4096));
+                    let mut sent = 0usize;
+                    while stream.write_all(chunk.as_bytes()).is_ok() {
+                        sent += 1;
+                        if sent > 1_000_000 {
+                            break;
+                        }
+                    }
+                    e.store(sent, Ordering::SeqCst);
+                    continue;
+                }
                 let status = if accepted {
                     "200 OK"
                 } else {
@@ -117,6 +140,7 @@ impl Receiver {
             secret,
             got,
             connections,
+            ended_after,
         }
     }
 
@@ -221,6 +245,17 @@ fn add_webhook(db: &TestDb, receiver: &Receiver, extra: &[&str]) -> String {
     secret
 }
 
+/// SIGTERM; the server must exit cleanly, also with attempts in flight.
+fn stop(server: Server) {
+    let logs = server.logs.clone();
+    let status = server.stop();
+    assert!(
+        status.success(),
+        "{status:?}\n{}",
+        logs.lock().unwrap().join("\n")
+    );
+}
+
 fn plan(db: &TestDb, name: &str, flags: &[&str]) {
     let mut args = vec!["plan", "add", "--name", name];
     args.extend_from_slice(flags);
@@ -297,7 +332,7 @@ fn login_and_sessions_are_delivered_signed(db: &TestDb) {
     plan(db, "1h", &["--time", "1h", "--data", "1GiB"]);
     db.cli(&["voucher", "add", "FIRST1", "--plan", "1h"]);
     let receiver = Receiver::start(Behaviour::Ok);
-    add_webhook(db, &receiver, &[]);
+    let secret = add_webhook(db, &receiver, &[]);
     let server = Server::start_with(db, fast());
     let mut c = Client::new();
 
@@ -359,7 +394,11 @@ fn login_and_sessions_are_delivered_signed(db: &TestDb) {
     let rebooted = receiver.wait_for("session.stopped", "acct_session_id", "81000002");
     assert!(rebooted.signature_ok);
     assert_eq!(rebooted.body["data"]["terminate_cause"], "nas-reboot");
-    server.stop();
+    assert!(
+        !server.log_text().contains(&secret),
+        "the secret is never logged"
+    );
+    stop(server);
 }
 
 fn quota_used_up_and_revoke_by_the_cli(db: &TestDb) {
@@ -407,7 +446,7 @@ fn quota_used_up_and_revoke_by_the_cli(db: &TestDb) {
     let events = types(&all_events(db, None, 100));
     assert_eq!(events.iter().filter(|t| *t == "voucher.used_up").count(), 1);
     assert_eq!(events.iter().filter(|t| *t == "voucher.revoked").count(), 1);
-    server.stop();
+    stop(server);
 }
 
 fn failed_delivery_is_retried(db: &TestDb) {
@@ -434,7 +473,7 @@ fn failed_delivery_is_retried(db: &TestDb) {
         server.metric_or_zero("rrnet_radius_webhook_deliveries_total{result=\"retry\"}") >= 1.0
     );
     assert!(deliveries(db, &["--failed"]).is_empty());
-    server.stop();
+    stop(server);
 }
 
 fn a_hanging_receiver_does_not_hold_back_others(db: &TestDb) {
@@ -462,7 +501,31 @@ fn a_hanging_receiver_does_not_hold_back_others(db: &TestDb) {
     let stuck = deliveries(db, &["--webhook", &hanging.url]);
     assert_eq!(stuck.len(), codes.len());
     assert!(stuck.iter().all(|d| d["state"] == "pending"), "{stuck:?}");
-    server.stop();
+    stop(server);
+}
+
+fn an_endless_answer_is_cut_short(db: &TestDb) {
+    plan(db, "1h", &["--time", "1h"]);
+    db.cli(&["voucher", "add", "FLOOD1", "--plan", "1h"]);
+    let flood = Receiver::start(Behaviour::Endless);
+    add_webhook(db, &flood, &[]);
+    let server = Server::start_with(db, fast());
+    db.cli(&["voucher", "revoke", "FLOOD1"]);
+    let got = flood.wait_for("voucher.revoked", "code", "FLOOD1");
+    assert!(got.signature_ok);
+    // The server read a bounded part of the answer and hung up: the
+    // receiver's writes failed long before its own limit.
+    let chunks = wait_until("the client to hang up", WAIT, || {
+        let n = flood.ended_after.load(Ordering::SeqCst);
+        (n > 0).then_some(n)
+    });
+    assert!(chunks < 1_000_000, "{chunks} chunks of 4 KiB were taken");
+    let d = wait_until("the delivery recorded", WAIT, || {
+        let d = deliveries(db, &[]);
+        (d.len() == 1 && d[0]["state"] == "delivered").then(|| d[0].clone())
+    });
+    assert_eq!(d["attempts"], 1);
+    stop(server);
 }
 
 fn a_tenant_webhook_hears_only_its_tenant(db: &TestDb) {
@@ -501,7 +564,7 @@ fn a_tenant_webhook_hears_only_its_tenant(db: &TestDb) {
     assert_eq!(acme_events.len(), 1);
     assert_eq!(acme_events[0]["data"]["code"], "ACME1");
     assert_eq!(all_events(db, None, 10).len(), 2);
-    server.stop();
+    stop(server);
 }
 
 fn the_events_page_continues_without_gaps(db: &TestDb) {
@@ -596,6 +659,7 @@ on_both_backends!(
     quota_used_up_and_revoke_by_the_cli,
     failed_delivery_is_retried,
     a_hanging_receiver_does_not_hold_back_others,
+    an_endless_answer_is_cut_short,
     a_tenant_webhook_hears_only_its_tenant,
     the_events_page_continues_without_gaps,
     webhook_commands_check_their_input,
