@@ -766,10 +766,8 @@ fn insert_rows<const N: usize>(
     Ok(())
 }
 
-fn write_effects(conn: &Connection, effects: &AuthEffects, now: Timestamp) -> StoreResult<()> {
-    if effects.is_empty() {
-        return Ok(());
-    }
+/// Activations, MAC bindings and the `voucher.activated` events.
+fn write_vouchers(conn: &Connection, effects: &AuthEffects, now: Timestamp) -> StoreResult<()> {
     // Guarded like the in-memory check, so a voucher is activated (and bound)
     // once even if another process raced for it; only an activation written
     // here makes a `voucher.activated` event.
@@ -796,6 +794,27 @@ fn write_effects(conn: &Connection, effects: &AuthEffects, now: Timestamp) -> St
     // After the binding, so the event shows the MAC a first login bound.
     for id in activated {
         super::events::voucher_event(conn, crate::events::EventType::VoucherActivated, id, now)?;
+    }
+    Ok(())
+}
+
+fn write_effects(conn: &Connection, effects: &AuthEffects, now: Timestamp) -> StoreResult<()> {
+    if effects.is_empty() {
+        return Ok(());
+    }
+    // An activation and its `voucher.activated` event stand or fall together:
+    // under a savepoint of their own (first logins only, so the hot path of
+    // later logins pays nothing for it).
+    if effects.activations.is_empty() {
+        write_vouchers(conn, effects, now)?;
+    } else {
+        conn.prepare_cached("SAVEPOINT activation")?.execute([])?;
+        let written = write_vouchers(conn, effects, now);
+        if written.is_err() {
+            conn.prepare_cached("ROLLBACK TO activation")?.execute([])?;
+        }
+        conn.prepare_cached("RELEASE activation")?.execute([])?;
+        written?;
     }
     // A row that accounting already opened (or closed) keeps its state and
     // counters; only the voucher link and device are refreshed. Grants are one
