@@ -476,6 +476,59 @@ fn failed_delivery_is_retried(db: &TestDb) {
     stop(server);
 }
 
+fn a_delivery_is_given_up(db: &TestDb) {
+    plan(db, "1h", &["--time", "1h"]);
+    db.cli(&["voucher", "add", "GIVEUP1", "--plan", "1h"]);
+    let receiver = Receiver::start(Behaviour::FailFirst(usize::MAX));
+    add_webhook(db, &receiver, &[]);
+    let mut opts = fast();
+    opts.server_toml.push_str("give_up = \"1s\"\n");
+    let server = Server::start_with(db, opts);
+    db.cli(&["voucher", "revoke", "GIVEUP1"]);
+    let d = wait_until("the delivery given up", WAIT, || {
+        let d = deliveries(db, &["--failed"]);
+        (d.len() == 1).then(|| d[0].clone())
+    });
+    assert_eq!(d["state"], "failed");
+    assert_eq!(d["last_status"], 500);
+    assert_eq!(d["last_error"], "HTTP 500");
+    // Given up at the first attempt made a second or more after the event.
+    assert!(d["attempts"].as_i64().unwrap() >= 1, "{d}");
+    assert!(d["next_attempt"].is_null());
+    assert_eq!(
+        receiver.got.lock().unwrap().len() as i64,
+        d["attempts"].as_i64().unwrap()
+    );
+    assert!(
+        server.metric_or_zero("rrnet_radius_webhook_deliveries_total{result=\"failed\"}") >= 1.0
+    );
+    stop(server);
+}
+
+fn https_needs_a_trusted_certificate(db: &TestDb) {
+    plan(db, "1h", &["--time", "1h"]);
+    db.cli(&["voucher", "add", "TLS1", "--plan", "1h"]);
+    // A plain HTTP receiver behind an https URL: the TLS handshake fails,
+    // and the attempt is recorded as failed and retried, not sent in clear.
+    let receiver = Receiver::start(Behaviour::Ok);
+    let url = receiver.url.replace("http://", "https://");
+    db.cli(&["webhook", "add", "--url", &url]);
+    let server = Server::start_with(db, fast());
+    db.cli(&["voucher", "revoke", "TLS1"]);
+    let d = wait_until("a failed TLS attempt", WAIT, || {
+        let d = deliveries(db, &[]);
+        (d.len() == 1 && d[0]["attempts"].as_i64() >= Some(1)).then(|| d[0].clone())
+    });
+    assert_eq!(d["state"], "pending");
+    assert!(d["last_status"].is_null());
+    assert!(d["last_error"].as_str().unwrap().starts_with("TLS"), "{d}");
+    assert!(
+        receiver.got.lock().unwrap().is_empty(),
+        "nothing went in clear"
+    );
+    stop(server);
+}
+
 fn a_hanging_receiver_does_not_hold_back_others(db: &TestDb) {
     db.setup_basic();
     plan(db, "1h", &["--time", "1h"]);
@@ -658,6 +711,8 @@ on_both_backends!(
     login_and_sessions_are_delivered_signed,
     quota_used_up_and_revoke_by_the_cli,
     failed_delivery_is_retried,
+    a_delivery_is_given_up,
+    https_needs_a_trusted_certificate,
     a_hanging_receiver_does_not_hold_back_others,
     an_endless_answer_is_cut_short,
     a_tenant_webhook_hears_only_its_tenant,
