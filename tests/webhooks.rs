@@ -719,3 +719,35 @@ on_both_backends!(
     the_events_page_continues_without_gaps,
     webhook_commands_check_their_input,
 );
+
+/// Two servers on one PostgreSQL share the deliveries: each is sent by one of
+/// them, once (a delivery sent by both would have two attempts recorded).
+#[test]
+fn two_servers_on_postgres_send_each_delivery_once() {
+    let Some(db) = TestDb::postgres() else { return };
+    plan(&db, "1h", &["--time", "1h"]);
+    let codes: Vec<String> = (0..12).map(|i| format!("TWO{i}")).collect();
+    for code in &codes {
+        db.cli(&["voucher", "add", code, "--plan", "1h"]);
+    }
+    let receiver = Receiver::start(Behaviour::Ok);
+    add_webhook(&db, &receiver, &[]);
+    let a = Server::start_with(&db, fast());
+    let b = Server::start_with(&db, fast());
+    for code in &codes {
+        db.cli(&["voucher", "revoke", code]);
+    }
+    let all = wait_until("every delivery made", WAIT, || {
+        let d = deliveries(&db, &[]);
+        (d.len() == codes.len() && d.iter().all(|d| d["state"] == "delivered")).then_some(d)
+    });
+    assert!(all.iter().all(|d| d["attempts"] == 1), "{all:?}");
+    let got = receiver.accepted();
+    let mut ids: Vec<&str> = got.iter().map(|r| r.event_id_header.as_str()).collect();
+    ids.sort_unstable();
+    ids.dedup();
+    assert_eq!(ids.len(), codes.len());
+    assert_eq!(got.len(), codes.len(), "no event was sent twice");
+    stop(a);
+    stop(b);
+}
