@@ -14,7 +14,7 @@ use std::time::Duration;
 
 use common::*;
 use hmac::{Hmac, Mac};
-use rrnet_radius::proto::{attr, Code};
+use rrnet_radius::proto::{attr, Code, PacketBuilder};
 use sha2::Sha256;
 
 const WAIT: Duration = Duration::from_secs(15);
@@ -394,10 +394,43 @@ fn login_and_sessions_are_delivered_signed(db: &TestDb) {
     let rebooted = receiver.wait_for("session.stopped", "acct_session_id", "81000002");
     assert!(rebooted.signature_ok);
     assert_eq!(rebooted.body["data"]["terminate_cause"], "nas-reboot");
+    // Accounting-On (RFC 2866 §5.1) closes the rest: session.stopped too.
+    let mut b = PacketBuilder::new(Code::AccountingRequest, rand::random());
+    b.add_u32(attr::ACCT_STATUS_TYPE, attr::acct_status::ACCOUNTING_ON)
+        .unwrap();
+    b.add_str(attr::NAS_IDENTIFIER, "MikroTik").unwrap();
+    let on = b.finish_accounting_request(&c.secret);
+    let auth: [u8; 16] = on[4..20].try_into().unwrap();
+    let r = c.exchange(server.acct, &on, &auth).expect("answered");
+    assert_eq!(r.code(), Code::AccountingResponse);
+    let on = receiver.wait_for("session.stopped", "acct_session_id", "82000001");
+    assert_eq!(on.body["data"]["terminate_cause"], "accounting-on");
     assert!(
         !server.log_text().contains(&secret),
         "the secret is never logged"
     );
+    stop(server);
+}
+
+fn a_stale_session_is_stopped(db: &TestDb) {
+    db.setup_basic();
+    plan(db, "1h", &["--time", "1h", "--interim", "1s"]);
+    db.cli(&["voucher", "add", "STALE1", "--plan", "1h"]);
+    let receiver = Receiver::start(Behaviour::Ok);
+    add_webhook(db, &receiver, &["--events", "session.stopped"]);
+    let mut opts = fast();
+    opts.server_toml = format!("stale_grace = \"1s\"\n{}", opts.server_toml);
+    let server = Server::start_with(db, opts);
+    let mut c = Client::new();
+    let r = c
+        .login(server.auth, "STALE1", Cred::Pap("STALE1"), Some(MAC1))
+        .expect("an answer");
+    assert_eq!(r.code(), Code::AccessAccept);
+    account(&mut c, &server, 1, "STALE1", "85000001", 0);
+    // No Interim-Update follows: housekeeping closes it as stale.
+    let stopped = receiver.wait_for("session.stopped", "acct_session_id", "85000001");
+    assert!(stopped.signature_ok);
+    assert_eq!(stopped.body["data"]["terminate_cause"], "stale");
     stop(server);
 }
 
@@ -710,6 +743,7 @@ fn webhook_commands_check_their_input(db: &TestDb) {
 on_both_backends!(
     login_and_sessions_are_delivered_signed,
     quota_used_up_and_revoke_by_the_cli,
+    a_stale_session_is_stopped,
     failed_delivery_is_retried,
     a_delivery_is_given_up,
     https_needs_a_trusted_certificate,
