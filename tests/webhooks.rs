@@ -785,3 +785,69 @@ fn two_servers_on_postgres_send_each_delivery_once() {
     stop(a);
     stop(b);
 }
+
+/// PostgreSQL takes event ids before commit: an event whose transaction is
+/// still open when a later one commits must not be skipped by a reader that
+/// has seen the later one. The page waits for it instead, then returns both.
+#[test]
+fn the_events_page_never_skips_an_event_that_commits_late() {
+    let Some(db) = TestDb::postgres() else { return };
+    plan(&db, "1h", &["--time", "1h"]);
+    db.cli(&["voucher", "add", "LATER1", "--plan", "1h"]);
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        use sqlx::Connection;
+        let store = rrnet_radius::store::open(&db.url).await.unwrap();
+        let start = rrnet_radius::events::page(&*store, None, None, 100)
+            .await
+            .unwrap();
+        assert!(start.events.is_empty());
+        // A transaction takes the lower id and stays open...
+        let mut slow = sqlx::PgConnection::connect(&db.url).await.unwrap();
+        sqlx::query("BEGIN").execute(&mut slow).await.unwrap();
+        sqlx::query(
+            "INSERT INTO events (tenant_id, type, created_at, object) \
+             VALUES (1, 'voucher.revoked', 0, '{\"code\":\"SLOW1\"}')",
+        )
+        .execute(&mut slow)
+        .await
+        .unwrap();
+        // ...while a later event commits.
+        db.cli(&["voucher", "revoke", "LATER1"]);
+        let early = rrnet_radius::events::page(&*store, None, Some(&start.next), 100)
+            .await
+            .unwrap();
+        assert!(
+            early.events.is_empty(),
+            "nothing past an open transaction: {:?}",
+            early.events
+        );
+        assert_eq!(early.next, start.next);
+        sqlx::query("COMMIT").execute(&mut slow).await.unwrap();
+        // Transactions of other clients of the server hold the page back
+        // too, for as long as they run: poll until they have ended.
+        let deadline = std::time::Instant::now() + WAIT;
+        let both = loop {
+            let p = rrnet_radius::events::page(&*store, None, Some(&early.next), 100)
+                .await
+                .unwrap();
+            if p.events.len() >= 2 || std::time::Instant::now() > deadline {
+                break p;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        };
+        let codes: Vec<&str> = both
+            .events
+            .iter()
+            .map(|e| e["data"]["code"].as_str().unwrap())
+            .collect();
+        assert_eq!(codes, ["SLOW1", "LATER1"]);
+        let after = rrnet_radius::events::page(&*store, None, Some(&both.next), 100)
+            .await
+            .unwrap();
+        assert!(after.events.is_empty());
+    });
+}
