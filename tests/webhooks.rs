@@ -510,6 +510,12 @@ fn failed_delivery_is_retried(db: &TestDb) {
     });
     assert_eq!(d["attempts"], 2);
     assert_eq!(d["last_status"], 200);
+    let text = db.cli(&["webhook", "deliveries"]);
+    let row = text.lines().nth(1).expect("one row under the header");
+    assert!(
+        row.contains("evt_") && row.contains("voucher.revoked") && row.contains("delivered"),
+        "{text}"
+    );
     assert!(
         server.metric_or_zero("rrnet_radius_webhook_deliveries_total{result=\"retry\"}") >= 1.0
     );
