@@ -41,6 +41,27 @@ pub struct FileConfig {
     pub guard: GuardSection,
     #[serde(default)]
     pub http: HttpSection,
+    #[serde(default)]
+    pub webhooks: WebhooksSection,
+}
+
+/// `[webhooks]`: the delivery worker (see `events::DeliveryWorker`).
+/// Durations as strings like "10s", "1h".
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WebhooksSection {
+    /// The first retry's delay; doubled per failed attempt.
+    pub retry_base: Option<String>,
+    /// The longest delay between two attempts.
+    pub retry_max: Option<String>,
+    /// A delivery not made this long after its event is marked failed.
+    pub give_up: Option<String>,
+    /// One attempt's deadline (connect, TLS, request, answer).
+    pub timeout: Option<String>,
+    /// Attempts in flight at once, over all webhooks.
+    pub max_in_flight: Option<usize>,
+    /// Deliveries of one webhook in flight at once.
+    pub per_webhook: Option<usize>,
 }
 
 /// `[guard]`: the defence against guessing voucher codes (see `handler::guard`).
@@ -98,6 +119,8 @@ pub struct ServerSection {
     pub stale_grace: Option<String>,
     pub authorized_ttl: Option<String>,
     pub auth_log_retention: Option<String>,
+    /// How long events (and their deliveries) are kept; "0" keeps them.
+    pub events_retention: Option<String>,
     pub housekeeping_interval: Option<String>,
     pub nas_reload_interval: Option<String>,
     pub nas_resolve_interval: Option<String>,
@@ -157,6 +180,9 @@ impl FileConfig {
         if let Some(v) = dur(&s.auth_log_retention, "auth_log_retention")? {
             c.auth_log_retention = if v == 0 { None } else { Some(v) };
         }
+        if let Some(v) = dur(&s.events_retention, "events_retention")? {
+            c.events_retention = if v == 0 { None } else { Some(v) };
+        }
         if let Some(v) = dur(&s.housekeeping_interval, "housekeeping_interval")? {
             c.housekeeping_interval = Duration::from_secs(v.max(1));
         }
@@ -209,6 +235,41 @@ impl FileConfig {
         }
         if let Some(v) = gdur(&g.reject_delay, "reject_delay")? {
             c.guard.reject_delay = v;
+        }
+        Ok(c)
+    }
+
+    /// Apply the `[webhooks]` section over the defaults.
+    pub fn webhook_settings(&self) -> anyhow::Result<crate::events::WorkerSettings> {
+        let w = &self.webhooks;
+        let mut c = crate::events::WorkerSettings::default();
+        let dur = |v: &Option<String>, key: &str| -> anyhow::Result<Option<u64>> {
+            v.as_deref()
+                .map(|x| {
+                    parse_duration(x)
+                        .map(|s| s.max(1))
+                        .map_err(|e| anyhow::anyhow!("[webhooks] {key}: {e}"))
+                })
+                .transpose()
+        };
+        if let Some(v) = dur(&w.retry_base, "retry_base")? {
+            c.retry_base = v;
+        }
+        if let Some(v) = dur(&w.retry_max, "retry_max")? {
+            c.retry_max = v;
+        }
+        c.retry_max = c.retry_max.max(c.retry_base);
+        if let Some(v) = dur(&w.give_up, "give_up")? {
+            c.give_up = v;
+        }
+        if let Some(v) = dur(&w.timeout, "timeout")? {
+            c.timeout = Duration::from_secs(v);
+        }
+        if let Some(v) = w.max_in_flight {
+            c.max_in_flight = v.max(1);
+        }
+        if let Some(v) = w.per_webhook {
+            c.per_webhook = v.max(1);
         }
         Ok(c)
     }
@@ -308,6 +369,7 @@ mod tests {
             server,
             guard,
             http,
+            webhooks,
         } = &f;
         assert!(database.is_some() && auth_listen.is_some() && acct_listen.is_some());
         assert!(http_listen.is_some() && metrics_listen.is_some() && log_format.is_some());
@@ -325,6 +387,7 @@ mod tests {
             stale_grace,
             authorized_ttl,
             auth_log_retention,
+            events_retention,
             housekeeping_interval,
             nas_reload_interval,
             nas_resolve_interval,
@@ -362,6 +425,7 @@ mod tests {
             stale_grace,
             authorized_ttl,
             auth_log_retention,
+            events_retention,
             housekeeping_interval,
             nas_reload_interval,
             nas_resolve_interval,
@@ -401,6 +465,39 @@ mod tests {
             f.http_limits().unwrap(),
             (HttpLimits::rest(), HttpLimits::metrics())
         );
+        let WebhooksSection {
+            retry_base,
+            retry_max,
+            give_up,
+            timeout,
+            max_in_flight,
+            per_webhook,
+        } = webhooks;
+        assert!(
+            [retry_base, retry_max, give_up, timeout]
+                .iter()
+                .all(|v| v.is_some())
+                && max_in_flight.is_some()
+                && per_webhook.is_some(),
+            "{webhooks:?}"
+        );
+        assert_eq!(
+            format!("{:?}", f.webhook_settings().unwrap()),
+            format!("{:?}", crate::events::WorkerSettings::default())
+        );
+    }
+
+    #[test]
+    fn webhooks_section() {
+        let f: FileConfig =
+            toml::from_str("[webhooks]\nretry_base = \"1s\"\nretry_max = \"0\"\ntimeout = \"2s\"")
+                .unwrap();
+        let w = f.webhook_settings().unwrap();
+        assert_eq!((w.retry_base, w.retry_max), (1, 1));
+        assert_eq!(w.timeout, Duration::from_secs(2));
+        let f: FileConfig = toml::from_str("[webhooks]\ngive_up = \"never\"").unwrap();
+        assert!(f.webhook_settings().is_err());
+        assert!(toml::from_str::<FileConfig>("[webhooks]\nretries = 3").is_err());
     }
 
     #[test]

@@ -12,6 +12,8 @@
 //! - [`server`]: UDP loops for authentication and accounting.
 //! - [`coa`]: Disconnect and CoA requests to routers (RFC 5176) and the worker
 //!   that sends the queued ones.
+//! - [`events`]: the outbox of voucher and session events, the events page
+//!   and the webhook delivery worker.
 //! - [`metrics`]: Prometheus registry.
 //! - [`http`]: operations endpoints and the REST shim.
 //! - [`config`], [`cli`], [`units`]: settings, the command line, human units.
@@ -20,6 +22,7 @@ pub mod cli;
 pub mod coa;
 pub mod config;
 pub mod dictionary;
+pub mod events;
 pub mod handler;
 pub mod http;
 pub mod metrics;

@@ -172,6 +172,9 @@ mod common_metrics {
         let coa = rrnet_radius::coa::CoaMetrics::register(&m.registry);
         coa.requests.with_label_values(&["n", "k", "r", "c"]).inc();
         coa.bad_answers.with_label_values(&["n", "r"]).inc();
+        let webhooks = rrnet_radius::events::WebhookMetrics::register(&m.registry);
+        webhooks.deliveries.with_label_values(&["r"]).inc();
+        webhooks.backlog.set(1);
         m.render()
             .lines()
             .filter(|l| !l.starts_with('#'))

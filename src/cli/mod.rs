@@ -6,6 +6,7 @@ mod output;
 pub mod print;
 pub mod routeros;
 mod serve;
+mod webhook;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -94,6 +95,8 @@ pub enum Command {
     /// Dropped packets (wrong shared secret, unknown NAS, malformed) are not auth
     /// events: see the server log and the rrnet_radius_drops_total metric.
     AuthLog(auth_log::AuthLogArgs),
+    /// Manage webhooks: voucher and session events POSTed to the ERP, signed.
+    Webhook(webhook::WebhookArgs),
 }
 
 #[derive(Subcommand, Debug)]
@@ -658,6 +661,9 @@ async fn dispatch(cli: Cli) -> anyhow::Result<()> {
             routeros::run(open_store(&database_url(&cli, None)).await?, a).await
         }
         Command::AuthLog(a) => auth_log::run(open_store(&database_url(&cli, None)).await?, a).await,
+        Command::Webhook(a) => {
+            webhook::run(open_store(&database_url(&cli, None)).await?, &a.command).await
+        }
     }
 }
 

@@ -76,6 +76,7 @@ pub async fn run(cli: &Cli, args: &ServeArgs) -> anyhow::Result<()> {
         s => Some(parse_addr(&s, "--metrics-listen")?),
     };
     let server_config = file.server_config()?;
+    let webhook_settings = file.webhook_settings()?;
     let (rest_limits, metrics_limits) = file.http_limits()?;
     let http_addr = args
         .http_listen
@@ -177,6 +178,14 @@ pub async fn run(cli: &Cli, args: &ServeArgs) -> anyhow::Result<()> {
         handler.last_sources().clone(),
     );
     let coa = tokio::spawn(coa.run(stop_rx.clone()));
+    // Events written by this process, the CLI or another server are POSTed
+    // to webhooks from here (see crate::events).
+    let deliveries = crate::events::DeliveryWorker::new(
+        store.clone(),
+        crate::events::WebhookMetrics::register(&metrics.registry),
+        webhook_settings,
+    );
+    let deliveries = tokio::spawn(deliveries.run(stop_rx.clone()));
 
     sockets_ready.store(true, Ordering::Release);
     let shutdown = async move {
@@ -191,5 +200,6 @@ pub async fn run(cli: &Cli, args: &ServeArgs) -> anyhow::Result<()> {
         let _ = tokio::time::timeout(std::time::Duration::from_secs(5), shim).await;
     }
     let _ = tokio::time::timeout(std::time::Duration::from_secs(3), coa).await;
+    let _ = tokio::time::timeout(std::time::Duration::from_secs(3), deliveries).await;
     served
 }

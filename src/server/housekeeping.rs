@@ -178,6 +178,16 @@ async fn sweep(shared: &Shared, gauge_nas: &mut HashSet<String>) {
             Err(e) => tracing::warn!(error = %e, "pruning the auth log failed"),
         }
     }
+    if let Some(retention) = cfg.events_retention {
+        let t = Instant::now();
+        let pruned = shared.store.prune_events(now - retention as i64).await;
+        shared.metrics.storage_call("prune_events", t, &pruned);
+        match pruned {
+            Ok(0) => {}
+            Ok(n) => tracing::debug!(deleted = n, "pruned old events and their deliveries"),
+            Err(e) => tracing::warn!(error = %e, "pruning old events failed"),
+        }
+    }
     let t = Instant::now();
     let counts = shared.store.open_sessions_by_nas().await;
     shared

@@ -70,6 +70,8 @@ pub struct ServerConfig {
     pub nas_resolve_interval: Duration,
     /// Auth log retention in seconds; `None` keeps everything.
     pub auth_log_retention: Option<u64>,
+    /// Events (and their webhook deliveries) retention in seconds; `None` keeps everything.
+    pub events_retention: Option<u64>,
     /// Guessing defence (`[guard]` in the config file).
     pub guard: crate::handler::GuardConfig,
     /// Most Access-Requests of one NAS in flight at once (0: no limit).
@@ -96,6 +98,7 @@ impl Default for ServerConfig {
             nas_reload_interval: Duration::from_secs(2),
             nas_resolve_interval: Duration::from_secs(60),
             auth_log_retention: Some(30 * 86400),
+            events_retention: Some(7 * 86400),
             guard: crate::handler::GuardConfig::default(),
             nas_in_flight: 256,
             socket_receive_buffer: 4 << 20,

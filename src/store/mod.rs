@@ -13,6 +13,10 @@ use async_trait::async_trait;
 pub use postgres::PgStore;
 pub use sqlite::SqliteStore;
 
+use crate::events::{
+    Delivery, DeliveryFilter, DeliveryJob, DeliveryOutcome, EventCursor, EventRecord, NewWebhook,
+    Webhook,
+};
 use crate::model::{Nas, NewNas, NewPlan, NewVoucher, Plan, Session, Tenant, Timestamp, Voucher};
 use crate::policy::{AccessDecision, AccessFacts, RejectReason};
 
@@ -254,6 +258,74 @@ pub trait Store: Send + Sync + 'static {
         _now: Timestamp,
     ) -> StoreResult<()> {
         Err(unsupported("finish_coa_request"))
+    }
+
+    // ---- events and webhooks (see crate::events) ----
+    /// Add a webhook; it hears of events written from now on.
+    async fn add_webhook(&self, _hook: &NewWebhook) -> StoreResult<Webhook> {
+        Err(unsupported("add_webhook"))
+    }
+
+    async fn list_webhooks(&self) -> StoreResult<Vec<Webhook>> {
+        Err(unsupported("list_webhooks"))
+    }
+
+    /// Remove the webhook with id `which`, or every webhook with URL `which`,
+    /// with their deliveries. Returns how many webhooks.
+    async fn remove_webhook(&self, _which: &str) -> StoreResult<u64> {
+        Err(unsupported("remove_webhook"))
+    }
+
+    /// Deliveries, newest first.
+    async fn list_deliveries(&self, _filter: &DeliveryFilter) -> StoreResult<Vec<Delivery>> {
+        Err(unsupported("list_deliveries"))
+    }
+
+    /// Take up to `limit` pending deliveries due at `now`, at most
+    /// `per_webhook` of each webhook and none of the webhooks in `skip`, and
+    /// lease them until `lease_until` (another claim skips them until then;
+    /// on PostgreSQL two servers never take the same one).
+    async fn claim_deliveries(
+        &self,
+        _now: Timestamp,
+        _lease_until: Timestamp,
+        _limit: u32,
+        _per_webhook: u32,
+        _skip: &[i64],
+    ) -> StoreResult<Vec<DeliveryJob>> {
+        Ok(Vec::new())
+    }
+
+    /// Record an attempt: one more attempt, its status or error, and the new
+    /// state (delivered, pending with the next attempt's time, or failed).
+    async fn finish_delivery(
+        &self,
+        _id: i64,
+        _outcome: &DeliveryOutcome,
+        _now: Timestamp,
+    ) -> StoreResult<()> {
+        Err(unsupported("finish_delivery"))
+    }
+
+    /// Events after `after`, in order, of `tenant` (all with `None`); only
+    /// those no earlier event can still join (see [`crate::events::page`]).
+    async fn events_after(
+        &self,
+        _tenant: Option<i64>,
+        _after: Option<EventCursor>,
+        _limit: u32,
+    ) -> StoreResult<Vec<EventRecord>> {
+        Err(unsupported("events_after"))
+    }
+
+    /// Delete events created before `before`, with their deliveries. Returns how many.
+    async fn prune_events(&self, _before: Timestamp) -> StoreResult<u64> {
+        Ok(0)
+    }
+
+    /// Deliveries waiting (pending), for the backlog gauge.
+    async fn delivery_backlog(&self) -> StoreResult<i64> {
+        Ok(0)
     }
 
     // ---- the hot path ----

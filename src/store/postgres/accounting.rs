@@ -146,6 +146,17 @@ pub(super) async fn record_accounting(pool: &PgPool, records: &[AcctRecord]) -> 
 /// A run of Start / Interim-Update / Stop records: read, apply, write.
 async fn account_sessions(conn: &mut PgConnection, records: &[AcctRecord]) -> StoreResult<()> {
     let state = read_state(conn, records).await?;
+    // Whether each stored row had started and was closed: the session events
+    // are the rows that change either (`events::session_events`).
+    let before: std::collections::HashMap<i64, (bool, bool)> = state
+        .sessions
+        .iter()
+        .chain(&state.adoptable)
+        .filter_map(|s| {
+            let closed = s.state == crate::model::SessionState::Closed;
+            s.id.map(|id| (id, (s.started_at.is_some(), closed)))
+        })
+        .collect();
     let (effects, skipped) = policy::account_batch(records, state);
     if skipped > 0 {
         // Nothing to key such a record on; failing the batch for it would make
@@ -156,15 +167,19 @@ async fn account_sessions(conn: &mut PgConnection, records: &[AcctRecord]) -> St
         );
     }
     write_effects(conn, &effects).await?;
+    let now = records.iter().map(|r| r.received_at).max().unwrap_or(0);
+    // Only Starts and Stops make events; an Interim-Update costs no statement here.
+    let session_events =
+        crate::events::session_events(&before, effects.inserts.iter().chain(&effects.updates));
+    super::events::session_events(conn, &session_events, now).await?;
     // A quota used up ends (or slows) the voucher's open sessions: the
-    // requests are queued in this transaction (see crate::coa).
-    let used: Vec<i64> = effects
+    // requests (and `voucher.used_up`) are queued in this transaction (see crate::coa).
+    let used: Vec<(i64, i64, i64)> = effects
         .usage
         .iter()
         .filter(|(_, seconds, bytes)| *seconds > 0 || *bytes > 0)
-        .map(|u| u.0)
+        .copied()
         .collect();
-    let now = records.iter().map(|r| r.received_at).max().unwrap_or(0);
     super::coa::queue_quota_ends(conn, &used, now).await
 }
 

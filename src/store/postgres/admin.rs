@@ -5,6 +5,8 @@
 
 use std::collections::HashMap;
 
+use std::sync::LazyLock;
+
 use sqlx::{PgConnection, PgPool};
 
 use crate::model::{
@@ -395,20 +397,27 @@ pub(super) async fn close_nas_sessions(
     // With a prefix (reboot detection) only open sessions are closed: authorized
     // rows may carry server-made ids and expire on their own. substr/length
     // rather than LIKE: LIKE would treat `_` and `%` in a session id as wildcards.
-    let done = sqlx::query(
-        "UPDATE sessions SET state = 'closed', stopped_at = $3, terminate_cause = $4 \
-         WHERE nas_id = $1 AND state IN ('open', 'authorized') AND router IN ($5, '') \
-         AND ($2::text IS NULL \
-              OR (state = 'open' AND substr(acct_session_id, 1, length($2)) <> $2))",
-    )
-    .bind(nas_id)
-    .bind(keep_prefix)
-    .bind(now)
-    .bind(cause)
-    .bind(router)
-    .execute(conn)
-    .await?;
-    Ok(done.rows_affected())
+    // The sessions that had started get `session.stopped` in the same statement.
+    static CLOSE: LazyLock<String> = LazyLock::new(|| {
+        format!(
+            "WITH closed AS (UPDATE sessions SET state = 'closed', stopped_at = $3, \
+             terminate_cause = $4 WHERE nas_id = $1 AND state IN ('open', 'authorized') \
+             AND router IN ($5, '') \
+             AND ($2::text IS NULL \
+                  OR (state = 'open' AND substr(acct_session_id, 1, length($2)) <> $2)) \
+             RETURNING *), {} SELECT count(*) FROM closed",
+            super::events::stopped_events_cte("stopped", "closed", "$3")
+        )
+    });
+    let (n,): (i64,) = sqlx::query_as(&CLOSE)
+        .bind(nas_id)
+        .bind(keep_prefix)
+        .bind(now)
+        .bind(cause)
+        .bind(router)
+        .fetch_one(conn)
+        .await?;
+    Ok(u64::try_from(n).unwrap_or(0))
 }
 
 /// Close open sessions with no accounting for 2 × interim interval + `grace`
@@ -422,15 +431,23 @@ pub(super) async fn close_stale_sessions(
     authorized_ttl: u64,
 ) -> StoreResult<u64> {
     let mut tx = pool.begin().await?;
-    let stale = sqlx::query(
-        "UPDATE sessions SET state = 'closed', stopped_at = $1, terminate_cause = 'stale' \
-         WHERE state = 'open' AND updated_at + 2 * COALESCE(interim_interval, $2) + $3 < $1",
-    )
-    .bind(now)
-    .bind(counter_to_i64(default_interim))
-    .bind(counter_to_i64(grace))
-    .execute(&mut *tx)
-    .await?;
+    // The sessions closed get `session.stopped` in the same statement.
+    static STALE: LazyLock<String> = LazyLock::new(|| {
+        format!(
+            "WITH closed AS (UPDATE sessions SET state = 'closed', stopped_at = $1, \
+             terminate_cause = 'stale' \
+             WHERE state = 'open' AND updated_at + 2 * COALESCE(interim_interval, $2) + $3 < $1 \
+             RETURNING *), {} SELECT count(*) FROM closed",
+            super::events::stopped_events_cte("stopped", "closed", "$1")
+        )
+    });
+    let (stale,): (i64,) = sqlx::query_as(&STALE)
+        .bind(now)
+        .bind(counter_to_i64(default_interim))
+        .bind(counter_to_i64(grace))
+        .fetch_one(&mut *tx)
+        .await?;
+    let stale = u64::try_from(stale).unwrap_or(0);
     // Accepted but never started (the user walked away, or the hotspot does no
     // accounting): closed rather than deleted, so that `session list` still
     // shows the login; a late Start reopens the row.
@@ -443,7 +460,7 @@ pub(super) async fn close_stale_sessions(
     .execute(&mut *tx)
     .await?;
     tx.commit().await?;
-    Ok(stale.rows_affected() + unstarted.rows_affected())
+    Ok(stale + unstarted.rows_affected())
 }
 
 pub(super) async fn list_sessions(pool: &PgPool, open_only: bool) -> StoreResult<Vec<Session>> {

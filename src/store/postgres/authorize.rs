@@ -132,7 +132,21 @@ CROSS JOIN LATERAL (
 /// opened or closed) keeps its state and counters, and only its voucher, device
 /// and times are refreshed. Auth events are new rows. PostgreSQL lets one
 /// statement change a row only once, which this respects.
-const WRITE_EFFECTS: &str = "\
+///
+/// `voucher.activated` events are a CTE too, written from the rows
+/// `vouchers_changed` returns (an activation is only ever asked for a voucher
+/// read unactivated, and the row guard means it still was).
+static WRITE_EFFECTS: LazyLock<String> = LazyLock::new(|| {
+    WRITE_EFFECTS_HEAD.replace(
+        "-- activated events --",
+        &format!(
+            ",\n{}",
+            super::events::activated_events_cte("activated", "vouchers_changed", "$7")
+        ),
+    )
+});
+
+const WRITE_EFFECTS_HEAD: &str = "\
 WITH vouchers_changed AS (
     UPDATE vouchers v SET
         first_login_at = CASE WHEN v.first_login_at IS NULL AND w.first_login_at IS NOT NULL
@@ -146,7 +160,7 @@ WITH vouchers_changed AS (
          AS w(id, row_ctid, row_xmin, first_login_at, valid_until, bind_mac)
     WHERE v.ctid = ANY($2::text[]::tid[])
       AND v.ctid = w.row_ctid AND v.id = w.id AND v.xmin = w.row_xmin::text::xid
-    RETURNING v.id
+    RETURNING v.*, (w.first_login_at IS NOT NULL) AS activated
 ),
 sessions_granted AS (
     INSERT INTO sessions (nas_id, acct_session_id, username, voucher_id, mac, framed_ip, state,
@@ -190,7 +204,7 @@ events AS (
     FROM events_in e
     WHERE e.ord NOT IN (SELECT ord FROM repeated)
     ORDER BY e.ord
-)
+)-- activated events --
 SELECT rrnet_vouchers_unchanged((SELECT count(*) FROM vouchers_changed), $21)";
 
 /// Where a voucher's row was when it was read: the write updates that version only.
@@ -410,7 +424,7 @@ async fn write_effects(
         })
         .unzip();
 
-    sqlx::query(WRITE_EFFECTS)
+    sqlx::query(&WRITE_EFFECTS)
         .bind(&voucher_ids)
         .bind(&ctids)
         .bind(&xmins)

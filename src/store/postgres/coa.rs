@@ -86,34 +86,50 @@ pub(super) async fn queue(
     Ok(n)
 }
 
-/// After an accounting run added usage to `vouchers`: queue a Disconnect (or
-/// the fair-use CoA) for the open sessions of each voucher whose quota is now
-/// used up (`policy::quota_end` decides). One read for all of them.
+/// After an accounting run added usage to vouchers (`(id, seconds, bytes)`
+/// added): queue a Disconnect (or the fair-use CoA) for the open sessions of
+/// each voucher whose quota is now used up (`policy::quota_end` decides), and
+/// write `voucher.used_up` for each that this usage used up. One read for all.
 pub(super) async fn queue_quota_ends(
     conn: &mut PgConnection,
-    vouchers: &[i64],
+    usage: &[(i64, i64, i64)],
     now: Timestamp,
 ) -> StoreResult<()> {
-    if vouchers.is_empty() {
+    if usage.is_empty() {
         return Ok(());
     }
+    let ids: Vec<i64> = usage.iter().map(|u| u.0).collect();
     type Row = (i64, i64, i64, Option<i64>, Option<i64>, Option<String>);
     let rows: Vec<Row> = sqlx::query_as(
         "SELECT v.id, v.used_seconds, v.used_bytes, p.time_quota, p.data_quota, \
          p.after_data_rate_limit FROM vouchers v JOIN plans p ON p.id = v.plan_id \
          WHERE v.id = ANY($1)",
     )
-    .bind(vouchers)
+    .bind(&ids)
     .fetch_all(&mut *conn)
     .await?;
+    let mut used_up = Vec::new();
     for (id, used_seconds, used_bytes, time_quota, data_quota, fair) in rows {
-        let end = quota_end(&QuotaUse {
-            time_quota: time_quota.map(i64_to_u64),
-            data_quota: data_quota.map(i64_to_u64),
-            after_data_rate_limit: fair.as_deref(),
-            used_seconds: i64_to_u64(used_seconds),
-            used_bytes: i64_to_u64(used_bytes),
-        });
+        let at = |seconds: i64, bytes: i64| {
+            quota_end(&QuotaUse {
+                time_quota: time_quota.map(i64_to_u64),
+                data_quota: data_quota.map(i64_to_u64),
+                after_data_rate_limit: fair.as_deref(),
+                used_seconds: i64_to_u64(seconds),
+                used_bytes: i64_to_u64(bytes),
+            })
+        };
+        let end = at(used_seconds, used_bytes);
+        let (added_seconds, added_bytes) = usage
+            .iter()
+            .find(|u| u.0 == id)
+            .map_or((0, 0), |u| (u.1, u.2));
+        if crate::events::used_up(
+            at(used_seconds - added_seconds, used_bytes - added_bytes),
+            end,
+        ) {
+            used_up.push(id);
+        }
         let (kind, reason) = match end {
             None => continue,
             Some(e @ QuotaEnd::Disconnect) => (CoaKind::Disconnect, e.reason()),
@@ -121,7 +137,8 @@ pub(super) async fn queue_quota_ends(
         };
         queue(conn, Sessions::OfVoucher(id), kind, reason, now).await?;
     }
-    Ok(())
+    super::events::voucher_events(conn, crate::events::EventType::VoucherUsedUp, &used_up, now)
+        .await
 }
 
 pub(super) async fn claim(
@@ -220,24 +237,35 @@ pub(super) async fn revoke_voucher(
     disconnect: bool,
 ) -> StoreResult<Voucher> {
     let mut tx = pool.begin().await?;
-    let done =
-        sqlx::query("UPDATE vouchers SET state = 'revoked' WHERE tenant_id = $1 AND code = $2")
-            .bind(tenant_id)
-            .bind(code)
-            .execute(&mut *tx)
-            .await?;
-    if done.rows_affected() == 0 {
-        return Err(StoreError::NotFound(format!("voucher {code}")));
-    }
-    let row: VoucherRow = sqlx::query_as(&format!(
+    // Revoking a revoked voucher again changes nothing and makes no event.
+    let done = sqlx::query(
+        "UPDATE vouchers SET state = 'revoked' WHERE tenant_id = $1 AND code = $2 \
+         AND state <> 'revoked'",
+    )
+    .bind(tenant_id)
+    .bind(code)
+    .execute(&mut *tx)
+    .await?;
+    let row: Option<VoucherRow> = sqlx::query_as(&format!(
         "SELECT {VOUCHER_COLS} FROM vouchers v JOIN plans p ON p.id = v.plan_id \
          WHERE v.tenant_id = $1 AND v.code = $2"
     ))
     .bind(tenant_id)
     .bind(code)
-    .fetch_one(&mut *tx)
+    .fetch_optional(&mut *tx)
     .await?;
-    let v = row.into_model()?;
+    let v = row
+        .ok_or_else(|| StoreError::NotFound(format!("voucher {code}")))?
+        .into_model()?;
+    if done.rows_affected() > 0 {
+        super::events::voucher_events(
+            &mut tx,
+            crate::events::EventType::VoucherRevoked,
+            &[v.id],
+            crate::store::rows::now(),
+        )
+        .await?;
+    }
     if disconnect {
         queue(
             &mut tx,

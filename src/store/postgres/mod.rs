@@ -37,6 +37,7 @@ mod accounting;
 mod admin;
 mod authorize;
 mod coa;
+mod events;
 
 use std::time::Duration;
 
@@ -387,6 +388,65 @@ impl Store for PgStore {
     ) -> StoreResult<Vec<AccessDecision>> {
         self.authorize_batch_with_policy(requests, now, opts, crate::policy::decide)
             .await
+    }
+
+    async fn add_webhook(
+        &self,
+        hook: &crate::events::NewWebhook,
+    ) -> StoreResult<crate::events::Webhook> {
+        events::add_webhook(&self.pool, hook).await
+    }
+
+    async fn list_webhooks(&self) -> StoreResult<Vec<crate::events::Webhook>> {
+        events::list_webhooks(&self.pool).await
+    }
+
+    async fn remove_webhook(&self, which: &str) -> StoreResult<u64> {
+        events::remove_webhook(&self.pool, which).await
+    }
+
+    async fn list_deliveries(
+        &self,
+        filter: &crate::events::DeliveryFilter,
+    ) -> StoreResult<Vec<crate::events::Delivery>> {
+        events::list_deliveries(&self.pool, filter).await
+    }
+
+    async fn claim_deliveries(
+        &self,
+        now: Timestamp,
+        lease_until: Timestamp,
+        limit: u32,
+        per_webhook: u32,
+        skip: &[i64],
+    ) -> StoreResult<Vec<crate::events::DeliveryJob>> {
+        events::claim(&self.pool, now, lease_until, limit, per_webhook, skip).await
+    }
+
+    async fn finish_delivery(
+        &self,
+        id: i64,
+        outcome: &crate::events::DeliveryOutcome,
+        now: Timestamp,
+    ) -> StoreResult<()> {
+        events::finish(&self.pool, id, outcome, now).await
+    }
+
+    async fn events_after(
+        &self,
+        tenant: Option<i64>,
+        after: Option<crate::events::EventCursor>,
+        limit: u32,
+    ) -> StoreResult<Vec<crate::events::EventRecord>> {
+        events::events_after(&self.pool, tenant, after, limit).await
+    }
+
+    async fn prune_events(&self, before: Timestamp) -> StoreResult<u64> {
+        events::prune_events(&self.pool, before).await
+    }
+
+    async fn delivery_backlog(&self) -> StoreResult<i64> {
+        events::delivery_backlog(&self.pool).await
     }
 
     async fn record_accounting(&self, records: &[AcctRecord]) -> StoreResult<()> {

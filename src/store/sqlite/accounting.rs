@@ -10,7 +10,10 @@ use std::sync::Mutex;
 use super::engine::{GroupJob, GroupOutcome};
 use super::memory::{self, AuthMemory};
 
-use crate::model::Timestamp;
+use std::collections::HashMap;
+
+use crate::events::{self, EventType};
+use crate::model::{SessionState, Timestamp};
 use crate::policy::accounting::{adoption_vouchers, session_keys, wanted_vouchers};
 use crate::policy::{account_batch, AcctRecord, AcctSession, AcctState, AcctStatus};
 use crate::store::rows::{AcctSessionRow, ACCT_SESSION_COLS};
@@ -185,6 +188,17 @@ fn account_run(
     for s in state.sessions.iter().chain(&state.adoptable) {
         touched.extend(s.voucher_id.map(Touched::Voucher));
     }
+    // Whether each stored row had started and was closed: the session
+    // events are the rows that change either (`events::session_events`).
+    let before: HashMap<i64, (bool, bool)> = state
+        .sessions
+        .iter()
+        .chain(&state.adoptable)
+        .filter_map(|s| {
+            let closed = s.state == SessionState::Closed;
+            s.id.map(|id| (id, (s.started_at.is_some(), closed)))
+        })
+        .collect();
     let (effects, skipped) = account_batch(records, state);
     for s in effects.inserts.iter().chain(&effects.updates) {
         touched.extend(s.voucher_id.map(Touched::Voucher));
@@ -247,6 +261,12 @@ fn account_run(
             ])?;
         }
     }
+    let now = records.iter().map(|r| r.received_at).max().unwrap_or(0);
+    for (nas_id, router, asid, t) in
+        events::session_events(&before, effects.inserts.iter().chain(&effects.updates))
+    {
+        super::events::session_event(tx, t, (nas_id, router, asid), now)?;
+    }
     if !effects.usage.is_empty() {
         let mut stmt = tx.prepare_cached(
             "UPDATE vouchers SET used_seconds = used_seconds + ?2, used_bytes = used_bytes + ?3 \
@@ -257,14 +277,14 @@ fn account_run(
             stmt.execute(params![id, seconds, bytes])?;
         }
         // A quota used up ends (or slows) the voucher's open sessions: the
-        // requests are queued in this transaction (see crate::coa).
-        let used: Vec<i64> = effects
+        // requests (and the `voucher.used_up` event) are queued in this
+        // transaction (see crate::coa).
+        let used: Vec<(i64, i64, i64)> = effects
             .usage
             .iter()
             .filter(|(_, seconds, bytes)| *seconds > 0 || *bytes > 0)
-            .map(|u| u.0)
+            .copied()
             .collect();
-        let now = records.iter().map(|r| r.received_at).max().unwrap_or(0);
         super::coa::queue_quota_ends(tx, &used, now)?;
     }
     Ok(())
@@ -286,14 +306,41 @@ pub(super) fn close_live_sessions(
 ) -> StoreResult<u64> {
     // substr/length rather than LIKE: LIKE would treat `_` and `%` in a session
     // id as wildcards, and is case-insensitive.
-    let n = tx
-        .prepare_cached(
+    let closed: Vec<(String, String, bool)> = {
+        let mut stmt = tx.prepare_cached(
             "UPDATE sessions SET state = 'closed', stopped_at = ?3, terminate_cause = ?4 \
              WHERE nas_id = ?1 AND state IN ('open', 'authorized') AND router IN (?5, '') \
-             AND (?2 IS NULL OR (state = 'open' AND substr(acct_session_id, 1, length(?2)) <> ?2))",
-        )?
-        .execute(params![nas_id, keep_prefix, now, cause, router])?;
-    Ok(n as u64)
+             AND (?2 IS NULL OR (state = 'open' AND substr(acct_session_id, 1, length(?2)) <> ?2)) \
+             RETURNING router, acct_session_id, started_at IS NOT NULL",
+        )?;
+        let rows = stmt.query_map(params![nas_id, keep_prefix, now, cause, router], |r| {
+            Ok((r.get(0)?, r.get(1)?, r.get(2)?))
+        })?;
+        rows.collect::<rusqlite::Result<_>>()?
+    };
+    stopped_events(
+        tx,
+        closed
+            .iter()
+            .map(|(router, a, s)| ((nas_id, router.as_str(), a.as_str()), *s)),
+        now,
+    )?;
+    Ok(closed.len() as u64)
+}
+
+/// `session.stopped` for the sessions the server closed that had started
+/// (an authorized row that never started ends without an event).
+fn stopped_events<'a>(
+    tx: &Connection,
+    closed: impl Iterator<Item = ((i64, &'a str, &'a str), bool)>,
+    now: Timestamp,
+) -> StoreResult<()> {
+    for (key, started) in closed {
+        if started {
+            super::events::session_event(tx, EventType::SessionStopped, key, now)?;
+        }
+    }
+    Ok(())
 }
 
 /// Close open sessions with no accounting for 2 × interim + `grace`, and
@@ -309,11 +356,26 @@ pub(super) fn close_stale_sessions(
 ) -> StoreResult<u64> {
     use crate::policy::accounting::counter_to_i64;
     let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
-    let stale = tx.execute(
-        "UPDATE sessions SET state = 'closed', stopped_at = ?1, terminate_cause = 'stale' \
-         WHERE state = 'open' AND updated_at + 2 * COALESCE(interim_interval, ?2) + ?3 < ?1",
-        params![now, counter_to_i64(default_interim), counter_to_i64(grace)],
+    let stale: Vec<(i64, String, String, bool)> = {
+        let mut stmt = tx.prepare(
+            "UPDATE sessions SET state = 'closed', stopped_at = ?1, terminate_cause = 'stale' \
+             WHERE state = 'open' AND updated_at + 2 * COALESCE(interim_interval, ?2) + ?3 < ?1 \
+             RETURNING nas_id, router, acct_session_id, started_at IS NOT NULL",
+        )?;
+        let rows = stmt.query_map(
+            params![now, counter_to_i64(default_interim), counter_to_i64(grace)],
+            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)),
+        )?;
+        rows.collect::<rusqlite::Result<_>>()?
+    };
+    stopped_events(
+        &tx,
+        stale
+            .iter()
+            .map(|(n, r, a, s)| ((*n, r.as_str(), a.as_str()), *s)),
+        now,
     )?;
+    let stale = stale.len();
     let unstarted = tx.execute(
         "UPDATE sessions SET state = 'closed', stopped_at = ?1, terminate_cause = 'not-started' \
          WHERE state = 'authorized' AND COALESCE(authorized_at, updated_at) <= ?2",

@@ -454,14 +454,16 @@ pub fn revoke_voucher_with(
     disconnect: bool,
 ) -> StoreResult<Voucher> {
     let tx = c.transaction_with_behavior(TransactionBehavior::Immediate)?;
-    if tx.execute(
-        "UPDATE vouchers SET state = 'revoked' WHERE tenant_id = ?1 AND code = ?2",
+    // Revoking a revoked voucher again changes nothing and makes no event.
+    let was_active = tx.execute(
+        "UPDATE vouchers SET state = 'revoked' WHERE tenant_id = ?1 AND code = ?2 \
+         AND state <> 'revoked'",
         params![tenant_id, code],
-    )? == 0
-    {
-        return Err(StoreError::NotFound(format!("voucher {code}")));
-    }
+    )? > 0;
     let v = voucher_by_code(&tx, tenant_id, code)?;
+    if was_active {
+        super::events::voucher_event(&tx, crate::events::EventType::VoucherRevoked, v.id, now())?;
+    }
     if disconnect {
         super::coa::queue(
             &tx,

@@ -77,16 +77,17 @@ pub(super) fn queue(
     Ok(n as u64)
 }
 
-/// After an accounting batch added usage to `vouchers`: queue a Disconnect
-/// (or, on a fair-use plan with the data used up, a CoA with the slow rate)
-/// for the open sessions of each voucher whose quota is now used up. The
-/// rule is `policy::quota_end`; this only reads and writes.
+/// After an accounting batch added usage to vouchers (`(id, seconds, bytes)`
+/// added): queue a Disconnect (or, on a fair-use plan with the data used up,
+/// a CoA with the slow rate) for the open sessions of each voucher whose
+/// quota is now used up, and write `voucher.used_up` for each that this
+/// usage used up. The rule is `policy::quota_end`; this only reads and writes.
 pub(super) fn queue_quota_ends(
     tx: &Connection,
-    vouchers: &[i64],
+    usage: &[(i64, i64, i64)],
     now: Timestamp,
 ) -> StoreResult<()> {
-    for &id in vouchers {
+    for &(id, added_seconds, added_bytes) in usage {
         let row = tx
             .prepare_cached(
                 "SELECT v.used_seconds, v.used_bytes, p.time_quota, p.data_quota, \
@@ -106,13 +107,20 @@ pub(super) fn queue_quota_ends(
         let Some((used_seconds, used_bytes, time_quota, data_quota, fair)) = row else {
             continue;
         };
-        let end = quota_end(&QuotaUse {
-            time_quota: time_quota.map(i64_to_u64),
-            data_quota: data_quota.map(i64_to_u64),
-            after_data_rate_limit: fair.as_deref(),
-            used_seconds: i64_to_u64(used_seconds),
-            used_bytes: i64_to_u64(used_bytes),
-        });
+        let at = |seconds: i64, bytes: i64| {
+            quota_end(&QuotaUse {
+                time_quota: time_quota.map(i64_to_u64),
+                data_quota: data_quota.map(i64_to_u64),
+                after_data_rate_limit: fair.as_deref(),
+                used_seconds: i64_to_u64(seconds),
+                used_bytes: i64_to_u64(bytes),
+            })
+        };
+        let end = at(used_seconds, used_bytes);
+        let before = at(used_seconds - added_seconds, used_bytes - added_bytes);
+        if crate::events::used_up(before, end) {
+            super::events::voucher_event(tx, crate::events::EventType::VoucherUsedUp, id, now)?;
+        }
         let kind = match end {
             None => continue,
             Some(QuotaEnd::Disconnect) => CoaKind::Disconnect,

@@ -783,19 +783,21 @@ fn insert_rows<const N: usize>(
     Ok(())
 }
 
-fn write_effects(conn: &Connection, effects: &AuthEffects, now: Timestamp) -> StoreResult<()> {
-    if effects.is_empty() {
-        return Ok(());
-    }
+/// Activations, MAC bindings and the `voucher.activated` events.
+fn write_vouchers(conn: &Connection, effects: &AuthEffects, now: Timestamp) -> StoreResult<()> {
     // Guarded like the in-memory check, so a voucher is activated (and bound)
-    // once even if another process raced for it.
+    // once even if another process raced for it; only an activation written
+    // here makes a `voucher.activated` event.
+    let mut activated = Vec::new();
     if !effects.activations.is_empty() {
         let mut stmt = conn.prepare_cached(
             "UPDATE vouchers SET first_login_at = ?2, valid_until = ?3 \
              WHERE id = ?1 AND first_login_at IS NULL",
         )?;
         for (id, act) in &effects.activations {
-            stmt.execute(params![id, act.first_login_at, act.valid_until])?;
+            if stmt.execute(params![id, act.first_login_at, act.valid_until])? > 0 {
+                activated.push(*id);
+            }
         }
     }
     if !effects.bindings.is_empty() {
@@ -805,6 +807,31 @@ fn write_effects(conn: &Connection, effects: &AuthEffects, now: Timestamp) -> St
         for (id, mac) in &effects.bindings {
             stmt.execute(params![id, mac])?;
         }
+    }
+    // After the binding, so the event shows the MAC a first login bound.
+    for id in activated {
+        super::events::voucher_event(conn, crate::events::EventType::VoucherActivated, id, now)?;
+    }
+    Ok(())
+}
+
+fn write_effects(conn: &Connection, effects: &AuthEffects, now: Timestamp) -> StoreResult<()> {
+    if effects.is_empty() {
+        return Ok(());
+    }
+    // An activation and its `voucher.activated` event stand or fall together:
+    // under a savepoint of their own (first logins only, so the hot path of
+    // later logins pays nothing for it).
+    if effects.activations.is_empty() {
+        write_vouchers(conn, effects, now)?;
+    } else {
+        conn.prepare_cached("SAVEPOINT activation")?.execute([])?;
+        let written = write_vouchers(conn, effects, now);
+        if written.is_err() {
+            conn.prepare_cached("ROLLBACK TO activation")?.execute([])?;
+        }
+        conn.prepare_cached("RELEASE activation")?.execute([])?;
+        written?;
     }
     // A row that accounting already opened (or closed) keeps its state and
     // counters; only the voucher link and device are refreshed. Grants are one

@@ -39,6 +39,7 @@ mod authorize;
 mod checkpoint;
 mod coa;
 mod engine;
+mod events;
 mod memory;
 mod schema;
 
@@ -546,6 +547,74 @@ impl Store for SqliteStore {
     ) -> StoreResult<Vec<AccessDecision>> {
         self.authorize_batch_with_policy(requests, now, opts, crate::policy::decide)
             .await
+    }
+
+    async fn add_webhook(
+        &self,
+        hook: &crate::events::NewWebhook,
+    ) -> StoreResult<crate::events::Webhook> {
+        let hook = hook.clone();
+        self.call(move |c| events::add_webhook(c, &hook)).await
+    }
+
+    async fn list_webhooks(&self) -> StoreResult<Vec<crate::events::Webhook>> {
+        self.call(events::list_webhooks).await
+    }
+
+    async fn remove_webhook(&self, which: &str) -> StoreResult<u64> {
+        let which = which.to_owned();
+        self.call(move |c| events::remove_webhook(c, &which)).await
+    }
+
+    async fn list_deliveries(
+        &self,
+        filter: &crate::events::DeliveryFilter,
+    ) -> StoreResult<Vec<crate::events::Delivery>> {
+        let filter = filter.clone();
+        self.call(move |c| events::list_deliveries(c, &filter))
+            .await
+    }
+
+    async fn claim_deliveries(
+        &self,
+        now: Timestamp,
+        lease_until: Timestamp,
+        limit: u32,
+        per_webhook: u32,
+        skip: &[i64],
+    ) -> StoreResult<Vec<crate::events::DeliveryJob>> {
+        let skip = skip.to_vec();
+        self.call(move |c| events::claim(c, now, lease_until, limit, per_webhook, &skip))
+            .await
+    }
+
+    async fn finish_delivery(
+        &self,
+        id: i64,
+        outcome: &crate::events::DeliveryOutcome,
+        now: Timestamp,
+    ) -> StoreResult<()> {
+        let outcome = outcome.clone();
+        self.call(move |c| events::finish(c, id, &outcome, now))
+            .await
+    }
+
+    async fn events_after(
+        &self,
+        tenant: Option<i64>,
+        after: Option<crate::events::EventCursor>,
+        limit: u32,
+    ) -> StoreResult<Vec<crate::events::EventRecord>> {
+        self.call(move |c| events::events_after(c, tenant, after, limit))
+            .await
+    }
+
+    async fn prune_events(&self, before: Timestamp) -> StoreResult<u64> {
+        self.call(move |c| events::prune_events(c, before)).await
+    }
+
+    async fn delivery_backlog(&self) -> StoreResult<i64> {
+        self.call(events::delivery_backlog).await
     }
 
     async fn record_accounting(&self, records: &[AcctRecord]) -> StoreResult<()> {

@@ -50,6 +50,11 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         "session router",
         include_str!("../../../migrations/sqlite/0008_session_router.sql"),
     ),
+    (
+        11,
+        "events",
+        include_str!("../../../migrations/sqlite/0011_events.sql"),
+    ),
 ];
 
 pub fn migrate(conn: &mut Connection) -> StoreResult<()> {
@@ -84,7 +89,16 @@ pub fn migrate(conn: &mut Connection) -> StoreResult<()> {
 }
 
 fn run_pending(conn: &mut Connection, applied: i64) -> StoreResult<()> {
-    for &(version, description, sql) in MIGRATIONS.iter().filter(|m| m.0 > applied) {
+    // Every migration not recorded yet, not only those above the newest
+    // recorded: a migration with a lower number may be added to the code
+    // after a database already has a higher one.
+    let done: std::collections::HashSet<i64> = {
+        let mut stmt = conn.prepare("SELECT version FROM schema_migrations")?;
+        let rows = stmt.query_map([], |r| r.get(0))?;
+        rows.collect::<rusqlite::Result<_>>()?
+    };
+    debug_assert!(done.is_empty() || done.contains(&applied));
+    for &(version, description, sql) in MIGRATIONS.iter().filter(|m| !done.contains(&m.0)) {
         let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
         tx.execute_batch(sql).map_err(|e| {
             StoreError::Invalid(format!("migration {version} ({description}): {e}"))
