@@ -667,8 +667,8 @@ fn run_socket(
     if acct_target.is_none() {
         sock.connect(args.target).expect("connect");
     }
-    sock.set_read_timeout(Some(Duration::from_millis(2)))
-        .unwrap();
+    let mut read_timeout = Duration::from_millis(2);
+    sock.set_read_timeout(Some(read_timeout)).unwrap();
     let timeout = Duration::from_millis(args.timeout_ms);
     let mut rep = Report::default();
     let mut outstanding: HashMap<u8, Outstanding> = HashMap::with_capacity(256);
@@ -742,7 +742,20 @@ fn run_socket(
                 sent_total += 1;
             }
         }
-        // Receive what arrived.
+        // Receive what arrived. In open loop, wait at most until the next
+        // request is due, so requests go out evenly paced rather than in
+        // bursts of a whole read timeout's worth (which the server would
+        // queue, and the latency would show).
+        if let (Some(r), true) = (rate, running) {
+            let next_due = (sent_total + 1) as f64 / r;
+            // In 50 µs steps, so the timeout is not set again on every reply.
+            let wait_us = ((next_due - start.elapsed().as_secs_f64()) * 1e6).max(0.0) as u64;
+            let wait = Duration::from_micros((wait_us / 50 * 50).clamp(50, 2000));
+            if wait != read_timeout {
+                sock.set_read_timeout(Some(wait)).unwrap();
+                read_timeout = wait;
+            }
+        }
         let got = match acct_target {
             Some(a) => sock.recv_from(&mut buf).ok().and_then(|(n, from)| {
                 // A reply to one port comes from that port; with one
