@@ -45,6 +45,11 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         "tenants",
         include_str!("../../../migrations/sqlite/0007_tenants.sql"),
     ),
+    (
+        10,
+        "api tokens",
+        include_str!("../../../migrations/sqlite/0010_api_tokens.sql"),
+    ),
 ];
 
 pub fn migrate(conn: &mut Connection) -> StoreResult<()> {

@@ -1,0 +1,196 @@
+//! What the management API stores on PostgreSQL beyond the CLI's rows, as on
+//! SQLite (`store/sqlite/api.rs`).
+
+use sqlx::PgPool;
+
+use crate::coa::CoaKind;
+use crate::model::Timestamp;
+use crate::store::rows::now;
+use crate::store::{
+    ApiToken, IdempotencyClaim, NewApiToken, StoreError, StoreResult, IDEMPOTENCY_KEEP,
+};
+
+type TokenRow = (i64, String, Option<i64>, bool, String, i64);
+
+fn token(r: TokenRow) -> ApiToken {
+    ApiToken {
+        id: r.0,
+        name: r.1,
+        tenant_id: r.2,
+        read_only: r.3,
+        token_hash: r.4,
+        created_at: r.5,
+    }
+}
+
+const TOKEN_COLS: &str = "id, name, tenant_id, read_only, token_hash, created_at";
+
+pub(super) async fn add_api_token(pool: &PgPool, t: &NewApiToken) -> StoreResult<ApiToken> {
+    let row: TokenRow = sqlx::query_as(&format!(
+        "INSERT INTO api_tokens (name, tenant_id, read_only, token_hash, created_at) \
+         VALUES ($1, $2, $3, $4, $5) RETURNING {TOKEN_COLS}"
+    ))
+    .bind(&t.name)
+    .bind(t.tenant_id)
+    .bind(t.read_only)
+    .bind(&t.token_hash)
+    .bind(now())
+    .fetch_one(pool)
+    .await
+    .map_err(|e| match &e {
+        sqlx::Error::Database(d) if d.is_unique_violation() => {
+            StoreError::Duplicate(format!("token {}", t.name))
+        }
+        _ => StoreError::Database(e),
+    })?;
+    Ok(token(row))
+}
+
+pub(super) async fn list_api_tokens(pool: &PgPool) -> StoreResult<Vec<ApiToken>> {
+    let rows: Vec<TokenRow> =
+        sqlx::query_as(&format!("SELECT {TOKEN_COLS} FROM api_tokens ORDER BY id"))
+            .fetch_all(pool)
+            .await?;
+    Ok(rows.into_iter().map(token).collect())
+}
+
+pub(super) async fn revoke_api_token(pool: &PgPool, name: &str) -> StoreResult<()> {
+    let n = sqlx::query("DELETE FROM api_tokens WHERE name = $1")
+        .bind(name)
+        .execute(pool)
+        .await?
+        .rows_affected();
+    if n == 0 {
+        return Err(StoreError::NotFound(format!("token {name}")));
+    }
+    Ok(())
+}
+
+pub(super) async fn claim_idempotency_key(
+    pool: &PgPool,
+    token_id: i64,
+    key: &str,
+    request_hash: &str,
+    at: Timestamp,
+) -> StoreResult<IdempotencyClaim> {
+    sqlx::query("DELETE FROM api_idempotency WHERE created_at < $1")
+        .bind(at - IDEMPOTENCY_KEEP)
+        .execute(pool)
+        .await?;
+    // Two servers (or two retries) racing for one key: the insert decides.
+    let inserted = sqlx::query(
+        "INSERT INTO api_idempotency (token_id, key, request_hash, created_at) \
+         VALUES ($1, $2, $3, $4) ON CONFLICT (token_id, key) DO NOTHING",
+    )
+    .bind(token_id)
+    .bind(key)
+    .bind(request_hash)
+    .bind(at)
+    .execute(pool)
+    .await?
+    .rows_affected();
+    if inserted == 1 {
+        return Ok(IdempotencyClaim::Claimed);
+    }
+    let found: Option<(String, Option<i32>, Option<String>)> = sqlx::query_as(
+        "SELECT request_hash, status, body FROM api_idempotency WHERE token_id = $1 AND key = $2",
+    )
+    .bind(token_id)
+    .bind(key)
+    .fetch_optional(pool)
+    .await?;
+    Ok(match found {
+        Some((request_hash, Some(status), body)) => IdempotencyClaim::Done {
+            request_hash,
+            status: u16::try_from(status).unwrap_or(500),
+            body: body.unwrap_or_default(),
+        },
+        Some((request_hash, None, _)) => IdempotencyClaim::InProgress { request_hash },
+        // Given up between the insert and the read: the caller may retry.
+        None => IdempotencyClaim::InProgress {
+            request_hash: request_hash.to_owned(),
+        },
+    })
+}
+
+pub(super) async fn finish_idempotency_key(
+    pool: &PgPool,
+    token_id: i64,
+    key: &str,
+    answer: Option<(u16, &str)>,
+) -> StoreResult<()> {
+    match answer {
+        Some((status, body)) => {
+            sqlx::query(
+                "UPDATE api_idempotency SET status = $3, body = $4 \
+                 WHERE token_id = $1 AND key = $2",
+            )
+            .bind(token_id)
+            .bind(key)
+            .bind(i32::from(status))
+            .bind(body)
+            .execute(pool)
+            .await?
+        }
+        None => {
+            sqlx::query("DELETE FROM api_idempotency WHERE token_id = $1 AND key = $2")
+                .bind(token_id)
+                .bind(key)
+                .execute(pool)
+                .await?
+        }
+    };
+    Ok(())
+}
+
+pub(super) async fn remove_plan(pool: &PgPool, name: &str) -> StoreResult<()> {
+    let mut tx = pool.begin().await?;
+    let id: i64 = sqlx::query_scalar("SELECT id FROM plans WHERE name = $1 FOR UPDATE")
+        .bind(name)
+        .fetch_optional(&mut *tx)
+        .await?
+        .ok_or_else(|| StoreError::NotFound(format!("plan {name}")))?;
+    let used: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM vouchers WHERE plan_id = $1")
+        .bind(id)
+        .fetch_one(&mut *tx)
+        .await?;
+    if used > 0 {
+        return Err(StoreError::InUse(format!(
+            "plan {name} is used by {used} voucher(s)"
+        )));
+    }
+    // A voucher added to it meanwhile fails the delete (foreign key).
+    sqlx::query("DELETE FROM plans WHERE id = $1")
+        .bind(id)
+        .execute(&mut *tx)
+        .await
+        .map_err(|e| match &e {
+            sqlx::Error::Database(d) if d.is_foreign_key_violation() => {
+                StoreError::InUse(format!("plan {name} is used by vouchers"))
+            }
+            _ => StoreError::Database(e),
+        })?;
+    tx.commit().await?;
+    Ok(())
+}
+
+pub(super) async fn queue_session_disconnect(pool: &PgPool, session_id: i64) -> StoreResult<u64> {
+    let mut tx = pool.begin().await?;
+    let exists: Option<i64> = sqlx::query_scalar("SELECT id FROM sessions WHERE id = $1")
+        .bind(session_id)
+        .fetch_optional(&mut *tx)
+        .await?;
+    if exists.is_none() {
+        return Err(StoreError::NotFound(format!("session {session_id}")));
+    }
+    let n = super::coa::queue(
+        &mut tx,
+        super::coa::Sessions::One(session_id),
+        CoaKind::Disconnect,
+        "requested",
+        now(),
+    )
+    .await?;
+    tx.commit().await?;
+    Ok(n)
+}
