@@ -22,6 +22,7 @@ pub mod config;
 pub mod dictionary;
 pub mod handler;
 pub mod http;
+pub mod manage;
 pub mod metrics;
 pub mod model;
 pub mod packet_dump;

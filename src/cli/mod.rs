@@ -1,11 +1,12 @@
 //! The `rrnet-radius` command line. `main.rs` only calls [`run`].
 
-mod admin;
-mod auth_log;
-mod output;
+pub mod admin;
+pub mod auth_log;
+pub(crate) mod output;
 pub mod print;
 pub mod routeros;
 mod serve;
+pub mod token;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -94,6 +95,9 @@ pub enum Command {
     /// Dropped packets (wrong shared secret, unknown NAS, malformed) are not auth
     /// events: see the server log and the rrnet_radius_drops_total metric.
     AuthLog(auth_log::AuthLogArgs),
+    /// Manage bearer tokens of the management API (/api/v1/…) for the ERP.
+    #[command(subcommand)]
+    Token(token::TokenCommand),
 }
 
 #[derive(Subcommand, Debug)]
@@ -630,22 +634,22 @@ async fn dispatch(cli: Cli) -> anyhow::Result<()> {
         Command::Tenant(c) => admin::tenant(open_store(&database_url(&cli, None)).await?, c).await,
         Command::Nas(a) => {
             let store = open_store(&database_url(&cli, None)).await?;
-            let tenant = admin::Scope::resolve(&*store, &a.scope).await?;
+            let tenant = admin::resolve_scope(&*store, &a.scope).await?;
             admin::nas(store, &tenant, &a.command).await
         }
         Command::Plan(a) => {
             let store = open_store(&database_url(&cli, None)).await?;
-            let tenant = admin::Scope::resolve(&*store, &a.scope).await?;
+            let tenant = admin::resolve_scope(&*store, &a.scope).await?;
             admin::plan(store, &tenant, &a.command).await
         }
         Command::Voucher(a) => {
             let store = open_store(&database_url(&cli, None)).await?;
-            let tenant = admin::Scope::resolve(&*store, &a.scope).await?;
+            let tenant = admin::resolve_scope(&*store, &a.scope).await?;
             admin::voucher(store, &tenant, &a.command).await
         }
         Command::Session(a) => {
             let store = open_store(&database_url(&cli, None)).await?;
-            let tenant = admin::Scope::resolve(&*store, &a.scope).await?;
+            let tenant = admin::resolve_scope(&*store, &a.scope).await?;
             admin::session(store, &tenant, &a.command).await
         }
         Command::Packet(PacketCommand::Decode {
@@ -658,6 +662,7 @@ async fn dispatch(cli: Cli) -> anyhow::Result<()> {
             routeros::run(open_store(&database_url(&cli, None)).await?, a).await
         }
         Command::AuthLog(a) => auth_log::run(open_store(&database_url(&cli, None)).await?, a).await,
+        Command::Token(c) => token::run(open_store(&database_url(&cli, None)).await?, c).await,
     }
 }
 
