@@ -122,6 +122,11 @@ pub struct NewApiToken {
 /// Seconds an idempotency key and its answer are kept.
 pub const IDEMPOTENCY_KEEP: Timestamp = 86_400;
 
+/// Seconds after which a key whose first request never answered (the
+/// server stopped mid-way) may be taken again: well past the HTTP listener's
+/// request timeout.
+pub const IDEMPOTENCY_ABANDONED: Timestamp = 120;
+
 /// What [`Store::claim_idempotency_key`] found.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum IdempotencyClaim {
@@ -330,7 +335,8 @@ pub trait Store: Send + Sync + 'static {
 
     /// Take `key` for a request of `token_id` whose body hashes to
     /// `request_hash`, or find what an earlier request with that key did.
-    /// Keys older than [`IDEMPOTENCY_KEEP`] seconds are forgotten first.
+    /// Keys older than [`IDEMPOTENCY_KEEP`] seconds are forgotten first; a key
+    /// still unanswered after [`IDEMPOTENCY_ABANDONED`] seconds is taken again.
     async fn claim_idempotency_key(
         &self,
         _token_id: i64,

@@ -4,7 +4,8 @@
 //! `Idempotency-Replayed: true`, without doing the work twice. The same key
 //! with another request is 422; while the first is still being worked on a
 //! retry gets 409. An answer that is not 2xx is not kept, so the request may
-//! be tried again with the same key.
+//! be tried again with the same key; so may a key whose first request never
+//! answered (the server stopped), after two minutes.
 
 use axum::body::Body;
 use axum::extract::{Request, State};

@@ -7,7 +7,8 @@ use crate::coa::CoaKind;
 use crate::model::Timestamp;
 use crate::store::rows::now;
 use crate::store::{
-    ApiToken, IdempotencyClaim, NewApiToken, StoreError, StoreResult, IDEMPOTENCY_KEEP,
+    ApiToken, IdempotencyClaim, NewApiToken, StoreError, StoreResult, IDEMPOTENCY_ABANDONED,
+    IDEMPOTENCY_KEEP,
 };
 
 type TokenRow = (i64, String, Option<i64>, bool, String, i64);
@@ -73,10 +74,14 @@ pub(super) async fn claim_idempotency_key(
     request_hash: &str,
     at: Timestamp,
 ) -> StoreResult<IdempotencyClaim> {
-    sqlx::query("DELETE FROM api_idempotency WHERE created_at < $1")
-        .bind(at - IDEMPOTENCY_KEEP)
-        .execute(pool)
-        .await?;
+    sqlx::query(
+        "DELETE FROM api_idempotency WHERE created_at < $1 \
+         OR (status IS NULL AND created_at < $2)",
+    )
+    .bind(at - IDEMPOTENCY_KEEP)
+    .bind(at - IDEMPOTENCY_ABANDONED)
+    .execute(pool)
+    .await?;
     // Two servers (or two retries) racing for one key: the insert decides.
     let inserted = sqlx::query(
         "INSERT INTO api_idempotency (token_id, key, request_hash, created_at) \

@@ -8,7 +8,8 @@ use crate::coa::CoaKind;
 use crate::model::Timestamp;
 use crate::store::rows::now;
 use crate::store::{
-    ApiToken, IdempotencyClaim, NewApiToken, StoreError, StoreResult, IDEMPOTENCY_KEEP,
+    ApiToken, IdempotencyClaim, NewApiToken, StoreError, StoreResult, IDEMPOTENCY_ABANDONED,
+    IDEMPOTENCY_KEEP,
 };
 
 fn token_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<ApiToken> {
@@ -70,6 +71,8 @@ pub fn claim_idempotency_key(
     let tx = c.transaction_with_behavior(TransactionBehavior::Immediate)?;
     tx.prepare_cached("DELETE FROM api_idempotency WHERE created_at < ?1")?
         .execute([at - IDEMPOTENCY_KEEP])?;
+    tx.prepare_cached("DELETE FROM api_idempotency WHERE status IS NULL AND created_at < ?1")?
+        .execute([at - IDEMPOTENCY_ABANDONED])?;
     let found: Option<(String, Option<u16>, Option<String>)> = tx
         .prepare_cached(
             "SELECT request_hash, status, body FROM api_idempotency \
