@@ -23,6 +23,8 @@ on_both_backends!(
     read_only_token_is_refused_on_writes,
     another_tenants_token_sees_nothing,
     revoked_token_stops_working_within_two_seconds,
+    tokens_are_checked_without_storage,
+    concurrent_retries_make_one_batch,
 );
 
 /// An ERP runs its voucher business through the API alone. The steps are
@@ -437,6 +439,98 @@ fn revoked_token_stops_working_within_two_seconds(db: &TestDb) {
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("not found"));
     drop(server);
+}
+
+/// Eight copies of one batch request with one Idempotency-Key at once (an
+/// impatient ERP): one batch; every 2xx is the same answer, the others 409.
+fn concurrent_retries_make_one_batch(db: &TestDb) {
+    let token = add_token(db, "erp", &[]);
+    let (_server, http) = start(db);
+    let api = Api { addr: http, token };
+    assert_eq!(api.post("/api/v1/plans", json!({"name": "1h"})).status, 201);
+    let batch = json!({"plan": "1h", "count": 200, "batch": "rush"});
+    let answers: Vec<Answer> = std::thread::scope(|s| {
+        let tasks: Vec<_> = (0..8)
+            .map(|_| {
+                let (api, batch) = (api.clone(), batch.clone());
+                s.spawn(move || {
+                    api.send_with(
+                        "POST",
+                        "/api/v1/voucher-batches",
+                        &[("Idempotency-Key", "rush-1")],
+                        Some(&batch),
+                    )
+                })
+            })
+            .collect();
+        tasks.into_iter().map(|t| t.join().unwrap()).collect()
+    });
+    let created: Vec<&Answer> = answers.iter().filter(|a| a.status == 201).collect();
+    assert!(!created.is_empty(), "{answers:?}");
+    assert!(created.iter().all(|a| a.json() == created[0].json()));
+    for a in answers.iter().filter(|a| a.status != 201) {
+        assert_eq!(
+            (a.status, a.problem().as_str()),
+            (409, "idempotency-in-progress")
+        );
+    }
+    let made = api.ok("/api/v1/voucher-batches/rush");
+    assert_eq!(made["count"], 200);
+    // After the first answer, a retry is a replay.
+    let again = api.send_with(
+        "POST",
+        "/api/v1/voucher-batches",
+        &[("Idempotency-Key", "rush-1")],
+        Some(&batch),
+    );
+    assert_eq!(again.status, 201);
+    assert_eq!(again.json(), created[0].json());
+}
+
+/// Run one SQL statement on the test database behind the server's back.
+fn sql(db: &TestDb, statement: &str) {
+    if let Some(path) = db.url.strip_prefix("sqlite://") {
+        let c = rusqlite::Connection::open(path).unwrap();
+        c.busy_timeout(Duration::from_secs(5)).unwrap();
+        c.execute_batch(statement).unwrap();
+        return;
+    }
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        use sqlx::Connection;
+        let mut c = sqlx::PgConnection::connect(&db.url).await.unwrap();
+        sqlx::query(statement).execute(&mut c).await.unwrap();
+    });
+}
+
+/// Tokens are checked against the set held in memory: with the token table
+/// gone from storage, an unknown token is still 401 and a known one still
+/// works (the failed refresh is logged and the last set kept).
+fn tokens_are_checked_without_storage(db: &TestDb) {
+    let token = add_token(db, "erp", &[]);
+    let (server, http) = start(db);
+    let api = Api { addr: http, token };
+    assert_eq!(api.get("/api/v1/plans").status, 200);
+    sql(db, "ALTER TABLE api_tokens RENAME TO api_tokens_gone");
+    wait_until("a failed token refresh", Duration::from_secs(5), || {
+        server
+            .log_text()
+            .contains("cannot read the API tokens")
+            .then_some(())
+    });
+    let stranger = Api {
+        addr: http,
+        token: format!("rrnet_{}", "ab".repeat(32)),
+    };
+    for _ in 0..50 {
+        let r = stranger.get("/api/v1/plans");
+        assert_eq!((r.status, r.problem().as_str()), (401, "unauthorized"));
+    }
+    assert_eq!(api.get("/api/v1/plans").status, 200);
+    assert!(!server.log_text().contains(&api.token));
 }
 
 /// Missing, wrong and malformed credentials: 401 problem documents with a

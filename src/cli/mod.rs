@@ -59,7 +59,8 @@ pub enum ListFormat {
 #[derive(Subcommand, Debug)]
 pub enum Command {
     /// Run the RADIUS server (UDP authentication and accounting), the metrics
-    /// listener, and the REST shim when RRNET_RADIUS_REST_SECRET is set.
+    /// listener, and the REST listener: the shim when RRNET_RADIUS_REST_SECRET
+    /// is set, the management API when an API token exists (`token add`).
     Serve(ServeArgs),
     /// Create or upgrade the database schema, then exit.
     Migrate,
@@ -131,7 +132,8 @@ pub struct ServeArgs {
     /// UDP address for Accounting-Requests [default: 0.0.0.0:1813].
     #[arg(long, env = "RRNET_ACCT_LISTEN")]
     pub acct_listen: Option<std::net::SocketAddr>,
-    /// HTTP address of the REST shim, used only when RRNET_RADIUS_REST_SECRET is set [default: 127.0.0.1:8080].
+    /// HTTP address of the REST shim and the management API, used only when
+    /// RRNET_RADIUS_REST_SECRET is set or an API token exists [default: 127.0.0.1:8080].
     #[arg(long, env = "RRNET_HTTP_LISTEN")]
     pub http_listen: Option<std::net::SocketAddr>,
     /// HTTP address for /metrics, /healthz and /readyz; "off" disables it [default: 127.0.0.1:9812].
