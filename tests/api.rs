@@ -148,6 +148,23 @@ fn erp_day(db: &TestDb) {
     all.sort();
     assert_eq!(seen, all);
 
+    // A faster plan: the open session gets the new rate by CoA-Request.
+    let r = api.patch("/api/v1/plans/1h", json!({"rate_limit": "4M/4M"}));
+    assert_eq!(r.status, 200, "{r:?}");
+    assert_eq!(r.json()["rate_limit"], "4M/4M");
+    assert_eq!(r.json()["coa_queued"], 1);
+    wait_until(
+        "a CoA-Request at the router",
+        Duration::from_secs(5),
+        || {
+            router
+                .seen()
+                .iter()
+                .find(|s| s.code == Code::CoaRequest)
+                .map(|s| assert_eq!(s.user.as_deref(), Some(code.as_str())))
+        },
+    );
+
     // Afternoon: the ERP ends the session, then revokes the voucher: each
     // sends a Disconnect-Request to the router.
     let r = api.post(&format!("/api/v1/sessions/{id}/disconnect"), json!({}));
@@ -201,13 +218,11 @@ fn erp_day(db: &TestDb) {
     assert!(codes[1..].iter().all(|c| html.body.contains(c.as_str())));
     let batch_json = api.ok("/api/v1/voucher-batches/day1");
     assert_eq!(batch_json["count"], 5);
-    let r = api.patch(
-        "/api/v1/plans/1h",
-        json!({"rate_limit": "4M/4M", "data": null}),
-    );
+    let r = api.patch("/api/v1/plans/1h", json!({"data": null, "shared_users": 2}));
     assert_eq!(r.status, 200, "{r:?}");
-    assert_eq!(r.json()["rate_limit"], "4M/4M");
     assert_eq!(r.json()["data_quota_bytes"], json!(null));
+    assert_eq!(r.json()["shared_users"], 2);
+    assert_eq!(r.json()["rate_limit"], "4M/4M");
     let r = api.delete("/api/v1/plans/1h");
     assert_eq!((r.status, r.problem().as_str()), (409, "in-use"));
     assert_eq!(
@@ -725,6 +740,40 @@ fn bad_requests_are_problem_documents() {
             r#"rrnet_radius_api_requests_total{method="GET",route="/api/v1/plans/{name}",status="404"}"#
         ) >= 1.0
     );
+}
+
+/// `token add|list|revoke`: the token once, on its own last line; names
+/// unique; an unknown tenant refused; nothing secret in the listing.
+#[test]
+fn token_commands() {
+    let db = TestDb::sqlite();
+    db.cli(&["tenant", "add", "acme"]);
+    let token = add_token(&db, "erp", &["--tenant", "acme", "--read-only"]);
+    let out = db.cli_output(&["token", "add", "--name", "erp"]);
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("already exists"));
+    let out = db.cli_output(&["token", "add", "--name", "x", "--tenant", "nobody"]);
+    assert!(!out.status.success());
+    let out = db.cli_output(&["token", "add", "--name", "bad name"]);
+    assert!(!out.status.success());
+    let list = db.cli(&["token", "list"]);
+    assert!(list.contains("erp") && list.contains("acme") && list.contains("read-only"));
+    assert!(!list.contains(&token[6..]));
+    let json = parse_json(&db.cli(&["token", "list", "--format", "json"]));
+    assert_eq!(json.as_array().unwrap().len(), 1);
+    assert_eq!(json[0]["tenant"], "acme");
+    db.cli(&["token", "revoke", "erp"]);
+    assert_eq!(
+        parse_json(&db.cli(&["token", "list", "--format", "json"])),
+        json!([])
+    );
+    // Only the hash is stored.
+    let path = db.url.strip_prefix("sqlite://").unwrap();
+    let bytes = std::fs::read(path).unwrap();
+    let wal = std::fs::read(format!("{path}-wal")).unwrap_or_default();
+    for b in [bytes, wal] {
+        assert!(!String::from_utf8_lossy(&b).contains(&token[6..]));
+    }
 }
 
 /// Without a token and without the shim's secret nothing listens on HTTP.
