@@ -640,6 +640,31 @@ fn bad_requests_are_problem_documents() {
     assert_eq!((r.status, r.problem().as_str()), (400, "invalid-body"));
     let r = api.post("/api/v1/plans", json!(["name"]));
     assert_eq!((r.status, r.problem().as_str()), (400, "invalid-body"));
+    // Nesting deep enough to exhaust a recursive parser's stack.
+    let deep = format!("{}{}", "[".repeat(8000), "]".repeat(8000));
+    let r = request(
+        http,
+        "POST",
+        "/api/v1/plans",
+        &[
+            ("Authorization", &auth),
+            ("Content-Type", "application/json"),
+        ],
+        Some(deep.as_bytes()),
+    );
+    assert_eq!((r.status, r.problem().as_str()), (400, "invalid-body"));
+    // Invalid UTF-8 and a NUL in a name.
+    let r = request(
+        http,
+        "POST",
+        "/api/v1/plans",
+        &[
+            ("Authorization", &auth),
+            ("Content-Type", "application/json"),
+        ],
+        Some(b"{\"name\":\"\xff\xfe\"}"),
+    );
+    assert_eq!((r.status, r.problem().as_str()), (400, "invalid-body"));
 
     // The field at fault.
     for (body, field) in [
