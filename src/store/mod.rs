@@ -119,6 +119,21 @@ pub struct NewApiToken {
     pub token_hash: String,
 }
 
+/// The vouchers `GET /api/v1/vouchers` asks for: filters, then at most
+/// `limit` with an id above `after`, oldest first.
+#[derive(Clone, Debug, Default)]
+pub struct VoucherQuery {
+    /// Only this tenant's; `None`: every tenant's.
+    pub tenant_id: Option<i64>,
+    pub plan: Option<String>,
+    pub batch: Option<String>,
+    pub state: Option<crate::model::VoucherState>,
+    /// `Some(true)`: logged in at least once; `Some(false)`: never.
+    pub used: Option<bool>,
+    pub after: i64,
+    pub limit: u32,
+}
+
 /// Seconds an idempotency key and its answer are kept.
 pub const IDEMPOTENCY_KEEP: Timestamp = 86_400;
 
@@ -303,6 +318,20 @@ pub trait Store: Send + Sync + 'static {
         _now: Timestamp,
     ) -> StoreResult<()> {
         Err(unsupported("finish_coa_request"))
+    }
+
+    /// One page of vouchers, filtered in storage.
+    async fn voucher_page(&self, q: &VoucherQuery) -> StoreResult<Vec<Voucher>> {
+        Ok(self
+            .list_vouchers(q.plan.as_deref(), q.batch.as_deref())
+            .await?
+            .into_iter()
+            .filter(|v| q.tenant_id.is_none_or(|t| v.tenant_id == t))
+            .filter(|v| q.state.is_none_or(|s| v.state == s))
+            .filter(|v| q.used.is_none_or(|u| v.first_login_at.is_some() == u))
+            .filter(|v| v.id > q.after)
+            .take(q.limit as usize)
+            .collect())
     }
 
     /// Remove a plan no voucher uses; `InUse` when some do.

@@ -14,6 +14,7 @@ use super::body::{Fields, Params};
 use super::{page, scope, visible, ApiState, Caller, Problem};
 use crate::manage::vouchers::{check_code, voucher_json};
 use crate::model::{NewVoucher, Plan, VoucherState};
+use crate::store::VoucherQuery;
 
 /// Most vouchers on one page.
 pub const MAX_PAGE: usize = 1000;
@@ -50,17 +51,21 @@ pub async fn list(
         }
     }
     let now = crate::server::unix_now();
-    let mut matching = s
+    // One more than a page tells whether there is a next one.
+    let mut items = s
         .store
-        .list_vouchers(params.get("plan"), params.get("batch"))
-        .await?
-        .into_iter()
-        .filter(|v| scope.shows(v.tenant_id))
-        .filter(|v| state.is_none_or(|st| v.state == st))
-        .filter(|v| used.is_none_or(|u| v.first_login_at.is_some() == u))
-        .filter(|v| after.is_none_or(|a| v.id > a));
-    let items: Vec<_> = matching.by_ref().take(limit).collect();
-    let next = if matching.next().is_some() {
+        .voucher_page(&VoucherQuery {
+            tenant_id: scope.given.then_some(scope.id),
+            plan: params.get("plan").map(str::to_owned),
+            batch: params.get("batch").map(str::to_owned),
+            state,
+            used,
+            after: after.unwrap_or(0),
+            limit: limit as u32 + 1,
+        })
+        .await?;
+    let next = if items.len() > limit {
+        items.truncate(limit);
         items.last().map(|v| v.id)
     } else {
         None

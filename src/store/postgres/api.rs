@@ -5,10 +5,11 @@ use sqlx::PgPool;
 
 use crate::coa::CoaKind;
 use crate::model::Timestamp;
-use crate::store::rows::now;
+use crate::model::Voucher;
+use crate::store::rows::{now, VoucherRow, VOUCHER_COLS};
 use crate::store::{
-    ApiToken, IdempotencyClaim, NewApiToken, StoreError, StoreResult, IDEMPOTENCY_ABANDONED,
-    IDEMPOTENCY_KEEP,
+    ApiToken, IdempotencyClaim, NewApiToken, StoreError, StoreResult, VoucherQuery,
+    IDEMPOTENCY_ABANDONED, IDEMPOTENCY_KEEP,
 };
 
 type TokenRow = (i64, String, Option<i64>, bool, String, i64);
@@ -198,4 +199,24 @@ pub(super) async fn queue_session_disconnect(pool: &PgPool, session_id: i64) -> 
     .await?;
     tx.commit().await?;
     Ok(n)
+}
+
+pub(super) async fn voucher_page(pool: &PgPool, q: &VoucherQuery) -> StoreResult<Vec<Voucher>> {
+    let rows: Vec<VoucherRow> = sqlx::query_as(&format!(
+        "SELECT {VOUCHER_COLS} FROM vouchers v JOIN plans p ON p.id = v.plan_id \
+         WHERE ($1::bigint IS NULL OR v.tenant_id = $1) AND ($2::text IS NULL OR p.name = $2) \
+         AND ($3::text IS NULL OR v.batch = $3) AND ($4::text IS NULL OR v.state = $4) \
+         AND ($5::boolean IS NULL OR (v.first_login_at IS NOT NULL) = $5) AND v.id > $6 \
+         ORDER BY v.id LIMIT $7"
+    ))
+    .bind(q.tenant_id)
+    .bind(&q.plan)
+    .bind(&q.batch)
+    .bind(q.state.map(|s| s.as_str()))
+    .bind(q.used)
+    .bind(q.after)
+    .bind(i64::from(q.limit))
+    .fetch_all(pool)
+    .await?;
+    rows.into_iter().map(VoucherRow::into_model).collect()
 }

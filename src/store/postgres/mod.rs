@@ -342,6 +342,10 @@ impl Store for PgStore {
         coa::set_voucher_plan(&self.pool, tenant_id, code, plan).await
     }
 
+    async fn voucher_page(&self, q: &crate::store::VoucherQuery) -> StoreResult<Vec<Voucher>> {
+        api::voucher_page(&self.pool, q).await
+    }
+
     async fn remove_plan(&self, name: &str) -> StoreResult<()> {
         api::remove_plan(&self.pool, name).await
     }

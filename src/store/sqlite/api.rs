@@ -6,10 +6,11 @@ use rusqlite::{params, Connection, OptionalExtension, TransactionBehavior};
 
 use crate::coa::CoaKind;
 use crate::model::Timestamp;
-use crate::store::rows::now;
+use crate::model::Voucher;
+use crate::store::rows::{now, VOUCHER_COLS};
 use crate::store::{
-    ApiToken, IdempotencyClaim, NewApiToken, StoreError, StoreResult, IDEMPOTENCY_ABANDONED,
-    IDEMPOTENCY_KEEP,
+    ApiToken, IdempotencyClaim, NewApiToken, StoreError, StoreResult, VoucherQuery,
+    IDEMPOTENCY_ABANDONED, IDEMPOTENCY_KEEP,
 };
 
 fn token_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<ApiToken> {
@@ -161,4 +162,27 @@ pub fn queue_session_disconnect(c: &mut Connection, session_id: i64) -> StoreRes
     )?;
     tx.commit()?;
     Ok(n)
+}
+
+pub fn voucher_page(c: &mut Connection, q: &VoucherQuery) -> StoreResult<Vec<Voucher>> {
+    let mut stmt = c.prepare_cached(&format!(
+        "SELECT {VOUCHER_COLS} FROM vouchers v JOIN plans p ON p.id = v.plan_id \
+         WHERE (?1 IS NULL OR v.tenant_id = ?1) AND (?2 IS NULL OR p.name = ?2) \
+         AND (?3 IS NULL OR v.batch = ?3) AND (?4 IS NULL OR v.state = ?4) \
+         AND (?5 IS NULL OR (v.first_login_at IS NOT NULL) = ?5) AND v.id > ?6 \
+         ORDER BY v.id LIMIT ?7"
+    ))?;
+    let rows = stmt.query_map(
+        params![
+            q.tenant_id,
+            q.plan,
+            q.batch,
+            q.state.map(|s| s.as_str()),
+            q.used,
+            q.after,
+            q.limit
+        ],
+        super::admin::voucher_row,
+    )?;
+    rows.map(|r| r?.into_model()).collect()
 }

@@ -508,6 +508,11 @@ impl Store for SqliteStore {
             .await
     }
 
+    async fn voucher_page(&self, q: &crate::store::VoucherQuery) -> StoreResult<Vec<Voucher>> {
+        let q = q.clone();
+        self.call(move |c| api::voucher_page(c, &q)).await
+    }
+
     async fn remove_plan(&self, name: &str) -> StoreResult<()> {
         let name = name.to_owned();
         self.call_write(move |c| api::remove_plan(c, &name)).await
