@@ -201,6 +201,41 @@ fn erp_day(db: &TestDb) {
         1
     );
 
+    // A second customer; sessions page newest first.
+    let second = codes[1].clone();
+    let r = c
+        .login(
+            server.auth,
+            &second,
+            Cred::Pap(&second),
+            Some("AA:BB:CC:DD:EE:02"),
+        )
+        .unwrap();
+    assert_eq!(r.code(), Code::AccessAccept);
+    assert!(c
+        .account(
+            server.acct,
+            1,
+            &second,
+            "81a00002",
+            Some("AA:BB:CC:DD:EE:02"),
+            0,
+            0,
+            0
+        )
+        .is_some());
+    let first_page = api.ok("/api/v1/sessions?limit=1");
+    assert_eq!(first_page["items"][0]["acct_session_id"], "81a00002");
+    let next = first_page["next"].as_str().expect("a second page");
+    let second_page = api.ok(&format!("/api/v1/sessions?limit=1&after={next}"));
+    assert_eq!(second_page["items"][0]["acct_session_id"], asid);
+    assert_eq!(second_page["next"], json!(null));
+    assert_eq!(
+        api.items("/api/v1/sessions?nas=hotspot1&state=open").len(),
+        2
+    );
+    assert!(api.items("/api/v1/sessions?nas=elsewhere").is_empty());
+
     // Evening: the batch printed (revoked vouchers are not), a plan change
     // and a plan that vouchers use cannot be deleted.
     let csv = api.get("/api/v1/voucher-batches/day1?format=csv");

@@ -134,6 +134,19 @@ pub struct VoucherQuery {
     pub limit: u32,
 }
 
+/// The sessions `GET /api/v1/sessions` asks for: filters, then at most
+/// `limit` with an id below `before`, newest first.
+#[derive(Clone, Debug, Default)]
+pub struct SessionQuery {
+    /// Only sessions at this tenant's NAS entries; `None`: every tenant's.
+    pub tenant_id: Option<i64>,
+    pub state: Option<crate::model::SessionState>,
+    pub voucher_id: Option<i64>,
+    pub nas_name: Option<String>,
+    pub before: Option<i64>,
+    pub limit: u32,
+}
+
 /// Seconds an idempotency key and its answer are kept.
 pub const IDEMPOTENCY_KEEP: Timestamp = 86_400;
 
@@ -332,6 +345,11 @@ pub trait Store: Send + Sync + 'static {
             .filter(|v| v.id > q.after)
             .take(q.limit as usize)
             .collect())
+    }
+
+    /// One page of sessions, filtered in storage.
+    async fn session_page(&self, _q: &SessionQuery) -> StoreResult<Vec<Session>> {
+        Err(unsupported("session_page"))
     }
 
     /// Remove a plan no voucher uses; `InUse` when some do.

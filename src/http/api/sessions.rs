@@ -13,6 +13,7 @@ use super::body::{Fields, Params};
 use super::vouchers::MAX_PAGE;
 use super::{page, scope, visible, ApiState, Caller, Problem};
 use crate::model::{Session, SessionState};
+use crate::store::SessionQuery;
 
 fn id(raw: &str) -> Result<i64, Problem> {
     raw.parse()
@@ -37,30 +38,36 @@ pub async fn list(
     let scope = scope(&s, &caller, &params).await?;
     let limit = params.limit(100, MAX_PAGE)?;
     let after = params.cursor()?;
-    let open = match params.get("state") {
+    let state = match params.get("state") {
         None => None,
-        Some("open") => Some(true),
-        Some("closed") => Some(false),
-        Some(_) => return Err(Problem::field("state", "expected open or closed")),
+        Some("open") => Some(SessionState::Open),
+        Some("closed") => Some(SessionState::Closed),
+        Some("authorized") => Some(SessionState::Authorized),
+        Some(_) => {
+            return Err(Problem::field(
+                "state",
+                "expected open, closed or authorized",
+            ))
+        }
     };
     let voucher = match params.get("voucher") {
         Some(code) => Some(s.store.get_voucher(scope.id, code).await?.id),
         None => None,
     };
-    let tenants = nas_tenants(&s).await?;
     // Newest first, as `session list`; the cursor is the last id of a page.
-    let mut matching = s
+    let mut items = s
         .store
-        .list_sessions(open == Some(true))
-        .await?
-        .into_iter()
-        .filter(|x| tenants.get(&x.nas_id).is_some_and(|t| scope.shows(*t)))
-        .filter(|x| open != Some(false) || x.state == SessionState::Closed)
-        .filter(|x| voucher.is_none_or(|v| x.voucher_id == Some(v)))
-        .filter(|x| params.get("nas").is_none_or(|n| x.nas_name == n))
-        .filter(|x| after.is_none_or(|a| x.id < a));
-    let items: Vec<Session> = matching.by_ref().take(limit).collect();
-    let next = if matching.next().is_some() {
+        .session_page(&SessionQuery {
+            tenant_id: scope.given.then_some(scope.id),
+            state,
+            voucher_id: voucher,
+            nas_name: params.get("nas").map(str::to_owned),
+            before: after,
+            limit: limit as u32 + 1,
+        })
+        .await?;
+    let next = if items.len() > limit {
+        items.truncate(limit);
         items.last().map(|x| x.id)
     } else {
         None

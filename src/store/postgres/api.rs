@@ -5,10 +5,10 @@ use sqlx::PgPool;
 
 use crate::coa::CoaKind;
 use crate::model::Timestamp;
-use crate::model::Voucher;
-use crate::store::rows::{now, VoucherRow, VOUCHER_COLS};
+use crate::model::{Session, Voucher};
+use crate::store::rows::{now, SessionRow, VoucherRow, SESSION_COLS, VOUCHER_COLS};
 use crate::store::{
-    ApiToken, IdempotencyClaim, NewApiToken, StoreError, StoreResult, VoucherQuery,
+    ApiToken, IdempotencyClaim, NewApiToken, SessionQuery, StoreError, StoreResult, VoucherQuery,
     IDEMPOTENCY_ABANDONED, IDEMPOTENCY_KEEP,
 };
 
@@ -219,4 +219,22 @@ pub(super) async fn voucher_page(pool: &PgPool, q: &VoucherQuery) -> StoreResult
     .fetch_all(pool)
     .await?;
     rows.into_iter().map(VoucherRow::into_model).collect()
+}
+
+pub(super) async fn session_page(pool: &PgPool, q: &SessionQuery) -> StoreResult<Vec<Session>> {
+    let rows: Vec<SessionRow> = sqlx::query_as(&format!(
+        "SELECT {SESSION_COLS} FROM sessions s JOIN nas n ON n.id = s.nas_id \
+         WHERE ($1::bigint IS NULL OR n.tenant_id = $1) AND ($2::text IS NULL OR s.state = $2) \
+         AND ($3::bigint IS NULL OR s.voucher_id = $3) AND ($4::text IS NULL OR n.name = $4) \
+         AND ($5::bigint IS NULL OR s.id < $5) ORDER BY s.id DESC LIMIT $6"
+    ))
+    .bind(q.tenant_id)
+    .bind(q.state.map(|s| s.as_str()))
+    .bind(q.voucher_id)
+    .bind(&q.nas_name)
+    .bind(q.before)
+    .bind(i64::from(q.limit))
+    .fetch_all(pool)
+    .await?;
+    rows.into_iter().map(SessionRow::into_model).collect()
 }

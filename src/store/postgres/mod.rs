@@ -346,6 +346,10 @@ impl Store for PgStore {
         api::voucher_page(&self.pool, q).await
     }
 
+    async fn session_page(&self, q: &crate::store::SessionQuery) -> StoreResult<Vec<Session>> {
+        api::session_page(&self.pool, q).await
+    }
+
     async fn remove_plan(&self, name: &str) -> StoreResult<()> {
         api::remove_plan(&self.pool, name).await
     }

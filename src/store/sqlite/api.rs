@@ -6,10 +6,10 @@ use rusqlite::{params, Connection, OptionalExtension, TransactionBehavior};
 
 use crate::coa::CoaKind;
 use crate::model::Timestamp;
-use crate::model::Voucher;
-use crate::store::rows::{now, VOUCHER_COLS};
+use crate::model::{Session, Voucher};
+use crate::store::rows::{now, SESSION_COLS, VOUCHER_COLS};
 use crate::store::{
-    ApiToken, IdempotencyClaim, NewApiToken, StoreError, StoreResult, VoucherQuery,
+    ApiToken, IdempotencyClaim, NewApiToken, SessionQuery, StoreError, StoreResult, VoucherQuery,
     IDEMPOTENCY_ABANDONED, IDEMPOTENCY_KEEP,
 };
 
@@ -183,6 +183,27 @@ pub fn voucher_page(c: &mut Connection, q: &VoucherQuery) -> StoreResult<Vec<Vou
             q.limit
         ],
         super::admin::voucher_row,
+    )?;
+    rows.map(|r| r?.into_model()).collect()
+}
+
+pub fn session_page(c: &mut Connection, q: &SessionQuery) -> StoreResult<Vec<Session>> {
+    let mut stmt = c.prepare_cached(&format!(
+        "SELECT {SESSION_COLS} FROM sessions s JOIN nas n ON n.id = s.nas_id \
+         WHERE (?1 IS NULL OR n.tenant_id = ?1) AND (?2 IS NULL OR s.state = ?2) \
+         AND (?3 IS NULL OR s.voucher_id = ?3) AND (?4 IS NULL OR n.name = ?4) \
+         AND (?5 IS NULL OR s.id < ?5) ORDER BY s.id DESC LIMIT ?6"
+    ))?;
+    let rows = stmt.query_map(
+        params![
+            q.tenant_id,
+            q.state.map(|s| s.as_str()),
+            q.voucher_id,
+            q.nas_name,
+            q.before,
+            q.limit
+        ],
+        super::admin::session_row,
     )?;
     rows.map(|r| r?.into_model()).collect()
 }

@@ -513,6 +513,11 @@ impl Store for SqliteStore {
         self.call(move |c| api::voucher_page(c, &q)).await
     }
 
+    async fn session_page(&self, q: &crate::store::SessionQuery) -> StoreResult<Vec<Session>> {
+        let q = q.clone();
+        self.call(move |c| api::session_page(c, &q)).await
+    }
+
     async fn remove_plan(&self, name: &str) -> StoreResult<()> {
         let name = name.to_owned();
         self.call_write(move |c| api::remove_plan(c, &name)).await
