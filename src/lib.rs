@@ -25,6 +25,7 @@ pub mod dictionary;
 pub mod events;
 pub mod handler;
 pub mod http;
+pub mod manage;
 pub mod metrics;
 pub mod model;
 pub mod packet_dump;

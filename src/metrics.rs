@@ -134,6 +134,9 @@ pub struct Metrics {
     pub sessions_closed: IntCounterVec,
     /// REST shim requests by route and HTTP status.
     pub http_requests: IntCounterVec,
+    /// Management API requests by route template (`/api/v1/plans/{name}`),
+    /// method and HTTP status.
+    pub api_requests: IntCounterVec,
     /// Requests verified with a NAS's previous secret during a rotation: when it
     /// stays at zero for a while, every router has the new secret.
     pub previous_secret_used: IntCounterVec,
@@ -278,6 +281,14 @@ impl Metrics {
             &["route", "status"],
         )
         .unwrap();
+        let api_requests = IntCounterVec::new(
+            Opts::new(
+                "rrnet_radius_api_requests_total",
+                "Management API requests by route template, method and status",
+            ),
+            &["route", "method", "status"],
+        )
+        .unwrap();
         let storage_errors = IntCounterVec::new(
             Opts::new(
                 "rrnet_radius_storage_errors_total",
@@ -412,6 +423,7 @@ impl Metrics {
             Box::new(vouchers_activated.clone()),
             Box::new(sessions_closed.clone()),
             Box::new(http_requests.clone()),
+            Box::new(api_requests.clone()),
             Box::new(previous_secret_used.clone()),
             Box::new(storage_errors.clone()),
             Box::new(nas_last_seen.clone()),
@@ -452,6 +464,7 @@ impl Metrics {
             vouchers_activated,
             sessions_closed,
             http_requests,
+            api_requests,
             previous_secret_used,
             storage_errors,
             nas_last_seen,

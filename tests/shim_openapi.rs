@@ -33,10 +33,12 @@ fn resolve<'a>(doc: &'a Value, v: &'a Value) -> &'a Value {
 fn paths_methods_and_statuses_match_the_router() {
     let doc = document();
     assert!(doc["openapi"].as_str().unwrap().starts_with("3."));
+    // The management API's paths are checked by tests/api_openapi.rs.
     let documented: BTreeSet<(String, String)> = doc["paths"]
         .as_object()
         .unwrap()
         .iter()
+        .filter(|(p, _)| p.starts_with("/api/v1/radius/"))
         .flat_map(|(p, ops)| {
             ops.as_object()
                 .unwrap()

@@ -4,20 +4,19 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use anyhow::{anyhow, bail, Context};
-use rand::Rng;
 use serde_json::json;
 
 use super::output::{csv_field, opt, print_table, ts};
 use super::{
-    Format, ListFormat, NasCommand, PlanAddArgs, PlanCommand, PlanSetArgs, SessionCommand,
-    TenantCommand, TenantScope, VoucherCommand,
+    Format, ListFormat, NasCommand, PlanCommand, SessionCommand, TenantCommand, TenantScope,
+    VoucherCommand,
 };
-use crate::model::{NewNas, NewPlan, NewVoucher, Plan, Secret, Timestamp, Voucher, DEFAULT_TENANT};
+use crate::manage::nas::{check_identifier, check_secret, nas_json, new_nas, NasAdd};
+use crate::manage::plans::{changed_plan, new_plan, plan_json};
+use crate::manage::vouchers::{check_code, generate, valid_until, voucher_json, Generate};
+use crate::model::{NewVoucher, Plan, Secret, DEFAULT_TENANT};
 use crate::store::Store;
-use crate::units::{format_duration, format_size, parse_duration, parse_size};
-
-/// Unambiguous code alphabet: no 0/O, no 1/I. 32 symbols = 5 bits each.
-pub const CODE_ALPHABET: &[u8] = b"23456789ABCDEFGHJKLMNPQRSTUVWXYZ";
+use crate::units::{format_duration, format_size, parse_duration};
 
 fn print_json(v: &serde_json::Value) {
     println!(
@@ -26,40 +25,20 @@ fn print_json(v: &serde_json::Value) {
     );
 }
 
+pub use crate::manage::Scope;
+
 /// The tenant a command works in: `--tenant`, else `default`.
-pub struct Scope {
-    pub id: i64,
-    /// Whether `--tenant` was given (listings then show only that tenant).
-    pub given: bool,
-}
-
-impl Scope {
-    pub async fn resolve(store: &dyn Store, scope: &TenantScope) -> anyhow::Result<Scope> {
-        Ok(match &scope.tenant {
-            None => Scope {
-                id: DEFAULT_TENANT,
-                given: false,
-            },
-            Some(name) => Scope {
-                id: store.get_tenant(name).await?.id,
-                given: true,
-            },
-        })
-    }
-
-    /// Whether a listing shows something of `tenant_id`.
-    pub(super) fn shows(&self, tenant_id: i64) -> bool {
-        !self.given || tenant_id == self.id
-    }
-
-    /// The tenant of a new voucher of `plan`: the plan's, which must be the
-    /// one `--tenant` names when given.
-    fn voucher_tenant(&self, plan: &Plan) -> anyhow::Result<i64> {
-        if self.given && plan.tenant_id != self.id {
-            bail!("plan {} belongs to another tenant", plan.name);
-        }
-        Ok(plan.tenant_id)
-    }
+pub async fn resolve_scope(store: &dyn Store, scope: &TenantScope) -> anyhow::Result<Scope> {
+    Ok(match &scope.tenant {
+        None => Scope {
+            id: DEFAULT_TENANT,
+            given: false,
+        },
+        Some(name) => Scope {
+            id: store.get_tenant(name).await?.id,
+            given: true,
+        },
+    })
 }
 
 pub async fn tenant(store: Arc<dyn Store>, cmd: &TenantCommand) -> anyhow::Result<()> {
@@ -110,41 +89,20 @@ pub async fn nas(store: Arc<dyn Store>, scope: &Scope, cmd: &NasCommand) -> anyh
             site,
             identifier,
         } => {
-            let (address, dynamic) =
-                crate::model::parse_nas_address(address).map_err(|e| anyhow!("--address {e}"))?;
-            if let Some(id) = identifier {
-                if id.is_empty() || id.contains('\0') {
-                    bail!("--identifier must be a non-empty text without NUL");
-                }
-            }
-            if dynamic == Some(crate::model::DynamicAddress::Any) {
-                if identifier.is_none() {
-                    bail!("--address any needs --identifier: the router's NAS-Identifier is what picks this entry");
-                }
-                if *no_require_message_authenticator {
-                    bail!("--address any requires Message-Authenticator: leave out --no-require-message-authenticator");
-                }
-            }
-            if secret.len() < 8 {
-                bail!("the shared secret must be at least 8 characters");
-            }
-            if name.trim().is_empty() {
-                bail!("the NAS name must not be empty");
-            }
-            let nas = store
-                .add_nas(&NewNas {
+            let new = new_nas(
+                &NasAdd {
                     name: name.clone(),
-                    address,
-                    dynamic,
-                    secret: Secret::new(secret.clone()),
+                    address: address.clone(),
+                    secret: secret.clone(),
                     require_message_authenticator: !no_require_message_authenticator,
                     coa_port: *coa_port,
                     coa_address: *coa_address,
                     site: site.clone(),
                     identifier: identifier.clone(),
-                    tenant_id: scope.id,
-                })
-                .await?;
+                },
+                scope.id,
+            )?;
+            let nas = store.add_nas(&new).await?;
             match &nas.identifier {
                 Some(id) => println!(
                     "added NAS {} ({}, NAS-Identifier {id:?})",
@@ -169,18 +127,7 @@ pub async fn nas(store: Arc<dyn Store>, scope: &Scope, cmd: &NasCommand) -> anyh
             match format {
                 Format::Json => print_json(&json!(list
                     .iter()
-                    .map(|n| json!({
-                        "name": n.name,
-                        "address": n.address_text(),
-                        "require_message_authenticator": n.require_message_authenticator,
-                        "coa_port": n.coa_port,
-                        "coa_address": n.coa_address.map(|a| a.to_string()),
-                        "site": n.site,
-                        "identifier": n.identifier,
-                        "tenant": tenants.get(&n.tenant_id),
-                        "created_at": ts(Some(n.created_at)),
-                        "previous_secret_until": n.previous_secret_until.map(|t| ts(Some(t))),
-                    }))
+                    .map(|n| nas_json(n, &tenants))
                     .collect::<Vec<_>>())),
                 Format::Text => print_table(
                     &[
@@ -220,9 +167,7 @@ pub async fn nas(store: Arc<dyn Store>, scope: &Scope, cmd: &NasCommand) -> anyh
             secret,
             keep_old,
         } => {
-            if secret.len() < 8 {
-                bail!("the shared secret must be at least 8 characters");
-            }
+            check_secret(secret)?;
             let keep = parse_duration(keep_old).map_err(|e| anyhow!("--keep-old: {e}"))?;
             let until = (keep > 0).then(|| crate::server::unix_now() + keep as i64);
             store
@@ -244,9 +189,7 @@ pub async fn nas(store: Arc<dyn Store>, scope: &Scope, cmd: &NasCommand) -> anyh
             coa_address,
         } => {
             if let Some(id) = identifier {
-                if id.is_empty() || id.contains('\0') {
-                    bail!("--identifier must be a non-empty text without NUL (or none)");
-                }
+                check_identifier(id)?;
                 let id = (id != "none").then_some(id.as_str());
                 let nas = store.set_nas_identifier(name, id).await?;
                 match &nas.identifier {
@@ -286,223 +229,6 @@ pub async fn nas(store: Arc<dyn Store>, scope: &Scope, cmd: &NasCommand) -> anyh
             Ok(())
         }
     }
-}
-
-fn opt_duration(v: &Option<String>, what: &str) -> anyhow::Result<Option<u64>> {
-    v.as_deref()
-        .map(|s| parse_duration(s).map_err(|e| anyhow!("--{what}: {e}")))
-        .transpose()
-}
-
-fn opt_u32_duration(v: &Option<String>, what: &str) -> anyhow::Result<Option<u32>> {
-    opt_duration(v, what)?
-        .map(|s| u32::try_from(s).map_err(|_| anyhow!("--{what}: too long")))
-        .transpose()
-}
-
-fn check_sites(sites: &[String]) -> anyhow::Result<()> {
-    if sites.iter().any(|s| s.trim().is_empty() || s.contains(',')) {
-        bail!("--sites: give site names separated by commas, e.g. north,south");
-    }
-    Ok(())
-}
-
-fn new_plan(a: &PlanAddArgs, tenant_id: i64) -> anyhow::Result<NewPlan> {
-    check_sites(&a.sites)?;
-    if a.name.trim().is_empty() {
-        bail!("the plan name must not be empty");
-    }
-    if a.shared_users == 0 {
-        bail!("--shared-users must be at least 1");
-    }
-    let expires_at = a
-        .expires
-        .as_deref()
-        .map(|s| {
-            chrono::DateTime::parse_from_rfc3339(s)
-                .map(|d| d.timestamp())
-                .map_err(|e| {
-                    anyhow!(
-                        "--expires {s:?}: not an RFC 3339 time ({e}); e.g. 2026-12-31T23:59:59Z"
-                    )
-                })
-        })
-        .transpose()?;
-    let data_quota = a
-        .data
-        .as_deref()
-        .map(|s| parse_size(s).map_err(|e| anyhow!("--data: {e}")))
-        .transpose()?;
-    check_plan_strings(
-        &a.rate_limit,
-        &a.after_data_rate_limit,
-        &a.group,
-        &a.address_list,
-    )?;
-    if a.after_data_rate_limit.is_some() && a.data.is_none() {
-        bail!("--after-data-rate-limit needs --data: it applies once the data quota is used up");
-    }
-    Ok(NewPlan {
-        tenant_id: Some(tenant_id),
-        sites: a.sites.iter().map(|s| s.trim().to_owned()).collect(),
-        name: a.name.clone(),
-        time_quota: opt_duration(&a.time, "time")?,
-        validity: opt_duration(&a.validity, "validity")?,
-        expires_at,
-        data_quota,
-        rate_limit: a.rate_limit.clone(),
-        after_data_rate_limit: a.after_data_rate_limit.clone(),
-        shared_users: a.shared_users,
-        mac_lock: a.mac_lock,
-        idle_timeout: opt_u32_duration(&a.idle_timeout, "idle-timeout")?,
-        interim_interval: opt_u32_duration(&a.interim, "interim")?,
-        mikrotik_group: a.group.clone(),
-        address_list: a.address_list.clone(),
-        price: a.price.clone(),
-    })
-}
-
-/// Lengths of the strings a plan sends as attributes, and RouterOS syntax of
-/// its rate limits.
-fn check_plan_strings(
-    rate_limit: &Option<String>,
-    after_data_rate_limit: &Option<String>,
-    group: &Option<String>,
-    address_list: &Option<String>,
-) -> anyhow::Result<()> {
-    for (v, what) in [
-        (rate_limit, "rate-limit"),
-        (after_data_rate_limit, "after-data-rate-limit"),
-        (group, "group"),
-        (address_list, "address-list"),
-    ] {
-        if let Some(s) = v {
-            if s.is_empty() || s.len() > 247 {
-                bail!("--{what} must be 1 to 247 characters");
-            }
-        }
-    }
-    for (v, what) in [
-        (rate_limit, "rate-limit"),
-        (after_data_rate_limit, "after-data-rate-limit"),
-    ] {
-        if let Some(r) = v {
-            if !r
-                .chars()
-                .all(|c| c.is_ascii_alphanumeric() || " /.".contains(c))
-            {
-                bail!("--{what} {r:?}: expected RouterOS syntax like 2M/4M or 1M/2M 4M/8M 1M/2M 10/10");
-            }
-        }
-    }
-    Ok(())
-}
-
-/// `Some(None)` for `none` (clear), `Some(Some(v))` for a value, `None` when
-/// the flag was not given.
-fn clearable(v: &Option<String>) -> Option<Option<String>> {
-    v.as_ref().map(|s| (s != "none").then(|| s.clone()))
-}
-
-/// `plan set`: the plan as stored with the given flags applied.
-fn changed_plan(mut p: Plan, a: &PlanSetArgs) -> anyhow::Result<Plan> {
-    if let Some(n) = &a.rename {
-        if n.trim().is_empty() {
-            bail!("the plan name must not be empty");
-        }
-        p.name = n.clone();
-    }
-    if let Some(v) = clearable(&a.time) {
-        p.time_quota = opt_duration(&v, "time")?;
-    }
-    if let Some(v) = clearable(&a.validity) {
-        p.validity = opt_duration(&v, "validity")?;
-    }
-    if let Some(v) = clearable(&a.expires) {
-        p.expires_at = v
-            .as_deref()
-            .map(|s| {
-                chrono::DateTime::parse_from_rfc3339(s)
-                    .map(|d| d.timestamp())
-                    .map_err(|e| anyhow!("--expires {s:?}: not an RFC 3339 time ({e})"))
-            })
-            .transpose()?;
-    }
-    if let Some(v) = clearable(&a.data) {
-        p.data_quota = v
-            .as_deref()
-            .map(|s| parse_size(s).map_err(|e| anyhow!("--data: {e}")))
-            .transpose()?;
-    }
-    if let Some(v) = clearable(&a.rate_limit) {
-        p.rate_limit = v;
-    }
-    if let Some(v) = clearable(&a.after_data_rate_limit) {
-        p.after_data_rate_limit = v;
-    }
-    if let Some(n) = a.shared_users {
-        if n == 0 {
-            bail!("--shared-users must be at least 1");
-        }
-        p.shared_users = n;
-    }
-    if a.mac_lock {
-        p.mac_lock = true;
-    }
-    if a.no_mac_lock {
-        p.mac_lock = false;
-    }
-    if let Some(v) = clearable(&a.idle_timeout) {
-        p.idle_timeout = opt_u32_duration(&v, "idle-timeout")?;
-    }
-    if let Some(v) = clearable(&a.interim) {
-        p.interim_interval = opt_u32_duration(&v, "interim")?;
-    }
-    if let Some(v) = clearable(&a.group) {
-        p.mikrotik_group = v;
-    }
-    if let Some(v) = clearable(&a.address_list) {
-        p.address_list = v;
-    }
-    if let Some(v) = clearable(&a.price) {
-        p.price = v;
-    }
-    if let Some(v) = clearable(&a.sites) {
-        p.sites = v
-            .map(|s| s.split(',').map(|s| s.trim().to_owned()).collect())
-            .unwrap_or_default();
-        check_sites(&p.sites)?;
-    }
-    check_plan_strings(
-        &p.rate_limit,
-        &p.after_data_rate_limit,
-        &p.mikrotik_group,
-        &p.address_list,
-    )?;
-    if p.after_data_rate_limit.is_some() && p.data_quota.is_none() {
-        bail!("--after-data-rate-limit needs a data quota (--data)");
-    }
-    Ok(p)
-}
-
-fn plan_json(p: &Plan) -> serde_json::Value {
-    json!({
-        "name": p.name,
-        "time_quota_seconds": p.time_quota,
-        "validity_seconds": p.validity,
-        "expires_at": p.expires_at.map(|t| ts(Some(t))),
-        "data_quota_bytes": p.data_quota,
-        "rate_limit": p.rate_limit,
-        "after_data_rate_limit": p.after_data_rate_limit,
-        "shared_users": p.shared_users,
-        "mac_lock": p.mac_lock,
-        "idle_timeout_seconds": p.idle_timeout,
-        "interim_interval_seconds": p.interim_interval,
-        "mikrotik_group": p.mikrotik_group,
-        "address_list": p.address_list,
-        "price": p.price,
-        "sites": p.sites,
-    })
 }
 
 pub async fn plan(store: Arc<dyn Store>, scope: &Scope, cmd: &PlanCommand) -> anyhow::Result<()> {
@@ -564,60 +290,6 @@ pub async fn plan(store: Arc<dyn Store>, scope: &Scope, cmd: &PlanCommand) -> an
     }
 }
 
-/// A random code over [`CODE_ALPHABET`] from the OS CSPRNG.
-pub fn random_code(len: usize) -> String {
-    let mut rng = rand::rngs::OsRng;
-    (0..len)
-        .map(|_| CODE_ALPHABET[rng.gen_range(0..CODE_ALPHABET.len())] as char)
-        .collect()
-}
-
-fn check_code(code: &str) -> anyhow::Result<()> {
-    if code.is_empty() || code.len() > 64 {
-        bail!("voucher code must be 1 to 64 characters");
-    }
-    if code.chars().any(|c| c.is_control() || c.is_whitespace()) {
-        bail!("voucher code {code:?} contains whitespace or control characters");
-    }
-    Ok(())
-}
-
-/// When the voucher stops working by date: the end of its validity window (set at
-/// first login, capped by the plan's expiry then) or the plan's absolute expiry,
-/// whichever comes first. `None` while neither applies, e.g. before the first
-/// login of a plan with `--validity` but no `--expires`.
-fn valid_until(v: &Voucher, plan: Option<&Plan>) -> Option<Timestamp> {
-    [v.valid_until, plan.and_then(|p| p.expires_at)]
-        .into_iter()
-        .flatten()
-        .min()
-}
-
-/// A voucher as `voucher show` / `voucher list --format json` print it.
-/// `valid_until` is [`valid_until`], the same date the text output shows.
-fn voucher_json(v: &Voucher, plan: Option<&Plan>, now: i64) -> serde_json::Value {
-    let end = valid_until(v, plan);
-    let mut j = json!({
-        "code": v.code,
-        "plan": v.plan_name,
-        "site": v.site,
-        "state": v.state.as_str(),
-        "batch": v.batch,
-        "first_login_at": v.first_login_at.map(|t| ts(Some(t))),
-        "valid_until": end.map(|t| ts(Some(t))),
-        "used_seconds": v.used_seconds,
-        "used_bytes": v.used_bytes,
-        "bound_mac": v.bound_mac,
-        "created_at": ts(Some(v.created_at)),
-    });
-    if let Some(p) = plan {
-        j["time_left_seconds"] = json!(p.time_quota.map(|q| q.saturating_sub(v.used_seconds)));
-        j["data_left_bytes"] = json!(p.data_quota.map(|q| q.saturating_sub(v.used_bytes)));
-        j["expired"] = json!(end.is_some_and(|e| now >= e));
-    }
-    j
-}
-
 pub async fn voucher(
     store: Arc<dyn Store>,
     scope: &Scope,
@@ -655,48 +327,19 @@ pub async fn voucher(
             batch,
             format,
         } => {
-            if !(6..=32).contains(length) {
-                bail!("--length must be between 6 and 32");
-            }
-            if *count == 0 || *count > 100_000 {
-                bail!("--count must be between 1 and 100000");
-            }
-            if prefix.len() + length > 64
-                || prefix.chars().any(|c| c.is_whitespace() || c.is_control())
-            {
-                bail!(
-                    "--prefix must be printable without spaces and keep codes within 64 characters"
-                );
-            }
+            let spec = Generate {
+                count: *count,
+                length: *length,
+                prefix: prefix.clone(),
+                site: site.clone(),
+                batch: batch.clone(),
+            };
+            spec.check()?;
             let plan = store.get_plan(plan).await?;
             scope.voucher_tenant(&plan)?;
-            let mut codes = std::collections::HashSet::new();
-            while codes.len() < *count as usize {
-                codes.insert(format!("{prefix}{}", random_code(*length)));
-            }
-            let new: Vec<NewVoucher> = codes
-                .into_iter()
-                .map(|code| NewVoucher {
-                    code,
-                    password: None,
-                    plan_id: plan.id,
-                    site: site.clone(),
-                    batch: batch.clone(),
-                })
-                .collect();
-            // A clash with an existing code fails the whole batch (all-or-nothing);
-            // with 40+ bits per code that is vanishingly rare, so retry a few times.
-            let mut attempt = 0;
-            let created = loop {
-                match store.add_vouchers(&new).await {
-                    Ok(v) => break v,
-                    Err(crate::store::StoreError::Duplicate(_)) if attempt < 3 => {
-                        attempt += 1;
-                        continue;
-                    }
-                    Err(e) => return Err(e).context("storing generated vouchers"),
-                }
-            };
+            let created = generate(&*store, &plan, &spec)
+                .await
+                .context("storing generated vouchers")?;
             match format {
                 ListFormat::Text => {
                     for v in &created {
@@ -1094,20 +737,4 @@ async fn disconnect(
         bail!("{failed} session(s) not disconnected");
     }
     Ok(())
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn codes_use_the_alphabet() {
-        let c = random_code(32);
-        assert_eq!(c.len(), 32);
-        assert!(c.bytes().all(|b| CODE_ALPHABET.contains(&b)));
-        assert_eq!(CODE_ALPHABET.len(), 32);
-        for bad in [b'0', b'O', b'1', b'I'] {
-            assert!(!CODE_ALPHABET.contains(&bad));
-        }
-    }
 }

@@ -14,7 +14,7 @@ use crate::store::{AuthEvent, AuthEventFilter, Store};
 use crate::units::parse_duration;
 
 /// Most events one call returns, so a typo cannot dump a year of history.
-const MAX_LIMIT: u32 = 100_000;
+pub const MAX_LIMIT: u32 = 100_000;
 
 #[derive(Args, Debug)]
 #[command(
@@ -60,6 +60,21 @@ fn message(e: &AuthEvent) -> String {
     }
 }
 
+/// An auth event as `auth-log --format json` and `GET /api/v1/auth-log` show it.
+pub fn event_json(e: &AuthEvent) -> serde_json::Value {
+    json!({
+        "time": ts(Some(e.at)),
+        "nas": e.nas_name,
+        "user": e.username,
+        "mac": e.mac,
+        "result": e.result,
+        "reason": e.reason,
+        "message": e.reason.as_ref().map(|_| message(e)),
+        "repeats": e.repeats,
+        "last_time": e.last_at.map(|t| ts(Some(t))),
+    })
+}
+
 pub async fn run(store: Arc<dyn Store>, args: &AuthLogArgs) -> anyhow::Result<()> {
     if args.limit == 0 || args.limit > MAX_LIMIT {
         bail!("--limit must be between 1 and {MAX_LIMIT}");
@@ -81,22 +96,7 @@ pub async fn run(store: Arc<dyn Store>, args: &AuthLogArgs) -> anyhow::Result<()
     events.reverse();
     match args.format {
         Format::Json => {
-            let rows: Vec<_> = events
-                .iter()
-                .map(|e| {
-                    json!({
-                        "time": ts(Some(e.at)),
-                        "nas": e.nas_name,
-                        "user": e.username,
-                        "mac": e.mac,
-                        "result": e.result,
-                        "reason": e.reason,
-                        "message": e.reason.as_ref().map(|_| message(e)),
-                        "repeats": e.repeats,
-                        "last_time": e.last_at.map(|t| ts(Some(t))),
-                    })
-                })
-                .collect();
+            let rows: Vec<_> = events.iter().map(event_json).collect();
             println!(
                 "{}",
                 serde_json::to_string_pretty(&rows).expect("JSON values serialize")

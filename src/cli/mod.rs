@@ -1,11 +1,12 @@
 //! The `rrnet-radius` command line. `main.rs` only calls [`run`].
 
-mod admin;
-mod auth_log;
-mod output;
+pub mod admin;
+pub mod auth_log;
+pub(crate) mod output;
 pub mod print;
 pub mod routeros;
 mod serve;
+pub mod token;
 mod webhook;
 
 use std::path::PathBuf;
@@ -59,7 +60,8 @@ pub enum ListFormat {
 #[derive(Subcommand, Debug)]
 pub enum Command {
     /// Run the RADIUS server (UDP authentication and accounting), the metrics
-    /// listener, and the REST shim when RRNET_RADIUS_REST_SECRET is set.
+    /// listener, and the REST listener: the shim when RRNET_RADIUS_REST_SECRET
+    /// is set, the management API when an API token exists (`token add`).
     Serve(ServeArgs),
     /// Create or upgrade the database schema, then exit.
     Migrate,
@@ -97,6 +99,9 @@ pub enum Command {
     AuthLog(auth_log::AuthLogArgs),
     /// Manage webhooks: voucher and session events POSTed to the ERP, signed.
     Webhook(webhook::WebhookArgs),
+    /// Manage bearer tokens of the management API (/api/v1/…) for the ERP.
+    #[command(subcommand)]
+    Token(token::TokenCommand),
 }
 
 #[derive(Subcommand, Debug)]
@@ -130,7 +135,8 @@ pub struct ServeArgs {
     /// UDP address for Accounting-Requests [default: 0.0.0.0:1813].
     #[arg(long, env = "RRNET_ACCT_LISTEN")]
     pub acct_listen: Option<std::net::SocketAddr>,
-    /// HTTP address of the REST shim, used only when RRNET_RADIUS_REST_SECRET is set [default: 127.0.0.1:8080].
+    /// HTTP address of the REST shim and the management API, used only when
+    /// RRNET_RADIUS_REST_SECRET is set or an API token exists [default: 127.0.0.1:8080].
     #[arg(long, env = "RRNET_HTTP_LISTEN")]
     pub http_listen: Option<std::net::SocketAddr>,
     /// HTTP address for /metrics, /healthz and /readyz; "off" disables it [default: 127.0.0.1:9812].
@@ -633,22 +639,22 @@ async fn dispatch(cli: Cli) -> anyhow::Result<()> {
         Command::Tenant(c) => admin::tenant(open_store(&database_url(&cli, None)).await?, c).await,
         Command::Nas(a) => {
             let store = open_store(&database_url(&cli, None)).await?;
-            let tenant = admin::Scope::resolve(&*store, &a.scope).await?;
+            let tenant = admin::resolve_scope(&*store, &a.scope).await?;
             admin::nas(store, &tenant, &a.command).await
         }
         Command::Plan(a) => {
             let store = open_store(&database_url(&cli, None)).await?;
-            let tenant = admin::Scope::resolve(&*store, &a.scope).await?;
+            let tenant = admin::resolve_scope(&*store, &a.scope).await?;
             admin::plan(store, &tenant, &a.command).await
         }
         Command::Voucher(a) => {
             let store = open_store(&database_url(&cli, None)).await?;
-            let tenant = admin::Scope::resolve(&*store, &a.scope).await?;
+            let tenant = admin::resolve_scope(&*store, &a.scope).await?;
             admin::voucher(store, &tenant, &a.command).await
         }
         Command::Session(a) => {
             let store = open_store(&database_url(&cli, None)).await?;
-            let tenant = admin::Scope::resolve(&*store, &a.scope).await?;
+            let tenant = admin::resolve_scope(&*store, &a.scope).await?;
             admin::session(store, &tenant, &a.command).await
         }
         Command::Packet(PacketCommand::Decode {
@@ -664,6 +670,7 @@ async fn dispatch(cli: Cli) -> anyhow::Result<()> {
         Command::Webhook(a) => {
             webhook::run(open_store(&database_url(&cli, None)).await?, &a.command).await
         }
+        Command::Token(c) => token::run(open_store(&database_url(&cli, None)).await?, c).await,
     }
 }
 

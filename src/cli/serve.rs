@@ -146,27 +146,38 @@ pub async fn run(cli: &Cli, args: &ServeArgs) -> anyhow::Result<()> {
         RequestHandler::start(store.clone(), metrics.clone(), server_config.handler());
     // One signal stops both the UDP server and the shim.
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
-    let shim = match rest_secret {
-        Some(secret) => {
-            let listener = tokio::net::TcpListener::bind(http_addr)
-                .await
-                .with_context(|| format!("cannot bind the REST shim listener {http_addr}"))?;
-            let mut stop = stop_rx.clone();
-            Some(
-                shim::spawn(
-                    listener,
-                    handler.clone(),
-                    secret,
-                    nas.clone(),
-                    rest_limits,
-                    async move {
-                        let _ = stop.wait_for(|s| *s).await;
-                    },
-                )
-                .await?,
-            )
-        }
-        None => None,
+    // The REST listener serves the shim when its secret is set and the
+    // management API when a token exists (tokens made later are picked up
+    // by a running listener, but a listener is only started here).
+    let tokens = crate::http::api::TokenCache::load(store.as_ref())
+        .await
+        .context("reading the management API tokens")?;
+    let shim = if rest_secret.is_some() || !tokens.is_empty() {
+        let listener = tokio::net::TcpListener::bind(http_addr)
+            .await
+            .with_context(|| format!("cannot bind the REST listener {http_addr}"))?;
+        let refresh = tokens.spawn_refresh(store.clone());
+        let mut stop = stop_rx.clone();
+        let shim_state = rest_secret.map(|secret| shim::ShimState {
+            metrics: metrics.clone(),
+            handler: handler.clone(),
+            secret,
+            nas: nas.clone(),
+        });
+        let api = crate::http::api::ApiState {
+            store: store.clone(),
+            tokens,
+            metrics: metrics.clone(),
+        };
+        Some(
+            crate::http::spawn_rest(listener, shim_state, api, rest_limits, async move {
+                let _ = stop.wait_for(|s| *s).await;
+                refresh.abort();
+            })
+            .await?,
+        )
+    } else {
+        None
     };
 
     // Disconnect/CoA requests queued by revokes (this process or the CLI),

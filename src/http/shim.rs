@@ -135,19 +135,26 @@ impl ShimState {
 /// The shim's routes, with request counting by route and status around them.
 pub fn router(state: ShimState) -> Router {
     let metrics = state.metrics.clone();
+    routes(state).layer(middleware::from_fn_with_state(metrics, count_requests))
+}
+
+/// The shim's routes alone, to share a listener with the management API
+/// (`super::app` puts [`count_requests`] around both).
+pub fn routes(state: ShimState) -> Router {
     Router::new()
         .route(AUTH_PATH, post(auth))
         .route(ACCT_PATH, post(acct))
         .with_state(state)
-        .layer(middleware::from_fn_with_state(metrics, count_requests))
 }
 
 /// Count every answer in `rrnet_radius_http_requests_total`. Unknown paths share
-/// one label so that scanners cannot grow the label set.
-async fn count_requests(State(metrics): State<Metrics>, req: Request, next: Next) -> Response {
+/// one label so that scanners cannot grow the label set. The management API's
+/// paths are counted by the API (`rrnet_radius_api_requests_total`) instead.
+pub async fn count_requests(State(metrics): State<Metrics>, req: Request, next: Next) -> Response {
     let route = match req.uri().path() {
         AUTH_PATH => "auth",
         ACCT_PATH => "acct",
+        p if super::is_api_path(p) => return next.run(req).await,
         _ => "other",
     };
     let response = next.run(req).await;
@@ -335,7 +342,7 @@ pub async fn spawn(
     };
     tracing::info!(%addr, "REST shim listening on {AUTH_PATH} and {ACCT_PATH}");
     let metrics = state.metrics.clone();
-    let app = router(state);
+    let app = super::app(Some(state), None, &metrics);
     Ok(tokio::spawn(async move {
         super::listener::serve(listener, app, limits, &metrics, "rest", shutdown).await;
     }))

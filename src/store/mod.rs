@@ -45,6 +45,9 @@ pub enum StoreError {
     /// transaction was rolled back and is retried as a whole.
     #[error("concurrent write conflict")]
     Conflict,
+    /// The row is still used by others (a plan that vouchers use).
+    #[error("{0}")]
+    InUse(String),
 }
 
 pub type StoreResult<T> = Result<T, StoreError>;
@@ -95,6 +98,80 @@ pub struct AuthEventFilter {
     pub nas_name: Option<String>,
     pub since: Option<Timestamp>,
     pub limit: Option<u32>,
+}
+
+/// A management API token as stored: the SHA-256 of the token, never the token.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ApiToken {
+    pub id: i64,
+    pub name: String,
+    /// The only tenant it sees; `None` for an operator-wide token.
+    pub tenant_id: Option<i64>,
+    /// GET only.
+    pub read_only: bool,
+    /// Lower-case hex SHA-256 of the token.
+    pub token_hash: String,
+    pub created_at: Timestamp,
+}
+
+/// What `token add` stores.
+#[derive(Clone, Debug)]
+pub struct NewApiToken {
+    pub name: String,
+    pub tenant_id: Option<i64>,
+    pub read_only: bool,
+    pub token_hash: String,
+}
+
+/// The vouchers `GET /api/v1/vouchers` asks for: filters, then at most
+/// `limit` with an id above `after`, oldest first.
+#[derive(Clone, Debug, Default)]
+pub struct VoucherQuery {
+    /// Only this tenant's; `None`: every tenant's.
+    pub tenant_id: Option<i64>,
+    pub plan: Option<String>,
+    pub batch: Option<String>,
+    pub state: Option<crate::model::VoucherState>,
+    /// `Some(true)`: logged in at least once; `Some(false)`: never.
+    pub used: Option<bool>,
+    pub after: i64,
+    pub limit: u32,
+}
+
+/// The sessions `GET /api/v1/sessions` asks for: filters, then at most
+/// `limit` with an id below `before`, newest first.
+#[derive(Clone, Debug, Default)]
+pub struct SessionQuery {
+    /// Only sessions at this tenant's NAS entries; `None`: every tenant's.
+    pub tenant_id: Option<i64>,
+    pub state: Option<crate::model::SessionState>,
+    pub voucher_id: Option<i64>,
+    pub nas_name: Option<String>,
+    pub before: Option<i64>,
+    pub limit: u32,
+}
+
+/// Seconds an idempotency key and its answer are kept.
+pub const IDEMPOTENCY_KEEP: Timestamp = 86_400;
+
+/// Seconds after which a key whose first request never answered (the
+/// server stopped mid-way) may be taken again: well past the HTTP listener's
+/// request timeout.
+pub const IDEMPOTENCY_ABANDONED: Timestamp = 120;
+
+/// What [`Store::claim_idempotency_key`] found.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum IdempotencyClaim {
+    /// The key is new and now taken by this request.
+    Claimed,
+    /// An earlier request with the key is still being worked on.
+    InProgress { request_hash: String },
+    /// An earlier request with the key was answered with `status` and `body`.
+    Done {
+        request_hash: String,
+        status: u16,
+        body: String,
+    },
 }
 
 /// Tunables for the authorization transaction.
@@ -326,6 +403,78 @@ pub trait Store: Send + Sync + 'static {
     /// Deliveries waiting (pending), for the backlog gauge.
     async fn delivery_backlog(&self) -> StoreResult<i64> {
         Ok(0)
+    }
+
+    /// One page of vouchers, filtered in storage.
+    async fn voucher_page(&self, q: &VoucherQuery) -> StoreResult<Vec<Voucher>> {
+        Ok(self
+            .list_vouchers(q.plan.as_deref(), q.batch.as_deref())
+            .await?
+            .into_iter()
+            .filter(|v| q.tenant_id.is_none_or(|t| v.tenant_id == t))
+            .filter(|v| q.state.is_none_or(|s| v.state == s))
+            .filter(|v| q.used.is_none_or(|u| v.first_login_at.is_some() == u))
+            .filter(|v| v.id > q.after)
+            .take(q.limit as usize)
+            .collect())
+    }
+
+    /// One page of sessions, filtered in storage.
+    async fn session_page(&self, _q: &SessionQuery) -> StoreResult<Vec<Session>> {
+        Err(unsupported("session_page"))
+    }
+
+    /// Remove a plan no voucher uses; `InUse` when some do.
+    async fn remove_plan(&self, _name: &str) -> StoreResult<()> {
+        Err(unsupported("remove_plan"))
+    }
+
+    /// Queue a Disconnect-Request for one live session (the running server
+    /// sends it, see [`crate::coa`]). Returns how many were queued: 0 when the
+    /// session is not live or a Disconnect is already on its way.
+    async fn queue_session_disconnect(&self, _session_id: i64) -> StoreResult<u64> {
+        Err(unsupported("queue_session_disconnect"))
+    }
+
+    // ---- management API tokens and idempotency keys ----
+    /// Store a new token (its hash only). `Duplicate` when the name is taken.
+    async fn add_api_token(&self, _token: &NewApiToken) -> StoreResult<ApiToken> {
+        Err(unsupported("add_api_token"))
+    }
+
+    /// Every token, oldest first.
+    async fn list_api_tokens(&self) -> StoreResult<Vec<ApiToken>> {
+        Ok(Vec::new())
+    }
+
+    /// Delete the token `name` (and the answers kept for its idempotency keys).
+    async fn revoke_api_token(&self, _name: &str) -> StoreResult<()> {
+        Err(unsupported("revoke_api_token"))
+    }
+
+    /// Take `key` for a request of `token_id` whose body hashes to
+    /// `request_hash`, or find what an earlier request with that key did.
+    /// Keys older than [`IDEMPOTENCY_KEEP`] seconds are forgotten first; a key
+    /// still unanswered after [`IDEMPOTENCY_ABANDONED`] seconds is taken again.
+    async fn claim_idempotency_key(
+        &self,
+        _token_id: i64,
+        _key: &str,
+        _request_hash: &str,
+        _now: Timestamp,
+    ) -> StoreResult<IdempotencyClaim> {
+        Err(unsupported("claim_idempotency_key"))
+    }
+
+    /// Keep the answer to a request that claimed `key`; `None` gives the key
+    /// up (the request failed, and a retry may try again).
+    async fn finish_idempotency_key(
+        &self,
+        _token_id: i64,
+        _key: &str,
+        _answer: Option<(u16, &str)>,
+    ) -> StoreResult<()> {
+        Err(unsupported("finish_idempotency_key"))
     }
 
     // ---- the hot path ----

@@ -259,7 +259,10 @@ impl Server {
                 Some(m) if m.starts_with("metrics listening") => {
                     metrics = f["addr"].as_str().map(|s| s.parse().unwrap());
                 }
-                Some(m) if m.starts_with("REST shim listening") => {
+                Some(m)
+                    if m.starts_with("REST shim listening")
+                        || m.starts_with("management API listening") =>
+                {
                     http = f["addr"].as_str().map(|s| s.parse().unwrap());
                 }
                 Some("listening for RADIUS") => {

@@ -29,6 +29,8 @@ const LIVE: &str = "(s.state = 'open' OR (s.state = 'authorized' \
 pub(super) enum Sessions {
     OfVoucher(i64),
     OfPlan(i64),
+    /// One session, by id.
+    One(i64),
 }
 
 /// Whether a request for `reason` is sent once per session: an end (revoke,
@@ -56,6 +58,7 @@ pub(super) async fn queue(
             "s.voucher_id IN (SELECT v.id FROM vouchers v WHERE v.plan_id = $1)",
             id,
         ),
+        Sessions::One(id) => ("s.id = $1", id),
     };
     let n = sqlx::query(&format!(
         "INSERT INTO coa_requests (session_id, kind, reason, state, created_at) \

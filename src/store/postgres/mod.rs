@@ -35,6 +35,7 @@
 
 mod accounting;
 mod admin;
+mod api;
 mod authorize;
 mod coa;
 mod events;
@@ -340,6 +341,56 @@ impl Store for PgStore {
 
     async fn set_voucher_plan(&self, tenant_id: i64, code: &str, plan: &str) -> StoreResult<u64> {
         coa::set_voucher_plan(&self.pool, tenant_id, code, plan).await
+    }
+
+    async fn voucher_page(&self, q: &crate::store::VoucherQuery) -> StoreResult<Vec<Voucher>> {
+        api::voucher_page(&self.pool, q).await
+    }
+
+    async fn session_page(&self, q: &crate::store::SessionQuery) -> StoreResult<Vec<Session>> {
+        api::session_page(&self.pool, q).await
+    }
+
+    async fn remove_plan(&self, name: &str) -> StoreResult<()> {
+        api::remove_plan(&self.pool, name).await
+    }
+
+    async fn queue_session_disconnect(&self, session_id: i64) -> StoreResult<u64> {
+        api::queue_session_disconnect(&self.pool, session_id).await
+    }
+
+    async fn add_api_token(
+        &self,
+        token: &crate::store::NewApiToken,
+    ) -> StoreResult<crate::store::ApiToken> {
+        api::add_api_token(&self.pool, token).await
+    }
+
+    async fn list_api_tokens(&self) -> StoreResult<Vec<crate::store::ApiToken>> {
+        api::list_api_tokens(&self.pool).await
+    }
+
+    async fn revoke_api_token(&self, name: &str) -> StoreResult<()> {
+        api::revoke_api_token(&self.pool, name).await
+    }
+
+    async fn claim_idempotency_key(
+        &self,
+        token_id: i64,
+        key: &str,
+        request_hash: &str,
+        now: Timestamp,
+    ) -> StoreResult<crate::store::IdempotencyClaim> {
+        api::claim_idempotency_key(&self.pool, token_id, key, request_hash, now).await
+    }
+
+    async fn finish_idempotency_key(
+        &self,
+        token_id: i64,
+        key: &str,
+        answer: Option<(u16, &str)>,
+    ) -> StoreResult<()> {
+        api::finish_idempotency_key(&self.pool, token_id, key, answer).await
     }
 
     async fn get_voucher_by_id(&self, id: i64) -> StoreResult<Voucher> {

@@ -69,7 +69,7 @@ fn plan_row(r: &Row<'_>) -> rusqlite::Result<PlanRow> {
     })
 }
 
-fn voucher_row(r: &Row<'_>) -> rusqlite::Result<VoucherRow> {
+pub(super) fn voucher_row(r: &Row<'_>) -> rusqlite::Result<VoucherRow> {
     Ok(VoucherRow {
         id: r.get(0)?,
         code: r.get(1)?,

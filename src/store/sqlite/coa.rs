@@ -29,6 +29,8 @@ pub(super) enum Sessions {
     OfVoucher(i64),
     /// The open sessions of every voucher of one plan.
     OfPlan(i64),
+    /// One session, by id.
+    One(i64),
 }
 
 /// Whether a request for `reason` is sent once per session: an end (revoke,
@@ -56,6 +58,7 @@ pub(super) fn queue(
             "s.voucher_id IN (SELECT v.id FROM vouchers v WHERE v.plan_id = ?1)",
             id,
         ),
+        Sessions::One(id) => ("s.id = ?1", id),
     };
     let n = tx
         .prepare_cached(&format!(

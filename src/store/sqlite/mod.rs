@@ -35,6 +35,7 @@
 
 mod accounting;
 mod admin;
+mod api;
 mod authorize;
 mod checkpoint;
 mod coa;
@@ -505,6 +506,67 @@ impl Store for SqliteStore {
     async fn set_voucher_plan(&self, tenant_id: i64, code: &str, plan: &str) -> StoreResult<u64> {
         let (code, plan) = (code.to_owned(), plan.to_owned());
         self.call_write(move |c| admin::set_voucher_plan(c, tenant_id, &code, &plan))
+            .await
+    }
+
+    async fn voucher_page(&self, q: &crate::store::VoucherQuery) -> StoreResult<Vec<Voucher>> {
+        let q = q.clone();
+        self.call(move |c| api::voucher_page(c, &q)).await
+    }
+
+    async fn session_page(&self, q: &crate::store::SessionQuery) -> StoreResult<Vec<Session>> {
+        let q = q.clone();
+        self.call(move |c| api::session_page(c, &q)).await
+    }
+
+    async fn remove_plan(&self, name: &str) -> StoreResult<()> {
+        let name = name.to_owned();
+        self.call_write(move |c| api::remove_plan(c, &name)).await
+    }
+
+    async fn queue_session_disconnect(&self, session_id: i64) -> StoreResult<u64> {
+        self.call_write(move |c| api::queue_session_disconnect(c, session_id))
+            .await
+    }
+
+    async fn add_api_token(
+        &self,
+        token: &crate::store::NewApiToken,
+    ) -> StoreResult<crate::store::ApiToken> {
+        let token = token.clone();
+        self.call(move |c| api::add_api_token(c, &token)).await
+    }
+
+    async fn list_api_tokens(&self) -> StoreResult<Vec<crate::store::ApiToken>> {
+        self.call(api::list_api_tokens).await
+    }
+
+    async fn revoke_api_token(&self, name: &str) -> StoreResult<()> {
+        let name = name.to_owned();
+        self.call(move |c| api::revoke_api_token(c, &name)).await
+    }
+
+    async fn claim_idempotency_key(
+        &self,
+        token_id: i64,
+        key: &str,
+        request_hash: &str,
+        now: Timestamp,
+    ) -> StoreResult<crate::store::IdempotencyClaim> {
+        let (key, hash) = (key.to_owned(), request_hash.to_owned());
+        self.call(move |c| api::claim_idempotency_key(c, token_id, &key, &hash, now))
+            .await
+    }
+
+    async fn finish_idempotency_key(
+        &self,
+        token_id: i64,
+        key: &str,
+        answer: Option<(u16, &str)>,
+    ) -> StoreResult<()> {
+        let key = key.to_owned();
+        let answer = answer.map(|(s, b)| (s, b.to_owned()));
+        self.call(move |c| api::finish_idempotency_key(c, token_id, &key, answer))
             .await
     }
 

@@ -51,6 +51,11 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         include_str!("../../../migrations/sqlite/0008_session_router.sql"),
     ),
     (
+        10,
+        "api tokens",
+        include_str!("../../../migrations/sqlite/0010_api_tokens.sql"),
+    ),
+    (
         11,
         "events",
         include_str!("../../../migrations/sqlite/0011_events.sql"),
