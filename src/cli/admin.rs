@@ -12,7 +12,9 @@ use super::{
     Format, ListFormat, NasCommand, PlanAddArgs, PlanCommand, PlanSetArgs, SessionCommand,
     TenantCommand, TenantScope, VoucherCommand,
 };
-use crate::model::{NewNas, NewPlan, NewVoucher, Plan, Secret, Timestamp, Voucher, DEFAULT_TENANT};
+use crate::model::{
+    CertIdentity, NewNas, NewPlan, NewVoucher, Plan, Secret, Timestamp, Voucher, DEFAULT_TENANT,
+};
 use crate::store::Store;
 use crate::units::{format_duration, format_size, parse_duration, parse_size};
 
@@ -109,9 +111,45 @@ pub async fn nas(store: Arc<dyn Store>, scope: &Scope, cmd: &NasCommand) -> anyh
             coa_address,
             site,
             identifier,
+            radsec_cn,
+            radsec_fingerprint,
         } => {
-            let (address, dynamic) =
-                crate::model::parse_nas_address(address).map_err(|e| anyhow!("--address {e}"))?;
+            let radsec = match (radsec_cn, radsec_fingerprint) {
+                (Some(cn), _) => {
+                    Some(CertIdentity::name(cn).map_err(|e| anyhow!("--radsec-cn: {e}"))?)
+                }
+                (None, Some(fp)) => Some(
+                    CertIdentity::sha256(fp).map_err(|e| anyhow!("--radsec-fingerprint: {e}"))?,
+                ),
+                (None, None) => None,
+            };
+            let (address, dynamic, secret) = match (radsec, address) {
+                (Some(identity), _) => {
+                    if secret.is_some() {
+                        bail!("a RadSec NAS has no --secret: RadSec's shared secret is fixed to `radsec` (RFC 6614), the client certificate identifies the router");
+                    }
+                    let (address, dynamic) = crate::model::parse_nas_address(&identity.to_string())
+                        .map_err(|e| anyhow!("{e}"))?;
+                    (address, dynamic, crate::radsec::RADSEC_SECRET.to_string())
+                }
+                (None, Some(address)) => {
+                    let (address, dynamic) = crate::model::parse_nas_address(address)
+                        .map_err(|e| anyhow!("--address {e}"))?;
+                    if matches!(dynamic, Some(crate::model::DynamicAddress::RadSec(_))) {
+                        bail!(
+                            "--address: give a RadSec NAS with --radsec-cn or --radsec-fingerprint"
+                        );
+                    }
+                    let Some(secret) = secret else {
+                        bail!("--secret is required (or RRNET_NAS_SECRET)");
+                    };
+                    if secret.len() < 8 {
+                        bail!("the shared secret must be at least 8 characters");
+                    }
+                    (address, dynamic, secret.clone())
+                }
+                (None, None) => bail!("give --address, --radsec-cn or --radsec-fingerprint"),
+            };
             if let Some(id) = identifier {
                 if id.is_empty() || id.contains('\0') {
                     bail!("--identifier must be a non-empty text without NUL");
@@ -125,9 +163,6 @@ pub async fn nas(store: Arc<dyn Store>, scope: &Scope, cmd: &NasCommand) -> anyh
                     bail!("--address any requires Message-Authenticator: leave out --no-require-message-authenticator");
                 }
             }
-            if secret.len() < 8 {
-                bail!("the shared secret must be at least 8 characters");
-            }
             if name.trim().is_empty() {
                 bail!("the NAS name must not be empty");
             }
@@ -136,7 +171,7 @@ pub async fn nas(store: Arc<dyn Store>, scope: &Scope, cmd: &NasCommand) -> anyh
                     name: name.clone(),
                     address,
                     dynamic,
-                    secret: Secret::new(secret.clone()),
+                    secret: Secret::new(secret),
                     require_message_authenticator: !no_require_message_authenticator,
                     coa_port: *coa_port,
                     coa_address: *coa_address,
