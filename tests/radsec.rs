@@ -801,3 +801,90 @@ fn cli_binds_certificates_to_nas_entries() {
     // No secret or key material on stdout beyond the passphrase line.
     assert!(!out.contains("PRIVATE KEY"), "{out}");
 }
+
+/// The listener's limits against hostile peers: a TCP connection that never
+/// starts TLS is cut at the handshake timeout, connections past the per-address
+/// cap are closed on accept, a quiet connection is closed at the idle timeout,
+/// and a burst of requests past the in-flight cap is partly dropped (counted
+/// `overload`) while the rest are answered. The server keeps serving.
+#[test]
+fn limits_hold_against_hostile_peers() {
+    let db = TestDb::sqlite();
+    db.cli(&["nas", "add", "--name", "cafe-1", "--radsec-cn", "cafe-1"]);
+    let pki = Pki::new(&db);
+    pki.issue(&db, "cafe-1");
+    let (server, radsec) = start(
+        &db,
+        &pki,
+        "handshake_timeout = \"1s\"\nidle_timeout = \"3s\"\nmax_connections_per_peer = 3\nmax_in_flight = 2\n",
+    );
+    let closed = |reason: &str| {
+        metric(
+            &server,
+            &format!("rrnet_radius_radsec_connections_closed_total{{reason=\"{reason}\"}}"),
+        )
+    };
+
+    // Silent TCP: no ClientHello. Closed by the server after about a second.
+    let mut silent = TcpStream::connect(radsec).unwrap();
+    silent
+        .set_read_timeout(Some(Duration::from_secs(5)))
+        .unwrap();
+    let t = std::time::Instant::now();
+    let mut byte = [0u8; 1];
+    assert!(matches!(silent.read(&mut byte), Ok(0) | Err(_)));
+    assert!(t.elapsed() < Duration::from_secs(4), "{:?}", t.elapsed());
+    server.wait_metric(
+        "rrnet_radius_radsec_handshakes_total{result=\"timeout\"}",
+        1.0,
+        Duration::from_secs(5),
+    );
+
+    // Three connections from 127.0.0.1 are allowed; the fourth is closed at once.
+    let mut held: Vec<Tls> = (0..3).map(|_| pki_client(&pki, radsec, "cafe-1")).collect();
+    for (i, c) in held.iter_mut().enumerate() {
+        status_answered(c, i as u8);
+    }
+    refused(pki_client(&pki, radsec, "cafe-1"));
+    assert_eq!(closed("peer_full"), 1.0);
+
+    // A burst of eleven Access-Requests in one write, two may be in flight.
+    let mut client = common::Client::with_secret("radsec");
+    let mut burst = Vec::new();
+    for i in 0..11 {
+        let (p, _) = client.access_request(
+            &format!("NOSUCH{i}"),
+            common::Cred::Pap("x"),
+            Some("AA:BB:CC:DD:EE:09"),
+            true,
+        );
+        burst.extend_from_slice(&p);
+    }
+    let mut first = held.remove(0);
+    first.write_all(&burst).unwrap();
+    let dropped = server.wait_metric(
+        "rrnet_radius_drops_total{nas=\"cafe-1\",reason=\"overload\"}",
+        1.0,
+        Duration::from_secs(5),
+    );
+    let answered = (0..(11 - dropped as usize))
+        .filter_map(|_| read_packet(&mut first))
+        .filter(|p| Packet::decode(p).unwrap().code() == Code::AccessReject)
+        .count();
+    assert_eq!(answered + dropped as usize, 11, "dropped {dropped}");
+    assert!(answered >= 2, "the requests in flight are answered");
+
+    // Quiet connections are closed at the idle timeout (3 s).
+    let mut quiet = held.remove(0);
+    assert!(read_packet(&mut quiet).is_none());
+    server.wait_metric(
+        "rrnet_radius_radsec_connections_closed_total{reason=\"idle_timeout\"}",
+        1.0,
+        Duration::from_secs(5),
+    );
+    // Their places are free again.
+    drop(held);
+    drop(first);
+    let mut again = pki_client(&pki, radsec, "cafe-1");
+    status_answered(&mut again, 9);
+}
