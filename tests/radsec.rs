@@ -888,3 +888,41 @@ fn limits_hold_against_hostile_peers() {
     let mut again = pki_client(&pki, radsec, "cafe-1");
     status_answered(&mut again, 9);
 }
+
+/// TLS 1.2 is served as well as 1.3 (RFC 6614 needs 1.2 at least; older
+/// RouterOS and proxies speak it).
+#[test]
+fn tls12_is_served() {
+    let db = TestDb::sqlite();
+    db.cli(&["nas", "add", "--name", "cafe-1", "--radsec-cn", "cafe-1"]);
+    let pki = Pki::new(&db);
+    pki.issue(&db, "cafe-1");
+    let (_server, radsec) = start(&db, &pki, "");
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let mut roots = rustls::RootCertStore::empty();
+    for c in pem_certs(&pki.path("ca.crt")) {
+        roots.add(c).unwrap();
+    }
+    let config = rustls::ClientConfig::builder_with_provider(provider)
+        .with_protocol_versions(&[&rustls::version::TLS12])
+        .unwrap()
+        .with_root_certificates(roots)
+        .with_client_auth_cert(
+            pem_certs(&pki.path("cafe-1.crt")),
+            PrivateKeyDer::from_pem_file(pki.path("cafe-1.key")).unwrap(),
+        )
+        .unwrap();
+    let conn = rustls::ClientConnection::new(
+        Arc::new(config),
+        ServerName::try_from("127.0.0.1").unwrap().to_owned(),
+    )
+    .unwrap();
+    let tcp = TcpStream::connect(radsec).unwrap();
+    tcp.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    let mut tls = rustls::StreamOwned::new(conn, tcp);
+    status_answered(&mut tls, 7);
+    assert_eq!(
+        tls.conn.protocol_version(),
+        Some(rustls::ProtocolVersion::TLSv1_2)
+    );
+}

@@ -254,16 +254,15 @@ impl Conn {
         }
     }
 
-    fn entry(&self) -> &NasEntry {
-        // Checked when the table was taken (handshake, `nas_still_bound`).
-        self.table
-            .by_certificate(&self.names)
-            .expect("the table binds this certificate")
+    /// The NAS entry; always there, for the table is only taken when it
+    /// binds the certificate (handshake, `nas_still_bound`).
+    fn entry(&self) -> Option<&NasEntry> {
+        self.table.by_certificate(&self.names)
     }
 
     fn drop_packet(&self, reason: DropReason, detail: &str) {
         self.shared.handler.drop_packet(
-            Some(&self.entry().nas),
+            self.entry().map(|e| &*e.nas),
             Transport::RadSec,
             self.peer,
             reason,
@@ -274,7 +273,9 @@ impl Conn {
     /// One packet, framed. Work that waits for storage goes to its own task.
     fn handle(&self, bytes: &[u8]) {
         let received = Instant::now();
-        let entry = self.entry();
+        let Some(entry) = self.entry() else {
+            return self.drop_packet(DropReason::UnknownNas, "NAS entry gone");
+        };
         let packet = match Packet::decode(bytes) {
             Ok(p) => p,
             Err(e) => return self.drop_packet(DropReason::Malformed, e.label()),
