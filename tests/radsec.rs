@@ -926,3 +926,51 @@ fn tls12_is_served() {
         Some(rustls::ProtocolVersion::TLSv1_2)
     );
 }
+
+/// radsecproxy presenting a certificate from another CA (same CN as a bound
+/// NAS): the handshake is refused and counted, and no login gets through.
+#[test]
+fn foreign_certificate_is_refused_through_radsecproxy() {
+    if !have_tools() {
+        return;
+    }
+    let db = TestDb::sqlite();
+    let (pki, server, radsec, _proxy) = radsec_site(&db);
+    let foreign_key = rcgen::KeyPair::generate().unwrap();
+    let mut foreign = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+    foreign.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+    foreign
+        .distinguished_name
+        .push(rcgen::DnType::CommonName, "another CA");
+    let foreign = foreign.self_signed(&foreign_key).unwrap();
+    let key = rcgen::KeyPair::generate().unwrap();
+    let mut params = rcgen::CertificateParams::new(vec!["cafe-1".to_string()]).unwrap();
+    params
+        .distinguished_name
+        .push(rcgen::DnType::CommonName, "cafe-1");
+    params.extended_key_usages = vec![rcgen::ExtendedKeyUsagePurpose::ClientAuth];
+    let cert = params.signed_by(&key, &foreign, &foreign_key).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("forged.crt"), cert.pem()).unwrap();
+    std::fs::write(dir.path().join("forged.key"), key.serialize_pem()).unwrap();
+    let forged = Proxy::start(
+        radsec,
+        &pki.path("ca.crt"),
+        &dir.path().join("forged.crt"),
+        &dir.path().join("forged.key"),
+    );
+    let run = login(&forged, "PAP1", "User-Password = \"pw-pap\"");
+    assert_eq!(run.reply_code, None, "{}", run.stdout);
+    let refused = metric(
+        &server,
+        "rrnet_radius_radsec_handshakes_total{result=\"bad_certificate\"}",
+    );
+    assert!(refused >= 1.0, "{}", forged.log_text());
+    assert_eq!(
+        metric(
+            &server,
+            "rrnet_radius_requests_by_transport_total{transport=\"radsec\"}"
+        ),
+        0.0
+    );
+}

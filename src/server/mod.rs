@@ -93,7 +93,7 @@ impl Default for ServerConfig {
             default_interim: 300,
             stale_grace: 60,
             housekeeping_interval: Duration::from_secs(30),
-            nas_reload_interval: Duration::from_secs(2),
+            nas_reload_interval: Duration::from_secs(1),
             nas_resolve_interval: Duration::from_secs(60),
             auth_log_retention: Some(30 * 86400),
             guard: crate::handler::GuardConfig::default(),
