@@ -378,6 +378,11 @@ fn vouchers_log_in_over_tls(db: &TestDb) {
         ) >= 1.0
     );
     assert_eq!(metric(&server, "rrnet_radius_radsec_connections_open"), 1.0);
+    // No password reaches the log, whatever the transport.
+    let logs = server.log_text();
+    for pw in ["pw-pap", "pw-chap", "\"wrong\""] {
+        assert!(!logs.contains(pw), "{pw} logged");
+    }
 }
 
 on_both_backends!(vouchers_log_in_over_tls);

@@ -64,27 +64,29 @@ pub(super) async fn run(
             .inc();
     };
     let acceptor = TlsAcceptor::from(shared.tls.current());
-    let tls =
-        match tokio::time::timeout(shared.limits.handshake_timeout, acceptor.accept(tcp)).await {
-            Err(_) => {
-                handshakes(Handshake::Timeout);
-                tracing::debug!(%peer, "RadSec handshake timed out");
-                return;
+    let tls = match tokio::time::timeout(shared.limits.handshake_timeout, acceptor.accept(tcp))
+        .await
+    {
+        Err(_) => {
+            handshakes(Handshake::Timeout);
+            tracing::debug!(%peer, "RadSec handshake timed out");
+            return;
+        }
+        Ok(Err(e)) => {
+            let result = classify(&e);
+            handshakes(result);
+            // A wrong certificate is an operator's mistake worth seeing; other
+            // failures are scanners and noise. The error is a field value: the
+            // log format quotes and escapes it.
+            if result == Handshake::BadCertificate {
+                tracing::warn!(%peer, error = e.to_string().as_str(), "RadSec client certificate refused");
+            } else {
+                tracing::debug!(%peer, error = e.to_string().as_str(), "RadSec handshake failed");
             }
-            Ok(Err(e)) => {
-                let result = classify(&e);
-                handshakes(result);
-                // A wrong certificate is an operator's mistake worth seeing; other
-                // failures are scanners and noise.
-                if result == Handshake::BadCertificate {
-                    tracing::warn!(%peer, error = %e, "RadSec client certificate refused");
-                } else {
-                    tracing::debug!(%peer, error = %e, "RadSec handshake failed");
-                }
-                return;
-            }
-            Ok(Ok(s)) => s,
-        };
+            return;
+        }
+        Ok(Ok(s)) => s,
+    };
     let names = tls
         .get_ref()
         .1
