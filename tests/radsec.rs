@@ -979,3 +979,55 @@ fn foreign_certificate_is_refused_through_radsecproxy() {
         0.0
     );
 }
+
+/// A retransmission on the same connection (RFC 5080 §2.2.2) gets the cached
+/// reply byte for byte and is decided once; the same bytes on another
+/// connection are a new request there.
+#[test]
+fn duplicates_are_answered_from_the_connection_cache() {
+    let db = TestDb::sqlite();
+    db.cli(&["nas", "add", "--name", "cafe-1", "--radsec-cn", "cafe-1"]);
+    vouchers(&db);
+    let pki = Pki::new(&db);
+    pki.issue(&db, "cafe-1");
+    let (server, radsec) = start(&db, &pki, "");
+    let mut client = common::Client::with_secret("radsec");
+    let (request, _) = client.access_request(
+        "PAP1",
+        common::Cred::Pap("pw-pap"),
+        Some("AA:BB:CC:DD:EE:02"),
+        true,
+    );
+    let mut tls = pki_client(&pki, radsec, "cafe-1");
+    tls.write_all(&request).unwrap();
+    let first = read_packet(&mut tls).expect("an answer");
+    assert_eq!(Packet::decode(&first).unwrap().code(), Code::AccessAccept);
+    tls.write_all(&request).unwrap();
+    let again = read_packet(&mut tls).expect("the cached answer");
+    assert_eq!(first, again);
+    assert_eq!(
+        metric(
+            &server,
+            "rrnet_radius_duplicates_answered_total{nas=\"cafe-1\"}"
+        ),
+        1.0
+    );
+    assert_eq!(
+        metric(
+            &server,
+            "rrnet_radius_requests_by_transport_total{transport=\"radsec\"}"
+        ),
+        1.0
+    );
+    let mut other = pki_client(&pki, radsec, "cafe-1");
+    other.write_all(&request).unwrap();
+    let fresh = read_packet(&mut other).expect("an answer");
+    assert_eq!(Packet::decode(&fresh).unwrap().code(), Code::AccessAccept);
+    assert_eq!(
+        metric(
+            &server,
+            "rrnet_radius_requests_by_transport_total{transport=\"radsec\"}"
+        ),
+        2.0
+    );
+}
