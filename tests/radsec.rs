@@ -1031,3 +1031,56 @@ fn duplicates_are_answered_from_the_connection_cache() {
         2.0
     );
 }
+
+/// The PKCS#12 bundle `pki issue` writes opens with another implementation
+/// (OpenSSL, in its legacy mode for RC2, as RouterOS reads it) with the printed
+/// passphrase, and holds the router's certificate, its key and the CA.
+#[test]
+fn p12_bundle_opens_with_openssl() {
+    if !have_tool("openssl", &["version"]) {
+        return;
+    }
+    let db = TestDb::sqlite();
+    db.cli(&["nas", "add", "--name", "cafe-1", "--radsec-cn", "cafe-1"]);
+    let pki = Pki::new(&db);
+    let out = pki.issue(&db, "cafe-1");
+    let passphrase = out
+        .lines()
+        .find_map(|l| l.trim().strip_prefix("passphrase:"))
+        .expect("a passphrase is printed")
+        .trim()
+        .to_string();
+    let open = |pass: &str| {
+        Command::new("openssl")
+            .args(["pkcs12", "-legacy", "-nodes", "-in"])
+            .arg(pki.path("cafe-1.p12"))
+            .args(["-passin", &format!("pass:{pass}")])
+            .output()
+            .unwrap()
+    };
+    let ok = open(&passphrase);
+    let text = String::from_utf8_lossy(&ok.stdout);
+    assert!(
+        ok.status.success(),
+        "{}",
+        String::from_utf8_lossy(&ok.stderr)
+    );
+    assert!(text.contains("CN = cafe-1"), "{text}");
+    assert!(text.contains("CN = rrnet-radius RadSec CA"), "{text}");
+    assert!(text.contains("BEGIN PRIVATE KEY"), "{text}");
+    assert_eq!(text.matches("BEGIN CERTIFICATE").count(), 2, "{text}");
+    assert!(!open("wrong-passphrase").status.success());
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        for f in ["ca.key", "cafe-1.key", "cafe-1.p12"] {
+            let mode = std::fs::metadata(pki.path(f)).unwrap().permissions().mode();
+            assert_eq!(mode & 0o777, 0o600, "{f}");
+        }
+        let mode = std::fs::metadata(pki.path(""))
+            .unwrap()
+            .permissions()
+            .mode();
+        assert_eq!(mode & 0o777, 0o700, "the PKI directory");
+    }
+}

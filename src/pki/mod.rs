@@ -132,6 +132,13 @@ fn file_stem(name: &str) -> Result<&str, PkiError> {
 /// every certificate issued so far would stop verifying.
 pub fn init(dir: &Path) -> Result<CaFiles, PkiError> {
     create_dir(dir)?;
+    // Only the service user reads the CA's directory.
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))
+            .map_err(|e| io("cannot set the mode of", dir, e))?;
+    }
     let files = CaFiles {
         cert: dir.join(CA_CERT),
         key: dir.join(CA_KEY),
