@@ -56,7 +56,8 @@ pub struct RadSecLimits {
     pub idle_timeout: Duration,
     /// Open connections in all; more are closed on accept.
     pub max_connections: usize,
-    /// Open connections from one client address (routers behind one NAT share it).
+    /// Open connections from one client address, IPv6 by /64 (routers behind
+    /// one NAT share it).
     pub max_connections_per_peer: usize,
     /// Requests of one connection being decided or stored at once; more are dropped.
     pub max_in_flight: usize,
@@ -183,7 +184,8 @@ impl Shared {
 
     /// Take a connection slot for `ip`, or say why not.
     fn admit(self: &Arc<Self>, ip: IpAddr) -> Result<Slot, Close> {
-        let ip = crate::model::canonical_ip(ip);
+        // As the HTTP listeners count them: IPv4 by address, IPv6 by /64.
+        let ip = crate::http::listener::peer_key(ip);
         let mut open = self.open.lock().expect("connection lock poisoned");
         if open.total >= self.limits.max_connections {
             return Err(Close::ListenerFull);
