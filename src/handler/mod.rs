@@ -29,7 +29,7 @@ mod accounting;
 mod drop_reason;
 pub mod guard;
 mod isolate;
-mod log_limit;
+pub(crate) mod log_limit;
 mod reply;
 #[cfg(test)]
 pub(crate) mod test_store;

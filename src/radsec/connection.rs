@@ -75,10 +75,10 @@ pub(super) async fn run(
         Ok(Err(e)) => {
             let result = classify(&e);
             handshakes(result);
-            // A wrong certificate is an operator's mistake worth seeing; other
-            // failures are scanners and noise. The error is a field value: the
-            // log format quotes and escapes it.
-            if result == Handshake::BadCertificate {
+            // A wrong certificate is an operator's mistake worth seeing (at
+            // most 20 lines a second); other failures are scanners and noise.
+            // The error is a field value: the log format quotes and escapes it.
+            if result == Handshake::BadCertificate && shared.refusal_log.allow().is_some() {
                 tracing::warn!(%peer, error = e.to_string().as_str(), "RadSec client certificate refused");
             } else {
                 tracing::debug!(%peer, error = e.to_string().as_str(), "RadSec handshake failed");
@@ -104,6 +104,11 @@ pub(super) async fn run(
             .drops
             .with_label_values(&[UNKNOWN_NAS, DropReason::UnknownNas.label()])
             .inc();
+        let mut tls = tls;
+        if shared.refusal_log.allow().is_none() {
+            let _ = tokio::time::timeout(Duration::from_secs(1), tls.shutdown()).await;
+            return;
+        }
         tracing::warn!(
             %peer,
             transport = "radsec",
@@ -118,7 +123,6 @@ pub(super) async fn run(
                 .as_deref(),
             "RadSec certificate matches no NAS entry; connection closed (bind one with `nas add --radsec-cn`)"
         );
-        let mut tls = tls;
         let _ = tokio::time::timeout(Duration::from_secs(1), tls.shutdown()).await;
         return;
     };

@@ -168,6 +168,8 @@ struct Shared {
     metrics: Metrics,
     /// Open connections, in all and by client address.
     open: Mutex<Open>,
+    /// Log lines about refused peers: a flood of bad certificates must not fill the disk.
+    refusal_log: crate::handler::log_limit::LogLimiter,
 }
 
 impl Shared {
@@ -248,6 +250,7 @@ pub async fn serve(
         limits,
         metrics,
         open: Mutex::default(),
+        refusal_log: crate::handler::log_limit::LogLimiter::new(20),
     });
     let (stop_tx, stop_rx) = watch::channel(false);
     let mut tasks = tokio::task::JoinSet::new();
