@@ -1091,3 +1091,60 @@ fn p12_bundle_opens_with_openssl() {
         assert_eq!(mode & 0o777, 0o700, "the PKI directory");
     }
 }
+
+/// `serve` with RadSec on but a file missing or unreadable stops with an error
+/// naming it, rather than serving without TLS or panicking.
+#[test]
+fn serve_refuses_radsec_without_its_files() {
+    let db = TestDb::sqlite();
+    let pki = Pki::new(&db);
+    let serve = |extra: &[&str]| {
+        let out = Command::new(common::BIN)
+            .args([
+                "serve",
+                "--auth-listen",
+                "127.0.0.1:0",
+                "--acct-listen",
+                "127.0.0.1:0",
+                "--metrics-listen",
+                "off",
+                "--radsec-listen",
+                "127.0.0.1:0",
+            ])
+            .args(extra)
+            .env("RRNET_DATABASE_URL", &db.url)
+            .env_remove("RRNET_CONFIG")
+            .env_remove("RRNET_RADIUS_REST_SECRET")
+            .output()
+            .unwrap();
+        assert!(!out.status.success());
+        String::from_utf8_lossy(&out.stderr).into_owned()
+    };
+    let stderr = serve(&[]);
+    assert!(stderr.contains("needs --tls-cert"), "{stderr}");
+    let ca = pki.path("ca.crt");
+    let key = pki.path("127.0.0.1.key");
+    let stderr = serve(&[
+        "--tls-cert",
+        "/nonexistent/server.crt",
+        "--tls-key",
+        key.to_str().unwrap(),
+        "--tls-client-ca",
+        ca.to_str().unwrap(),
+    ]);
+    assert!(
+        stderr.contains("--tls-cert /nonexistent/server.crt"),
+        "{stderr}"
+    );
+    // A key that is not the certificate's.
+    let stderr = serve(&[
+        "--tls-cert",
+        pki.path("127.0.0.1.crt").to_str().unwrap(),
+        "--tls-key",
+        pki.path("ca.key").to_str().unwrap(),
+        "--tls-client-ca",
+        ca.to_str().unwrap(),
+    ]);
+    assert!(stderr.contains("--tls-key"), "{stderr}");
+    assert!(!stderr.contains("panicked"), "{stderr}");
+}
