@@ -909,7 +909,7 @@ fn tls12_is_served() {
     db.cli(&["nas", "add", "--name", "cafe-1", "--radsec-cn", "cafe-1"]);
     let pki = Pki::new(&db);
     pki.issue(&db, "cafe-1");
-    let (_server, radsec) = start(&db, &pki, "");
+    let (server, radsec) = start(&db, &pki, "");
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let mut roots = rustls::RootCertStore::empty();
     for c in pem_certs(&pki.path("ca.crt")) {
@@ -937,6 +937,11 @@ fn tls12_is_served() {
         tls.conn.protocol_version(),
         Some(rustls::ProtocolVersion::TLSv1_2)
     );
+    // SIGTERM with the connection open: it is closed and the server exits cleanly.
+    let t = std::time::Instant::now();
+    assert!(server.stop().success());
+    assert!(t.elapsed() < Duration::from_secs(8), "{:?}", t.elapsed());
+    assert!(read_packet(&mut tls).is_none());
 }
 
 /// radsecproxy presenting a certificate from another CA (same CN as a bound
