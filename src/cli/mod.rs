@@ -59,7 +59,8 @@ pub enum ListFormat {
 #[derive(Subcommand, Debug)]
 pub enum Command {
     /// Run the RADIUS server (UDP authentication and accounting), the metrics
-    /// listener, and the REST shim when RRNET_RADIUS_REST_SECRET is set.
+    /// listener, the REST shim when RRNET_RADIUS_REST_SECRET is set, and
+    /// RadSec (RADIUS over TLS) when --radsec-listen is set.
     Serve(ServeArgs),
     /// Create or upgrade the database schema, then exit.
     Migrate,
