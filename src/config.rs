@@ -43,6 +43,8 @@ pub struct FileConfig {
     pub http: HttpSection,
     #[serde(default)]
     pub webhooks: WebhooksSection,
+    #[serde(default)]
+    pub radsec: RadSecSection,
 }
 
 /// `[webhooks]`: the delivery worker (see `events::DeliveryWorker`).
@@ -62,6 +64,31 @@ pub struct WebhooksSection {
     pub max_in_flight: Option<usize>,
     /// Deliveries of one webhook in flight at once.
     pub per_webhook: Option<usize>,
+}
+
+/// `[radsec]`: the RadSec (RADIUS over TLS) listener. Off unless `listen` (or
+/// `--radsec-listen`) is set; then the three files are required.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RadSecSection {
+    /// TCP address, conventionally port 2083.
+    pub listen: Option<SocketAddr>,
+    /// PEM file: the server certificate (and intermediates).
+    pub tls_cert: Option<PathBuf>,
+    /// PEM file: the server's private key.
+    pub tls_key: Option<PathBuf>,
+    /// PEM file: the CA that signs the routers' client certificates.
+    pub tls_client_ca: Option<PathBuf>,
+    /// Time allowed for the TLS handshake.
+    pub handshake_timeout: Option<String>,
+    /// A connection with no complete packet for this long is closed.
+    pub idle_timeout: Option<String>,
+    /// Open connections in all.
+    pub max_connections: Option<usize>,
+    /// Open connections from one client address.
+    pub max_connections_per_peer: Option<usize>,
+    /// Requests of one connection in flight at once.
+    pub max_in_flight: Option<usize>,
 }
 
 /// `[guard]`: the defence against guessing voucher codes (see `handler::guard`).
@@ -274,6 +301,38 @@ impl FileConfig {
         Ok(c)
     }
 
+    /// Apply the `[radsec]` section's limits over the defaults. Durations
+    /// are at least 1s, counts at least 1.
+    pub fn radsec_limits(&self) -> anyhow::Result<crate::radsec::RadSecLimits> {
+        let r = &self.radsec;
+        let mut l = crate::radsec::RadSecLimits::default();
+        let dur = |v: &Option<String>, key: &str| -> anyhow::Result<Option<Duration>> {
+            v.as_deref()
+                .map(|x| {
+                    parse_duration(x)
+                        .map(|s| Duration::from_secs(s.max(1)))
+                        .map_err(|e| anyhow::anyhow!("[radsec] {key}: {e}"))
+                })
+                .transpose()
+        };
+        if let Some(v) = dur(&r.handshake_timeout, "handshake_timeout")? {
+            l.handshake_timeout = v;
+        }
+        if let Some(v) = dur(&r.idle_timeout, "idle_timeout")? {
+            l.idle_timeout = v;
+        }
+        if let Some(v) = r.max_connections {
+            l.max_connections = v.max(1);
+        }
+        if let Some(v) = r.max_connections_per_peer {
+            l.max_connections_per_peer = v.max(1);
+        }
+        if let Some(v) = r.max_in_flight {
+            l.max_in_flight = v.max(1);
+        }
+        Ok(l)
+    }
+
     /// Apply the `[http]` section over the defaults: the limits of the REST
     /// shim and of the metrics listener. Durations are at least 1s, counts at least 1.
     pub fn http_limits(&self) -> anyhow::Result<(HttpLimits, HttpLimits)> {
@@ -370,6 +429,7 @@ mod tests {
             guard,
             http,
             webhooks,
+            radsec,
         } = &f;
         assert!(database.is_some() && auth_listen.is_some() && acct_listen.is_some());
         assert!(http_listen.is_some() && metrics_listen.is_some() && log_format.is_some());
@@ -484,6 +544,28 @@ mod tests {
         assert_eq!(
             format!("{:?}", f.webhook_settings().unwrap()),
             format!("{:?}", crate::events::WorkerSettings::default())
+        );
+        let RadSecSection {
+            listen,
+            tls_cert,
+            tls_key,
+            tls_client_ca,
+            handshake_timeout,
+            idle_timeout,
+            max_connections,
+            max_connections_per_peer,
+            max_in_flight,
+        } = radsec;
+        assert!(listen.is_some() && tls_cert.is_some() && tls_key.is_some());
+        assert!(tls_client_ca.is_some() && handshake_timeout.is_some() && idle_timeout.is_some());
+        assert!(
+            max_connections.is_some()
+                && max_connections_per_peer.is_some()
+                && max_in_flight.is_some()
+        );
+        assert_eq!(
+            f.radsec_limits().unwrap(),
+            crate::radsec::RadSecLimits::default()
         );
     }
 

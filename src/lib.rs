@@ -10,6 +10,8 @@
 //! - [`handler`]: the request handler every transport hands requests to:
 //!   batched decisions, group-committed accounting, outcome metrics.
 //! - [`server`]: UDP loops for authentication and accounting.
+//! - [`radsec`]: RADIUS over TLS (RFC 6614): the listener, framing, TLS settings.
+//! - [`pki`]: the small certificate authority for RadSec (`pki init|issue|server-cert`).
 //! - [`coa`]: Disconnect and CoA requests to routers (RFC 5176) and the worker
 //!   that sends the queued ones.
 //! - [`events`]: the outbox of voucher and session events, the events page
@@ -29,8 +31,10 @@ pub mod manage;
 pub mod metrics;
 pub mod model;
 pub mod packet_dump;
+pub mod pki;
 pub mod policy;
 pub mod proto;
+pub mod radsec;
 pub mod server;
 pub mod store;
 pub mod units;

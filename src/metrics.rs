@@ -171,6 +171,14 @@ pub struct Metrics {
     pub http_connections_closed: IntCounterVec,
     /// Requests answered 503 because the listener had its most requests in progress.
     pub http_requests_shed: IntCounterVec,
+    /// Requests handed to the request handler, by transport (udp, rest, radsec).
+    pub requests_by_transport: IntCounterVec,
+    /// RadSec TLS handshakes by result (see `radsec::Handshake`).
+    pub radsec_handshakes: IntCounterVec,
+    /// RadSec connections open now.
+    pub radsec_connections_open: IntGauge,
+    /// RadSec connections closed by the server, by reason (see `radsec::Close`).
+    pub radsec_connections_closed: IntCounterVec,
 }
 
 /// The `listener` label values of the HTTP listener metrics.
@@ -380,6 +388,44 @@ impl Metrics {
             &["listener"],
         )
         .unwrap();
+        let requests_by_transport = IntCounterVec::new(
+            Opts::new(
+                "rrnet_radius_requests_by_transport_total",
+                "Access- and Accounting-Requests handed to the request handler, by transport",
+            ),
+            &["transport"],
+        )
+        .unwrap();
+        for t in crate::handler::Transport::ALL {
+            requests_by_transport.with_label_values(&[t.label()]);
+        }
+        let radsec_handshakes = IntCounterVec::new(
+            Opts::new(
+                "rrnet_radius_radsec_handshakes_total",
+                "RadSec TLS handshakes, by result",
+            ),
+            &["result"],
+        )
+        .unwrap();
+        for r in crate::radsec::Handshake::ALL {
+            radsec_handshakes.with_label_values(&[r.label()]);
+        }
+        let radsec_connections_open = IntGauge::new(
+            "rrnet_radius_radsec_connections_open",
+            "RadSec connections open now",
+        )
+        .unwrap();
+        let radsec_connections_closed = IntCounterVec::new(
+            Opts::new(
+                "rrnet_radius_radsec_connections_closed_total",
+                "RadSec connections closed by the server, by reason",
+            ),
+            &["reason"],
+        )
+        .unwrap();
+        for r in crate::radsec::Close::ALL {
+            radsec_connections_closed.with_label_values(&[r.label()]);
+        }
         let build_info = IntGaugeVec::new(
             Opts::new(
                 "rrnet_radius_build_info",
@@ -436,6 +482,10 @@ impl Metrics {
             Box::new(http_connections_refused.clone()),
             Box::new(http_connections_closed.clone()),
             Box::new(http_requests_shed.clone()),
+            Box::new(requests_by_transport.clone()),
+            Box::new(radsec_handshakes.clone()),
+            Box::new(radsec_connections_open.clone()),
+            Box::new(radsec_connections_closed.clone()),
             Box::new(build_info),
         ] {
             registry.register(c).expect("metric names are unique");
@@ -477,6 +527,10 @@ impl Metrics {
             http_connections_refused,
             http_connections_closed,
             http_requests_shed,
+            requests_by_transport,
+            radsec_handshakes,
+            radsec_connections_open,
+            radsec_connections_closed,
         }
     }
 

@@ -164,6 +164,70 @@ pub enum DynamicAddress {
     /// Any source address: the packet's NAS-Identifier picks the entry (it
     /// must have `--identifier`) and Message-Authenticator is required.
     Any,
+    /// No address at all: a RadSec (RFC 6614) router, known by the client
+    /// certificate it presents (`nas add --radsec-cn`). Its UDP packets match nothing.
+    RadSec(CertIdentity),
+}
+
+/// How a RadSec NAS entry recognises its router's client certificate.
+/// Stored in the `address` column as `radsec:cn=NAME` or `radsec:sha256=HEX`
+/// (see ARCHITECTURE.md, RadSec).
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub enum CertIdentity {
+    /// The subject CN, or a DNS name among the subject alternative names
+    /// (ASCII, compared case-insensitively).
+    Name(String),
+    /// The SHA-256 fingerprint of the certificate (DER), lowercase hex.
+    Sha256(String),
+}
+
+impl CertIdentity {
+    /// A name given to `--radsec-cn`: printable ASCII without spaces or `:`, at most 253 bytes.
+    pub fn name(s: &str) -> Result<CertIdentity, String> {
+        let s = s.trim();
+        if s.is_empty()
+            || s.len() > 253
+            || !s
+                .bytes()
+                .all(|b| b.is_ascii_graphic() && b != b':' && b != b'=')
+        {
+            return Err(format!(
+                "certificate name {s:?}: give the CN or a DNS name of the router's certificate \
+                 (printable ASCII, no spaces, ':' or '=', at most 253 characters)"
+            ));
+        }
+        Ok(CertIdentity::Name(s.to_ascii_lowercase()))
+    }
+
+    /// A fingerprint given to `--radsec-fingerprint`: 64 hex digits, colons allowed.
+    pub fn sha256(s: &str) -> Result<CertIdentity, String> {
+        let hex: String = s.trim().chars().filter(|c| *c != ':').collect();
+        if hex.len() != 64 || !hex.bytes().all(|b| b.is_ascii_hexdigit()) {
+            return Err(format!(
+                "certificate fingerprint {s:?}: give the SHA-256 of the certificate, 64 hex digits"
+            ));
+        }
+        Ok(CertIdentity::Sha256(hex.to_ascii_lowercase()))
+    }
+
+    fn parse(text: &str) -> Result<CertIdentity, String> {
+        match text.split_once('=') {
+            Some(("cn", name)) => CertIdentity::name(name),
+            Some(("sha256", hex)) => CertIdentity::sha256(hex),
+            _ => Err(format!(
+                "invalid certificate identity {text:?}: radsec:cn=NAME or radsec:sha256=HEX"
+            )),
+        }
+    }
+}
+
+impl std::fmt::Display for CertIdentity {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            CertIdentity::Name(n) => write!(f, "radsec:cn={n}"),
+            CertIdentity::Sha256(h) => write!(f, "radsec:sha256={h}"),
+        }
+    }
 }
 
 /// What `--address` takes: an address or CIDR network, a host name, or `any`.
@@ -182,6 +246,10 @@ pub fn parse_nas_address(s: &str) -> Result<(Cidr, Option<DynamicAddress>), Stri
     };
     if s.eq_ignore_ascii_case("any") {
         return Ok((placeholder, Some(DynamicAddress::Any)));
+    }
+    if let Some(identity) = s.strip_prefix("radsec:") {
+        let identity = CertIdentity::parse(identity)?;
+        return Ok((placeholder, Some(DynamicAddress::RadSec(identity))));
     }
     let label_ok = |l: &str| {
         !l.is_empty()
@@ -226,7 +294,8 @@ pub struct Nas {
     /// Source address or network the NAS sends from (`0.0.0.0/0`, unused,
     /// when `dynamic` is set).
     pub address: Cidr,
-    /// A host name re-resolved on a timer, or any source (see [`DynamicAddress`]).
+    /// A host name re-resolved on a timer, any source, or a RadSec client
+    /// certificate (see [`DynamicAddress`]).
     pub dynamic: Option<DynamicAddress>,
     pub secret: Secret,
     /// Drop Access-Requests without Message-Authenticator (BlastRADIUS, CVE-2024-3596).
@@ -252,6 +321,14 @@ pub struct Nas {
 }
 
 impl Nas {
+    /// The client certificate a RadSec entry is known by; `None` for a UDP entry.
+    pub fn cert_identity(&self) -> Option<&CertIdentity> {
+        match &self.dynamic {
+            Some(DynamicAddress::RadSec(identity)) => Some(identity),
+            _ => None,
+        }
+    }
+
     /// `--address` as given: the address or network, host name, or `any`.
     pub fn address_text(&self) -> String {
         address_text(&self.address, self.dynamic.as_ref())
@@ -290,6 +367,7 @@ pub fn address_text(address: &Cidr, dynamic: Option<&DynamicAddress>) -> String 
         None => address.to_string(),
         Some(DynamicAddress::Host(h)) => h.clone(),
         Some(DynamicAddress::Any) => "any".into(),
+        Some(DynamicAddress::RadSec(identity)) => identity.to_string(),
     }
 }
 
@@ -561,6 +639,31 @@ mod tests {
         for bad in ["", "1.2.3.999", "a..b", "-a.b", "a b", "x/8", "a_b.c"] {
             assert!(parse_nas_address(bad).is_err(), "{bad}");
         }
+    }
+
+    #[test]
+    fn radsec_identities_round_trip_through_the_address_text() {
+        let fp = "AB:".repeat(31) + "AB";
+        for (given, text) in [
+            (CertIdentity::name("Cafe-1").unwrap(), "radsec:cn=cafe-1"),
+            (
+                CertIdentity::sha256(&fp).unwrap(),
+                &*format!("radsec:sha256={}", "ab".repeat(32)),
+            ),
+        ] {
+            assert_eq!(given.to_string(), text);
+            let (_, dynamic) = parse_nas_address(text).unwrap();
+            assert_eq!(dynamic, Some(DynamicAddress::RadSec(given)));
+        }
+        for bad in [
+            "radsec:cn=",
+            "radsec:cn=a b",
+            "radsec:sha256=abc",
+            "radsec:x=y",
+        ] {
+            assert!(parse_nas_address(bad).is_err(), "{bad}");
+        }
+        assert!(CertIdentity::name("a:b").is_err());
     }
 
     #[test]

@@ -257,3 +257,65 @@ fn identity_is_set_when_the_entry_has_one() {
     );
     assert!(!without.contains("/system identity"), "{without}");
 }
+
+/// The radsec tier: the certificate bundle imported and renamed, the CA
+/// trusted, `/radius` with protocol=radsec, the client certificate and the
+/// fixed secret `radsec` on the one TLS port; the NAS's own secret never appears.
+#[test]
+fn radsec_tier() {
+    let db = db();
+    db.cli(&["nas", "add", "--name", "cafe-3", "--radsec-cn", "cafe-3"]);
+    let out = db.cli_output(&[
+        "routeros-script",
+        "--nas",
+        "cafe-3",
+        "--tier",
+        "radsec",
+        "--server",
+        "203.0.113.10",
+    ]);
+    assert!(out.status.success(), "{out:?}");
+    let text = String::from_utf8(out.stdout).unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("PASTE-THE-P12-PASSPHRASE-HERE"), "{stderr}");
+    assert!(text.contains(
+        "/radius add service=hotspot address=203.0.113.10 protocol=radsec certificate=\"rrnet-radius-cafe-3\" secret=\"radsec\" authentication-port=2083 accounting-port=2083"
+    ));
+    assert!(text.contains("/certificate import file-name=\"cafe-3.p12\""));
+    golden("routeros_radsec.rsc", &text);
+    let with = script(
+        &db,
+        &[
+            "--nas",
+            "cafe-3",
+            "--tier",
+            "radsec",
+            "--server",
+            "203.0.113.10",
+            "--secondary-server",
+            "203.0.113.11",
+            "--p12-passphrase",
+            "Pass\"word$1",
+        ],
+    );
+    assert!(with.contains("passphrase=\"Pass\\\"word\\$1\""), "{with}");
+    assert_eq!(with.matches("protocol=radsec").count(), 2);
+    // A UDP entry has no certificate to log in with.
+    fails(
+        &db,
+        &[
+            "--nas",
+            "cafe-1",
+            "--tier",
+            "radsec",
+            "--server",
+            "203.0.113.10",
+        ],
+        "not a RadSec entry",
+    );
+    fails(
+        &db,
+        &["--nas", "cafe-3", "--tier", "radsec"],
+        "needs --server",
+    );
+}

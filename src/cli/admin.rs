@@ -11,10 +11,12 @@ use super::{
     Format, ListFormat, NasCommand, PlanCommand, SessionCommand, TenantCommand, TenantScope,
     VoucherCommand,
 };
-use crate::manage::nas::{check_identifier, check_secret, nas_json, new_nas, NasAdd};
+use crate::manage::nas::{
+    check_identifier, check_secret, nas_json, new_nas, new_radsec_nas, NasAdd,
+};
 use crate::manage::plans::{changed_plan, new_plan, plan_json};
 use crate::manage::vouchers::{check_code, generate, valid_until, voucher_json, Generate};
-use crate::model::{NewVoucher, Plan, Secret, DEFAULT_TENANT};
+use crate::model::{CertIdentity, NewVoucher, Plan, Secret, DEFAULT_TENANT};
 use crate::store::Store;
 use crate::units::{format_duration, format_size, parse_duration};
 
@@ -88,20 +90,35 @@ pub async fn nas(store: Arc<dyn Store>, scope: &Scope, cmd: &NasCommand) -> anyh
             coa_address,
             site,
             identifier,
+            radsec_cn,
+            radsec_fingerprint,
         } => {
-            let new = new_nas(
-                &NasAdd {
-                    name: name.clone(),
-                    address: address.clone(),
-                    secret: secret.clone(),
-                    require_message_authenticator: !no_require_message_authenticator,
-                    coa_port: *coa_port,
-                    coa_address: *coa_address,
-                    site: site.clone(),
-                    identifier: identifier.clone(),
-                },
-                scope.id,
-            )?;
+            let radsec = match (radsec_cn, radsec_fingerprint) {
+                (Some(cn), _) => {
+                    Some(CertIdentity::name(cn).map_err(|e| anyhow!("--radsec-cn: {e}"))?)
+                }
+                (None, Some(fp)) => Some(
+                    CertIdentity::sha256(fp).map_err(|e| anyhow!("--radsec-fingerprint: {e}"))?,
+                ),
+                (None, None) => None,
+            };
+            let add = |address: &str, secret: &str| NasAdd {
+                name: name.clone(),
+                address: address.to_owned(),
+                secret: secret.to_owned(),
+                require_message_authenticator: !no_require_message_authenticator,
+                coa_port: *coa_port,
+                coa_address: *coa_address,
+                site: site.clone(),
+                identifier: identifier.clone(),
+            };
+            let new = match (radsec, address, secret) {
+                (Some(_), _, Some(_)) => bail!("a RadSec NAS has no --secret: RadSec's shared secret is fixed to `radsec` (RFC 6614), the client certificate identifies the router"),
+                (Some(identity), _, None) => new_radsec_nas(&add("", ""), identity, scope.id)?,
+                (None, Some(address), Some(secret)) => new_nas(&add(address, secret), scope.id)?,
+                (None, Some(_), None) => bail!("--secret is required (or RRNET_NAS_SECRET)"),
+                (None, None, _) => bail!("give --address, --radsec-cn or --radsec-fingerprint"),
+            };
             let nas = store.add_nas(&new).await?;
             match &nas.identifier {
                 Some(id) => println!(

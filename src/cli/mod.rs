@@ -3,6 +3,7 @@
 pub mod admin;
 pub mod auth_log;
 pub(crate) mod output;
+mod pki;
 pub mod print;
 pub mod routeros;
 mod serve;
@@ -60,8 +61,9 @@ pub enum ListFormat {
 #[derive(Subcommand, Debug)]
 pub enum Command {
     /// Run the RADIUS server (UDP authentication and accounting), the metrics
-    /// listener, and the REST listener: the shim when RRNET_RADIUS_REST_SECRET
-    /// is set, the management API when an API token exists (`token add`).
+    /// listener, the REST listener (the shim when RRNET_RADIUS_REST_SECRET is
+    /// set, the management API when an API token exists (`token add`)), and
+    /// RadSec (RADIUS over TLS) when --radsec-listen is set.
     Serve(ServeArgs),
     /// Create or upgrade the database schema, then exit.
     Migrate,
@@ -83,6 +85,9 @@ pub enum Command {
     Packet(PacketCommand),
     /// Print the RouterOS v7 script that points a NAS's hotspot at this server.
     RouterosScript(routeros::RouterosScriptArgs),
+    /// A small certificate authority for RadSec: the CA, client certificates
+    /// for routers, the listener's certificate.
+    Pki(pki::PkiArgs),
     /// Show recent logins and rejections: why can't this customer log in?
     ///
     /// Lists auth events with their time (RFC 3339, UTC), NAS, user (voucher code),
@@ -142,6 +147,20 @@ pub struct ServeArgs {
     /// HTTP address for /metrics, /healthz and /readyz; "off" disables it [default: 127.0.0.1:9812].
     #[arg(long, env = "RRNET_METRICS_LISTEN")]
     pub metrics_listen: Option<String>,
+    /// TCP address of the RadSec (RADIUS over TLS) listener, conventionally
+    /// port 2083 [default: off]. Needs --tls-cert, --tls-key and --tls-client-ca.
+    #[arg(long, env = "RRNET_RADSEC_LISTEN")]
+    pub radsec_listen: Option<std::net::SocketAddr>,
+    /// RadSec: PEM file with the server certificate (and intermediates); `pki server-cert` writes one.
+    #[arg(long, env = "RRNET_TLS_CERT")]
+    pub tls_cert: Option<PathBuf>,
+    /// RadSec: PEM file with the server certificate's private key.
+    #[arg(long, env = "RRNET_TLS_KEY")]
+    pub tls_key: Option<PathBuf>,
+    /// RadSec: PEM file with the CA that signs the routers' client
+    /// certificates (`pki init` makes one: ca.crt). SIGHUP reads the three files again.
+    #[arg(long, env = "RRNET_TLS_CLIENT_CA")]
+    pub tls_client_ca: Option<PathBuf>,
 }
 
 /// `--tenant T`: the tenant a command works in.
@@ -200,17 +219,30 @@ pub enum TenantCommand {
 
 #[derive(Subcommand, Debug)]
 pub enum NasCommand {
-    /// Add a NAS. Requests from its address (or network) are checked with its secret.
+    /// Add a NAS. Requests from its address (or network) are checked with its
+    /// secret; a RadSec NAS (--radsec-cn or --radsec-fingerprint) is known by
+    /// its client certificate instead, and needs neither address nor secret.
     Add {
         /// Unique name (used in logs and metrics).
         #[arg(long)]
         name: String,
-        /// Source address or CIDR network, e.g. 203.0.113.7 or 10.8.0.0/24.
-        #[arg(long)]
-        address: String,
+        /// Source address or CIDR network, e.g. 203.0.113.7 or 10.8.0.0/24;
+        /// a host name (DDNS); or `any` (with --identifier).
+        #[arg(long, required_unless_present_any = ["radsec_cn", "radsec_fingerprint"])]
+        address: Option<String>,
         /// Shared secret (at least 8 characters; RouterOS allows up to 64).
+        /// Not for RadSec, whose secret is fixed to `radsec` (RFC 6614 §2.3).
         #[arg(long, env = "RRNET_NAS_SECRET", hide_env_values = true)]
-        secret: String,
+        secret: Option<String>,
+        /// RadSec: the router is the one whose client certificate has this
+        /// subject CN or DNS subject alternative name (`pki issue --nas N`
+        /// issues one with CN = N). Case-insensitive.
+        #[arg(long, conflicts_with_all = ["address", "radsec_fingerprint", "identifier"])]
+        radsec_cn: Option<String>,
+        /// RadSec: the router is the one whose client certificate has this
+        /// SHA-256 fingerprint (64 hex digits, colons allowed).
+        #[arg(long, conflicts_with_all = ["address", "identifier"])]
+        radsec_fingerprint: Option<String>,
         /// Accept Access-Requests without Message-Authenticator from this NAS
         /// (weakens BlastRADIUS protection; only for old RouterOS).
         #[arg(long)]
@@ -671,6 +703,16 @@ async fn dispatch(cli: Cli) -> anyhow::Result<()> {
             webhook::run(open_store(&database_url(&cli, None)).await?, &a.command).await
         }
         Command::Token(c) => token::run(open_store(&database_url(&cli, None)).await?, c).await,
+        Command::Pki(a) => {
+            let url = database_url(&cli, None);
+            let dir = pki::dir(a, &url);
+            match &a.command {
+                pki::PkiCommand::Issue { nas, out } => {
+                    pki::issue(open_store(&url).await?, &dir, nas, out.as_deref()).await
+                }
+                command => pki::run_offline(&dir, command),
+            }
+        }
     }
 }
 

@@ -6,6 +6,10 @@
 //!   public address; the server's firewall allows only the routers' addresses.
 //! - `vpn`: the router dials a WireGuard tunnel to the server and sends RADIUS
 //!   from its tunnel address to the server's tunnel address.
+//! - `radsec`: the router speaks RADIUS over TLS (RFC 6614) to the server's
+//!   public address, TCP 2083, with the client certificate `pki issue` made
+//!   for it; the secret is the fixed `radsec` (RouterOS `/radius`
+//!   `protocol=radsec certificate=…`).
 //!
 //! The script is rendered by a pure function of its parameters so that golden
 //! files can pin it byte for byte. It is written to be re-run: entries it adds
@@ -37,7 +41,17 @@ pub enum Tier {
     Direct,
     /// RADIUS through a WireGuard tunnel from the router to the server.
     Vpn,
+    /// RADIUS over TLS (RadSec) to the server's public address; the NAS must
+    /// be a RadSec entry (`nas add --radsec-cn`) with a certificate from `pki issue`.
+    Radsec,
 }
+
+/// Stands in for the PKCS#12 passphrase unless `--p12-passphrase` is given.
+pub const PASSPHRASE_PLACEHOLDER: &str = "PASTE-THE-P12-PASSPHRASE-HERE";
+
+/// The common name every CA made by `pki init` starts with; the script marks
+/// the imported CA trusted by it.
+const PKI_CA_PREFIX: &str = "rrnet-radius RadSec CA";
 
 #[derive(Args, Debug, Clone)]
 pub struct RouterosScriptArgs {
@@ -92,6 +106,15 @@ pub struct RouterosScriptArgs {
     /// vpn: keepalive that holds the router's NAT mapping open, so CoA can reach it.
     #[arg(long, default_value = "25s")]
     pub wg_keepalive: String,
+    /// radsec: the server's RadSec port (`serve --radsec-listen`).
+    #[arg(long, default_value_t = crate::radsec::DEFAULT_PORT)]
+    pub radsec_port: u16,
+    /// radsec: the PKCS#12 file from `pki issue --nas N`, uploaded to the router [default: N.p12].
+    #[arg(long)]
+    pub p12_file: Option<String>,
+    /// radsec: the bundle's passphrase printed by `pki issue` [default: a placeholder to replace].
+    #[arg(long, env = "RRNET_P12_PASSPHRASE", hide_env_values = true)]
+    pub p12_passphrase: Option<String>,
 }
 
 /// Quote a string for RouterOS scripting: inside double quotes `\`, `"` and `$`
@@ -300,6 +323,23 @@ pub fn render(nas: &Nas, a: &RouterosScriptArgs) -> anyhow::Result<(String, Vec<
                 None,
             )
         }
+        Tier::Radsec => {
+            if nas.cert_identity().is_none() {
+                bail!(
+                    "NAS {} is not a RadSec entry ({}): add one with `nas add --name N --radsec-cn N` and issue its certificate with `pki issue --nas N`",
+                    nas.name,
+                    nas.address_text()
+                );
+            }
+            let server = a.server.as_deref().ok_or_else(|| {
+                anyhow!("the radsec tier needs --server: the server's public IP address as the router reaches it")
+            })?;
+            (
+                parse_ip(server, "server", "the server's public address")?,
+                None,
+                None,
+            )
+        }
         Tier::Vpn => {
             if a.server.is_some() {
                 bail!("--server is for the direct tier; in the vpn tier RADIUS goes to --wg-server-address");
@@ -322,7 +362,14 @@ pub fn render(nas: &Nas, a: &RouterosScriptArgs) -> anyhow::Result<(String, Vec<
     if Some(primary) == secondary {
         bail!("--secondary-server must differ from the primary server address");
     }
-    if !a.show_secret {
+    let radsec = a.tier == Tier::Radsec;
+    if radsec && a.p12_passphrase.is_none() {
+        warnings.push(format!(
+            "the script holds the placeholder {PASSPHRASE_PLACEHOLDER}: replace it with the passphrase `pki issue --nas {}` printed (or use --p12-passphrase)",
+            nas.name
+        ));
+    }
+    if !a.show_secret && !radsec {
         warnings.push(format!(
             "the script holds the placeholder {SECRET_PLACEHOLDER}: replace it with NAS {}'s secret before running it (or use --show-secret)",
             nas.name
@@ -333,6 +380,7 @@ pub fn render(nas: &Nas, a: &RouterosScriptArgs) -> anyhow::Result<(String, Vec<
     let tier = match a.tier {
         Tier::Direct => "direct",
         Tier::Vpn => "vpn",
+        Tier::Radsec => "radsec",
     };
     let _ = writeln!(
         s,
@@ -349,7 +397,10 @@ pub fn render(nas: &Nas, a: &RouterosScriptArgs) -> anyhow::Result<(String, Vec<
         s,
         "# Needs RouterOS 7.15 or later (require-message-auth, BlastRADIUS / CVE-2024-3596)."
     );
-    let secret = if a.show_secret {
+    let secret = if radsec {
+        // RFC 6614 §2.3: the secret of RADIUS over TLS is `radsec`.
+        ros_quote(crate::radsec::RADSEC_SECRET)
+    } else if a.show_secret {
         ros_quote(nas.secret.expose_str())
     } else {
         let _ = writeln!(s, "#");
@@ -438,7 +489,69 @@ pub fn render(nas: &Nas, a: &RouterosScriptArgs) -> anyhow::Result<(String, Vec<
         let _ = writeln!(s);
     }
 
-    let n = if tunnel.is_some() { 2 } else { 1 };
+    let cert_name = format!("{TAG}-{}", nas.name);
+    if radsec {
+        let file = a
+            .p12_file
+            .clone()
+            .unwrap_or_else(|| format!("{}.p12", nas.name));
+        check_name(&file, "p12-file")?;
+        let passphrase = a
+            .p12_passphrase
+            .as_deref()
+            .unwrap_or(PASSPHRASE_PLACEHOLDER);
+        let _ = writeln!(
+            s,
+            "# 1. Certificates. Upload {file} (from `rrnet-radius pki issue --nas {}`) to the",
+            nas.name
+        );
+        let _ = writeln!(
+            s,
+            "#    router's Files first. It holds the router's certificate and key and the CA that"
+        );
+        let _ = writeln!(
+            s,
+            "#    signed the server's certificate; the CA is marked trusted so the router can verify"
+        );
+        let _ = writeln!(
+            s,
+            "#    the server. The router's certificate is renamed for /radius certificate= below."
+        );
+        let _ = writeln!(
+            s,
+            "/certificate remove [find where name={}]",
+            ros_quote(&cert_name)
+        );
+        let _ = writeln!(
+            s,
+            "/certificate import file-name={} passphrase={}",
+            ros_quote(&file),
+            ros_quote(passphrase)
+        );
+        let _ = writeln!(
+            s,
+            ":if ([:len [/certificate find where common-name={} and private-key]] = 0) do={{ :error {} }}",
+            ros_quote(&nas.name),
+            ros_quote(&format!(
+                "no certificate with CN {} and its key was imported: check the file and the passphrase",
+                nas.name
+            ))
+        );
+        let _ = writeln!(
+            s,
+            "/certificate set [find where common-name={} and private-key] name={}",
+            ros_quote(&nas.name),
+            ros_quote(&cert_name)
+        );
+        let _ = writeln!(
+            s,
+            "/certificate set [find where common-name~{} and !private-key] trusted=yes",
+            ros_quote(&format!("^{PKI_CA_PREFIX}"))
+        );
+        let _ = writeln!(s);
+    }
+
+    let n = if tunnel.is_some() || radsec { 2 } else { 1 };
     if secondary.is_some() {
         let _ = writeln!(
             s,
@@ -453,11 +566,22 @@ pub fn render(nas: &Nas, a: &RouterosScriptArgs) -> anyhow::Result<(String, Vec<
     );
     let _ = writeln!(s, "/radius remove [find where comment={}]", ros_quote(TAG));
     for addr in std::iter::once(primary).chain(secondary) {
-        let _ = write!(
-            s,
-            "/radius add service=hotspot address={addr} secret={secret} authentication-port={} accounting-port={} timeout={} require-message-auth=yes-for-request-resp",
-            a.auth_port, a.acct_port, a.timeout
-        );
+        if radsec {
+            // Authentication and accounting share the one TLS port.
+            let _ = write!(
+                s,
+                "/radius add service=hotspot address={addr} protocol=radsec certificate={} secret={secret} authentication-port={port} accounting-port={port} timeout={} require-message-auth=yes-for-request-resp",
+                ros_quote(&cert_name),
+                a.timeout,
+                port = a.radsec_port,
+            );
+        } else {
+            let _ = write!(
+                s,
+                "/radius add service=hotspot address={addr} secret={secret} authentication-port={} accounting-port={} timeout={} require-message-auth=yes-for-request-resp",
+                a.auth_port, a.acct_port, a.timeout
+            );
+        }
         if let Some(src) = src_address {
             let _ = write!(s, " src-address={src}");
         }

@@ -98,6 +98,8 @@ pub async fn run(cli: &Cli, args: &ServeArgs) -> anyhow::Result<()> {
             .with_context(|| format!("loading dictionary {}", path.display()))?;
     }
 
+    let radsec = radsec_settings(args, &file)?;
+
     let store = open_store(&url).await?;
     store
         .claim_decider()
@@ -180,6 +182,29 @@ pub async fn run(cli: &Cli, args: &ServeArgs) -> anyhow::Result<()> {
         None
     };
 
+    let radsec = match radsec {
+        Some((addr, paths, limits)) => {
+            let tls = Arc::new(crate::radsec::TlsFiles::load(paths)?);
+            let listener = tokio::net::TcpListener::bind(addr)
+                .await
+                .with_context(|| format!("cannot bind the RadSec listener {addr}"))?;
+            tracing::info!(addr = %listener.local_addr()?, "listening for RadSec (RADIUS over TLS)");
+            spawn_tls_reload(tls.clone());
+            let mut stop = stop_rx.clone();
+            Some(tokio::spawn(crate::radsec::serve(
+                listener,
+                tls,
+                handler.clone(),
+                nas.clone(),
+                limits,
+                async move {
+                    let _ = stop.wait_for(|s| *s).await;
+                },
+            )))
+        }
+        None => None,
+    };
+
     // Disconnect/CoA requests queued by revokes (this process or the CLI),
     // accounting and plan changes go out from here (see crate::coa).
     let coa = crate::coa::CoaWorker::new(
@@ -207,10 +232,73 @@ pub async fn run(cli: &Cli, args: &ServeArgs) -> anyhow::Result<()> {
     // shim's: the shim's requests finish within that wait too.
     let served =
         crate::server::serve(auth, acct, handler, workers, nas, server_config, shutdown).await;
+    if let Some(radsec) = radsec {
+        let _ = tokio::time::timeout(std::time::Duration::from_secs(10), radsec).await;
+    }
     if let Some(shim) = shim {
         let _ = tokio::time::timeout(std::time::Duration::from_secs(5), shim).await;
     }
     let _ = tokio::time::timeout(std::time::Duration::from_secs(3), coa).await;
     let _ = tokio::time::timeout(std::time::Duration::from_secs(3), deliveries).await;
     served
+}
+
+/// The RadSec listener's address, files and limits, when it is on: flags
+/// and environment over the `[radsec]` section. On without all three files is
+/// an error, not a listener that silently stays off.
+fn radsec_settings(
+    args: &ServeArgs,
+    file: &FileConfig,
+) -> anyhow::Result<
+    Option<(
+        SocketAddr,
+        crate::radsec::TlsPaths,
+        crate::radsec::RadSecLimits,
+    )>,
+> {
+    let r = &file.radsec;
+    let limits = file.radsec_limits()?;
+    let Some(addr) = args.radsec_listen.or(r.listen) else {
+        return Ok(None);
+    };
+    let need = |flag: &Option<std::path::PathBuf>, key: &Option<std::path::PathBuf>, name: &str| {
+        flag.clone().or_else(|| key.clone()).ok_or_else(|| {
+            anyhow::anyhow!(
+                "RadSec ({addr}) needs --{name} (or [radsec] {} in the config file)",
+                name.replace('-', "_")
+            )
+        })
+    };
+    let paths = crate::radsec::TlsPaths {
+        cert: need(&args.tls_cert, &r.tls_cert, "tls-cert")?,
+        key: need(&args.tls_key, &r.tls_key, "tls-key")?,
+        client_ca: need(&args.tls_client_ca, &r.tls_client_ca, "tls-client-ca")?,
+    };
+    Ok(Some((addr, paths, limits)))
+}
+
+/// Read the RadSec certificate files again on every SIGHUP. New connections
+/// use them; established ones keep what they were made with.
+fn spawn_tls_reload(tls: Arc<crate::radsec::TlsFiles>) {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{signal, SignalKind};
+        let Ok(mut hup) = signal(SignalKind::hangup()) else {
+            tracing::warn!("cannot watch SIGHUP: RadSec certificates are read at start only");
+            return;
+        };
+        tokio::spawn(async move {
+            while hup.recv().await.is_some() {
+                match tls.reload() {
+                    Ok(()) => tracing::info!("SIGHUP: RadSec certificates reloaded"),
+                    Err(e) => tracing::error!(
+                        error = %e,
+                        "SIGHUP: RadSec certificates not reloaded; the previous ones stay in use"
+                    ),
+                }
+            }
+        });
+    }
+    #[cfg(not(unix))]
+    let _ = tls;
 }

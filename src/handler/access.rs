@@ -131,6 +131,7 @@ async fn decider(core: Arc<Core>, mut rx: mpsc::Receiver<AccessJob>) {
                             p.port.forget(&p.key);
                             core.drop_request(
                                 Some(&w.origin.nas),
+                                w.origin.transport,
                                 Some(p.source),
                                 DropReason::ReplyTooLong,
                                 "the request's Proxy-State leaves no room for the reply",
@@ -298,10 +299,7 @@ fn log_suppressed(suppressed: u64) {
 /// "why can't this customer log in?" is answered from the log too; rate-limited,
 /// the auth log keeps every decision).
 fn record_outcome(core: &Core, w: &Waiting, facts: &AccessFacts, decision: &AccessDecision) {
-    let transport = match w.answer {
-        Answer::Packet(_) => "udp",
-        Answer::Channel(_) => "rest",
-    };
+    let transport = w.origin.transport.label();
     let (nas, counters) = (&w.origin.nas, &w.origin.counters);
     let (user, mac) = (facts.username.as_str(), facts.mac.as_deref());
     match decision {

@@ -29,7 +29,7 @@ mod accounting;
 mod drop_reason;
 pub mod guard;
 mod isolate;
-mod log_limit;
+pub(crate) mod log_limit;
 mod reply;
 #[cfg(test)]
 pub(crate) mod test_store;
@@ -46,7 +46,7 @@ use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
 
 pub use drop_reason::DropReason;
-pub use reply::status_reply;
+pub use reply::{access_reply, accounting_reply, status_reply, ReplyTooLong};
 
 use crate::metrics::{Metrics, NasCounters, UNKNOWN_NAS};
 use crate::model::Nas;
@@ -91,9 +91,35 @@ pub struct HandlerConfig {
     pub default_interim: u32,
 }
 
+/// How a request reached the server, for metrics and logs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Transport {
+    /// RADIUS over UDP (RFC 2865/2866).
+    Udp,
+    /// The REST shim (FreeRADIUS rlm_rest).
+    Rest,
+    /// RADIUS over TLS (RadSec, RFC 6614).
+    RadSec,
+}
+
+impl Transport {
+    pub const ALL: [Transport; 3] = [Transport::Udp, Transport::Rest, Transport::RadSec];
+
+    /// The `transport` label of the metrics and log lines.
+    pub fn label(self) -> &'static str {
+        match self {
+            Transport::Udp => "udp",
+            Transport::Rest => "rest",
+            Transport::RadSec => "radsec",
+        }
+    }
+}
+
 /// Who asked and when: what counting and timing a request needs.
 pub struct Origin {
     pub nas: Arc<Nas>,
+    /// How the request came in.
+    pub transport: Transport,
     /// The NAS's metrics, resolved when the NAS table was loaded.
     pub counters: Arc<NasCounters>,
     /// When the request arrived, for `request_duration`.
@@ -238,6 +264,14 @@ struct Core {
 }
 
 impl Core {
+    /// Count a request handed to the handler under its transport.
+    fn count_transport(&self, origin: &Origin) {
+        self.metrics
+            .requests_by_transport
+            .with_label_values(&[origin.transport.label()])
+            .inc();
+    }
+
     /// Take one of `origin`'s NAS slots; `false` when its share is used up.
     fn take_nas_slot(&self, origin: &Origin) -> bool {
         let limit = self.config.nas_in_flight;
@@ -267,6 +301,7 @@ impl Core {
         }
         self.drop_request(
             Some(&origin.nas),
+            origin.transport,
             answer.source(),
             DropReason::Overload,
             detail,
@@ -280,6 +315,7 @@ impl Core {
     fn fail<T>(&self, origin: &Origin, answer: Answer<T>, detail: &str) {
         self.drop_request(
             Some(&origin.nas),
+            origin.transport,
             answer.source(),
             DropReason::StorageError,
             detail,
@@ -293,11 +329,12 @@ impl Core {
     }
 
     /// Count a request that gets no answer and log it (rate-limited so a flood
-    /// cannot fill the disk). `source` is the datagram's sender; `None` for a
+    /// cannot fill the disk). `source` is the sender when known; `None` for a
     /// request that came over HTTP (the shim answers it with an HTTP status).
     fn drop_request(
         &self,
         nas: Option<&Nas>,
+        transport: Transport,
         source: Option<SocketAddr>,
         reason: DropReason,
         detail: &str,
@@ -316,12 +353,12 @@ impl Core {
             }
             match source {
                 Some(source) => {
-                    tracing::warn!(nas = nas_label, %source, reason = reason.label(), detail, "dropped request")
+                    tracing::warn!(nas = nas_label, transport = transport.label(), %source, reason = reason.label(), detail, "dropped request")
                 }
                 None => {
                     tracing::warn!(
                         nas = nas_label,
-                        transport = "rest",
+                        transport = transport.label(),
                         reason = reason.label(),
                         detail,
                         "dropped request"
@@ -395,6 +432,7 @@ impl RequestHandler {
         origin: Origin,
         answer: Answer<AccessDecision>,
     ) -> Result<(), Refused> {
+        self.core.count_transport(&origin);
         let who = Who {
             nas_id: origin.nas.id,
             nas_name: &origin.nas.name,
@@ -411,6 +449,7 @@ impl RequestHandler {
             }
             self.core.drop_request(
                 Some(&origin.nas),
+                origin.transport,
                 answer.source(),
                 DropReason::NasBusy,
                 "this NAS's share of requests in flight is used up",
@@ -449,6 +488,7 @@ impl RequestHandler {
         origin: Origin,
         answer: Answer<()>,
     ) -> Result<(), Refused> {
+        self.core.count_transport(&origin);
         let shard = accounting::shard(&record, self.writers.len());
         let job = AcctJob {
             record,
@@ -499,14 +539,16 @@ impl RequestHandler {
         &self.core.last_sources
     }
 
-    /// Count and log a datagram that gets no reply (see [`DropReason`]).
+    /// Count and log a packet that gets no reply (see [`DropReason`]).
     pub fn drop_packet(
         &self,
         nas: Option<&Nas>,
+        transport: Transport,
         source: SocketAddr,
         reason: DropReason,
         detail: &str,
     ) {
-        self.core.drop_request(nas, Some(source), reason, detail);
+        self.core
+            .drop_request(nas, transport, Some(source), reason, detail);
     }
 }

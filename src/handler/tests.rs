@@ -56,6 +56,7 @@ impl Fixture {
     fn origin(&self) -> Origin {
         Origin {
             nas: self.nas.clone(),
+            transport: crate::handler::Transport::Udp,
             counters: self.counters.clone(),
             received: Instant::now(),
         }

@@ -216,7 +216,7 @@ impl Counters {
 
 /// The address a per-peer cap counts under: IPv4 (IPv4-mapped IPv6 included)
 /// by address, IPv6 by /64, the block one subscriber line usually gets.
-fn peer_key(ip: IpAddr) -> IpAddr {
+pub(crate) fn peer_key(ip: IpAddr) -> IpAddr {
     match ip.to_canonical() {
         IpAddr::V4(v4) => IpAddr::V4(v4),
         IpAddr::V6(v6) => {

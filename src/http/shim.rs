@@ -244,6 +244,7 @@ async fn check(s: &ShimState, req: Request) -> Result<Checked, Response> {
             e.counters.last_seen.set(unix_now());
             Origin {
                 nas: e.nas.clone(),
+                transport: crate::handler::Transport::Rest,
                 counters: e.counters.clone(),
                 received,
             }

@@ -7,7 +7,7 @@ use serde_json::json;
 
 use super::FieldError;
 use crate::cli::output::ts;
-use crate::model::{DynamicAddress, Nas, NewNas, Secret};
+use crate::model::{CertIdentity, DynamicAddress, Nas, NewNas, Secret};
 
 /// Shortest shared secret accepted.
 pub const MIN_SECRET_LEN: usize = 8;
@@ -23,6 +23,17 @@ pub struct NasAdd {
     pub coa_address: Option<std::net::IpAddr>,
     pub site: Option<String>,
     pub identifier: Option<String>,
+}
+
+/// A NAS name: used in logs, metrics labels and file names (`pki issue`).
+fn check_name(name: &str) -> Result<(), FieldError> {
+    if name.trim().is_empty() || name.len() > 128 || name.chars().any(char::is_control) {
+        return Err(FieldError::flag(
+            "name",
+            "the NAS name must be 1 to 128 characters without control characters",
+        ));
+    }
+    Ok(())
 }
 
 /// A shared secret long enough.
@@ -49,14 +60,15 @@ pub fn check_identifier(id: &str) -> Result<(), FieldError> {
 
 /// The entry to store for `a` in `tenant_id`, checked.
 pub fn new_nas(a: &NasAdd, tenant_id: i64) -> Result<NewNas, FieldError> {
-    if a.name.trim().is_empty() || a.name.len() > 128 || a.name.chars().any(char::is_control) {
-        return Err(FieldError::flag(
-            "name",
-            "the NAS name must be 1 to 128 characters without control characters",
-        ));
-    }
+    check_name(&a.name)?;
     let (address, dynamic) = crate::model::parse_nas_address(&a.address)
         .map_err(|e| FieldError::flag("address", format!("--address {e}")))?;
+    if matches!(dynamic, Some(DynamicAddress::RadSec(_))) {
+        return Err(FieldError::flag(
+            "address",
+            "--address: give a RadSec NAS with --radsec-cn or --radsec-fingerprint",
+        ));
+    }
     if let Some(id) = &a.identifier {
         check_identifier(id)?;
     }
@@ -80,6 +92,35 @@ pub fn new_nas(a: &NasAdd, tenant_id: i64) -> Result<NewNas, FieldError> {
         address,
         dynamic,
         secret: Secret::new(a.secret.clone()),
+        require_message_authenticator: a.require_message_authenticator,
+        coa_port: a.coa_port,
+        coa_address: a.coa_address,
+        site: a.site.clone(),
+        identifier: a.identifier.clone(),
+        tenant_id,
+    })
+}
+
+/// A NAS entry for a RadSec router known by its client certificate
+/// (`--radsec-cn`, `--radsec-fingerprint`): the identity is stored in place of
+/// an address, and the secret is the fixed `radsec` (RFC 6614). `a.address`
+/// and `a.secret` are not used.
+pub fn new_radsec_nas(
+    a: &NasAdd,
+    identity: CertIdentity,
+    tenant_id: i64,
+) -> Result<NewNas, FieldError> {
+    check_name(&a.name)?;
+    if let Some(id) = &a.identifier {
+        check_identifier(id)?;
+    }
+    Ok(NewNas {
+        name: a.name.clone(),
+        address: crate::model::parse_nas_address(&identity.to_string())
+            .map_err(|e| FieldError::flag("radsec_cn", e.to_string()))?
+            .0,
+        dynamic: Some(DynamicAddress::RadSec(identity)),
+        secret: Secret::new(crate::radsec::RADSEC_SECRET.to_owned()),
         require_message_authenticator: a.require_message_authenticator,
         coa_port: a.coa_port,
         coa_address: a.coa_address,

@@ -9,7 +9,7 @@
 
 mod housekeeping;
 mod nas_table;
-mod request;
+pub(crate) mod request;
 pub mod resolve;
 mod socket;
 
@@ -22,7 +22,7 @@ use tokio::net::UdpSocket;
 use tokio::sync::watch;
 
 pub use crate::handler::{unix_now, DropReason};
-pub use nas_table::{NasEntry, NasTable};
+pub use nas_table::{CertificateNames, NasEntry, NasTable};
 pub use socket::{bind_udp, kernel_drops};
 
 use crate::handler::{
@@ -95,7 +95,7 @@ impl Default for ServerConfig {
             default_interim: 300,
             stale_grace: 60,
             housekeeping_interval: Duration::from_secs(30),
-            nas_reload_interval: Duration::from_secs(2),
+            nas_reload_interval: Duration::from_secs(1),
             nas_resolve_interval: Duration::from_secs(60),
             auth_log_retention: Some(30 * 86400),
             events_retention: Some(7 * 86400),
@@ -170,7 +170,8 @@ impl Shared {
 
     /// Count a drop and log it (rate-limited so a flood cannot fill the disk).
     fn drop_packet(&self, nas: Option<&Nas>, source: SocketAddr, reason: DropReason, detail: &str) {
-        self.handler.drop_packet(nas, source, reason, detail);
+        self.handler
+            .drop_packet(nas, crate::handler::Transport::Udp, source, reason, detail);
     }
 }
 
@@ -496,6 +497,7 @@ async fn handle_datagram(
 fn origin(nas: &NasEntry, received: Instant) -> Origin {
     Origin {
         nas: nas.nas.clone(),
+        transport: crate::handler::Transport::Udp,
         counters: nas.counters.clone(),
         received,
     }
@@ -509,6 +511,32 @@ fn authenticate(
     source: SocketAddr,
     now: i64,
 ) -> Option<Signer> {
+    match verify_request(nas, packet, now) {
+        Ok(signer) => {
+            if signer == Signer::Previous {
+                shared
+                    .metrics
+                    .previous_secret_used
+                    .with_label_values(&[&nas.name])
+                    .inc();
+            }
+            Some(signer)
+        }
+        Err((reason, detail)) => {
+            shared.drop_packet(Some(nas), source, reason, detail);
+            None
+        }
+    }
+}
+
+/// Check a request's authenticators against `nas`'s secrets: which secret it
+/// was made with, or why it must be dropped. Every transport that carries
+/// RADIUS packets (UDP, RadSec) uses this one check.
+pub(crate) fn verify_request(
+    nas: &NasEntry,
+    packet: &Packet<'_>,
+    now: i64,
+) -> Result<Signer, (DropReason, &'static str)> {
     let code = packet.code();
     let previous_ok = nas.previous.as_ref().is_some_and(|p| now < p.until);
     let candidates = [Signer::Current, Signer::Previous]
@@ -531,7 +559,7 @@ fn authenticate(
         }
     }
     let Some(signer) = chosen else {
-        let (reason, detail) = if code == Code::AccountingRequest {
+        return Err(if code == Code::AccountingRequest {
             (
                 DropReason::BadAuthenticator,
                 "Request Authenticator does not verify",
@@ -541,21 +569,16 @@ fn authenticate(
                 DropReason::BadMessageAuthenticator,
                 "Message-Authenticator does not verify",
             )
-        };
-        shared.drop_packet(Some(nas), source, reason, detail);
-        return None;
+        });
     };
     if code == Code::AccountingRequest
         && has_ma
         && packet.verify_request_message_authenticator_keyed(nas.key_for(signer)) != Some(true)
     {
-        shared.drop_packet(
-            Some(nas),
-            source,
+        return Err((
             DropReason::BadMessageAuthenticator,
             "Message-Authenticator does not verify",
-        );
-        return None;
+        ));
     }
     if !has_ma {
         // Status-Server always needs it (RFC 5997 §3); Access-Request unless the NAS is exempt.
@@ -565,21 +588,8 @@ fn authenticate(
         let required = code == Code::StatusServer
             || (code == Code::AccessRequest && (nas.require_message_authenticator || any_source));
         if required {
-            shared.drop_packet(
-                Some(nas),
-                source,
-                DropReason::MissingMessageAuthenticator,
-                code.name(),
-            );
-            return None;
+            return Err((DropReason::MissingMessageAuthenticator, code.name()));
         }
     }
-    if signer == Signer::Previous {
-        shared
-            .metrics
-            .previous_secret_used
-            .with_label_values(&[&nas.name])
-            .inc();
-    }
-    Some(signer)
+    Ok(signer)
 }

@@ -19,6 +19,10 @@
 //! the name resolved to ([`super::resolve`]); a new resolution builds a new
 //! table from the same entries. Entries for `any` source come last, matched by
 //! NAS-Identifier alone (their Message-Authenticator is required).
+//!
+//! RadSec entries (RFC 6614) have no address: they sit apart, by the client
+//! certificate that identifies them ([`NasTable::by_certificate`]), and no
+//! UDP packet or REST request ever matches them.
 
 use std::collections::HashMap;
 use std::net::IpAddr;
@@ -27,7 +31,7 @@ use std::sync::Arc;
 use super::resolve::Resolved;
 use crate::handler::Signer;
 use crate::metrics::{Metrics, NasCounters};
-use crate::model::{canonical_ip, DynamicAddress, Nas, Secret};
+use crate::model::{canonical_ip, CertIdentity, DynamicAddress, Nas, Secret};
 use crate::proto::MacKey;
 
 /// A NAS and its secret prepared for HMAC-MD5.
@@ -114,6 +118,8 @@ pub struct NasTable {
     networks: Vec<NasEntry>,
     /// Entries for any source (`--address any`), matched by identifier.
     any: Vec<NasEntry>,
+    /// RadSec entries, by the client certificate that identifies them.
+    radsec: HashMap<CertIdentity, NasEntry>,
     /// Storage generation this table was loaded at.
     pub generation: i64,
     /// The entries as loaded, to build the table again after a resolution.
@@ -137,9 +143,14 @@ impl NasTable {
         let mut hosts: HashMap<IpAddr, Vec<NasEntry>> = HashMap::new();
         let mut networks = Vec::new();
         let mut any = Vec::new();
+        let mut radsec = HashMap::new();
         let loaded = nas.clone();
         for n in nas {
             match &n.dynamic {
+                Some(DynamicAddress::RadSec(identity)) => {
+                    radsec.insert(identity.clone(), NasEntry::new(n));
+                    continue;
+                }
                 Some(DynamicAddress::Any) => {
                     any.push(NasEntry::new(n));
                     continue;
@@ -169,10 +180,31 @@ impl NasTable {
             hosts,
             networks,
             any,
+            radsec,
             generation,
             loaded,
             resolved,
         }
+    }
+
+    /// The RadSec entry a client certificate identifies: by its SHA-256
+    /// fingerprint first, else by its subject CN, else by one of its DNS
+    /// subject alternative names. `None`: the certificate is valid but no
+    /// NAS entry is bound to it.
+    pub fn by_certificate(&self, cert: &CertificateNames) -> Option<&NasEntry> {
+        if self.radsec.is_empty() {
+            return None;
+        }
+        let by_name = |n: &String| self.radsec.get(&CertIdentity::Name(n.to_ascii_lowercase()));
+        self.radsec
+            .get(&CertIdentity::Sha256(cert.sha256.clone()))
+            .or_else(|| cert.common_name.as_ref().and_then(by_name))
+            .or_else(|| cert.dns_names.iter().find_map(by_name))
+    }
+
+    /// Whether some entry is a RadSec one.
+    pub fn has_radsec(&self) -> bool {
+        !self.radsec.is_empty()
     }
 
     /// Whether some entry has a host name (no allocation: asked per unknown packet).
@@ -215,6 +247,7 @@ impl NasTable {
             .flatten()
             .chain(self.networks.iter_mut())
             .chain(self.any.iter_mut())
+            .chain(self.radsec.values_mut())
         {
             entry.counters = Arc::new(metrics.nas_counters(&entry.nas.name));
         }
@@ -261,6 +294,7 @@ impl NasTable {
             .flatten()
             .chain(self.networks.iter())
             .chain(self.any.iter())
+            .chain(self.radsec.values())
     }
 
     /// How many NAS entries were loaded.
@@ -275,6 +309,17 @@ impl NasTable {
     pub fn names(&self) -> impl Iterator<Item = &str> {
         self.iter().map(|n| n.name.as_str())
     }
+}
+
+/// What a client certificate says about itself, for [`NasTable::by_certificate`].
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct CertificateNames {
+    /// The subject's CN, when it has one that is text.
+    pub common_name: Option<String>,
+    /// The DNS names among its subject alternative names.
+    pub dns_names: Vec<String>,
+    /// SHA-256 of the certificate (DER), lowercase hex.
+    pub sha256: String,
 }
 
 /// The entries whose address covers one source, most specific first.
@@ -428,6 +473,41 @@ mod tests {
         }
         assert_eq!(t.len(), 5);
         assert_eq!(t.by_id(2).unwrap().name, "south");
+    }
+
+    #[test]
+    fn radsec_entries_are_found_by_certificate_only() {
+        let mut by_cn = nas(1, "cafe", "0.0.0.0/0");
+        by_cn.dynamic = Some(DynamicAddress::RadSec(CertIdentity::name("Cafe").unwrap()));
+        let mut by_fp = nas(2, "pinned", "0.0.0.0/0");
+        let fp = "0f".repeat(32);
+        by_fp.dynamic = Some(DynamicAddress::RadSec(CertIdentity::sha256(&fp).unwrap()));
+        let t = NasTable::new(vec![by_cn, by_fp, nas(3, "udp", "192.0.2.9")], 1);
+        let cert = |cn: Option<&str>, dns: &[&str], sha: &str| CertificateNames {
+            common_name: cn.map(String::from),
+            dns_names: dns.iter().map(|s| s.to_string()).collect(),
+            sha256: sha.into(),
+        };
+        let name = |c: &CertificateNames| t.by_certificate(c).map(|e| e.name.clone());
+        assert_eq!(
+            name(&cert(Some("CAFE"), &[], "00")).as_deref(),
+            Some("cafe")
+        );
+        assert_eq!(
+            name(&cert(None, &["x", "cafe"], "00")).as_deref(),
+            Some("cafe")
+        );
+        // The fingerprint wins over the names.
+        assert_eq!(
+            name(&cert(Some("cafe"), &[], &fp)).as_deref(),
+            Some("pinned")
+        );
+        assert_eq!(name(&cert(Some("other"), &["udp"], "00")), None);
+        // No address matches a RadSec entry, not even the placeholder network.
+        assert!(t.sources("203.0.113.1".parse().unwrap()).is_none());
+        assert!(t.has_radsec());
+        assert_eq!(t.len(), 3);
+        assert_eq!(t.by_id(2).unwrap().name, "pinned");
     }
 
     #[test]

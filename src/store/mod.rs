@@ -575,6 +575,13 @@ pub fn check_shared_address(
     let Some((first, _)) = holders.first() else {
         return Ok(());
     };
+    let text = address.to_string();
+    if text.starts_with("radsec:") {
+        // One certificate, one router: two entries would make the choice arbitrary.
+        return Err(StoreError::Invalid(format!(
+            "the certificate {text} already identifies NAS {first}"
+        )));
+    }
     let explain = "several routers may share an address (behind one NAT address) only when every \
                    entry for it has its own --identifier, the router's NAS-Identifier (RouterOS \
                    `/system identity`)";
