@@ -11,8 +11,10 @@ use serde_json::{json, Value};
 
 use super::body::{Fields, Params};
 use super::{scope, visible, ApiState, Caller, Problem};
-use crate::manage::nas::{check_identifier, check_secret, nas_json, new_nas, NasAdd};
-use crate::model::{Nas, Secret};
+use crate::manage::nas::{
+    check_identifier, check_secret, nas_json, new_nas, new_radsec_nas, NasAdd,
+};
+use crate::model::{CertIdentity, Nas, Secret};
 use crate::units::parse_duration;
 
 async fn tenant_names(s: &ApiState) -> Result<HashMap<i64, String>, Problem> {
@@ -92,12 +94,47 @@ pub async fn create(
         "coa_address",
         "site",
         "identifier",
+        "radsec_cn",
+        "radsec_fingerprint",
     ])?;
     let scope = scope(&s, &caller, &params).await?;
+    // A RadSec router is known by its client certificate, as `nas add
+    // --radsec-cn | --radsec-fingerprint`: no address, secret or identifier.
+    let radsec = match (body.text("radsec_cn")?, body.text("radsec_fingerprint")?) {
+        (Some(_), Some(_)) => {
+            return Err(Problem::field(
+                "radsec_fingerprint",
+                "give radsec_cn or radsec_fingerprint, not both",
+            ))
+        }
+        (Some(cn), None) => {
+            Some(CertIdentity::name(&cn).map_err(|e| Problem::field("radsec_cn", e))?)
+        }
+        (None, Some(fp)) => {
+            Some(CertIdentity::sha256(&fp).map_err(|e| Problem::field("radsec_fingerprint", e))?)
+        }
+        (None, None) => None,
+    };
+    if radsec.is_some() {
+        for field in ["address", "secret", "identifier"] {
+            if body.text(field)?.is_some() {
+                return Err(Problem::field(
+                    field,
+                    "a RadSec NAS has none: its client certificate identifies it, and its secret is `radsec`",
+                ));
+            }
+        }
+    }
+    let text = |f: &str| -> Result<String, Problem> {
+        match radsec {
+            Some(_) => Ok(String::new()),
+            None => body.required(f),
+        }
+    };
     let add = NasAdd {
         name: body.required("name")?,
-        address: body.required("address")?,
-        secret: body.required("secret")?,
+        address: text("address")?,
+        secret: text("secret")?,
         require_message_authenticator: body.bool("require_message_authenticator")?.unwrap_or(true),
         coa_port: port(&body)?.unwrap_or(3799),
         coa_address: body
@@ -107,7 +144,11 @@ pub async fn create(
         site: body.text("site")?,
         identifier: body.text("identifier")?,
     };
-    let nas = s.store.add_nas(&new_nas(&add, scope.id)?).await?;
+    let new = match radsec {
+        Some(identity) => new_radsec_nas(&add, identity, scope.id)?,
+        None => new_nas(&add, scope.id)?,
+    };
+    let nas = s.store.add_nas(&new).await?;
     if !nas.require_message_authenticator {
         tracing::warn!(nas = %nas.name, "NAS added without Message-Authenticator required (BlastRADIUS, CVE-2024-3596)");
     }
