@@ -681,6 +681,28 @@ fn webhook_requests_are_checked() {
         cli[0]["events"],
         json!(["session.started", "session.stopped"])
     );
+    // A bound on how far one token can multiply deliveries.
+    for i in 1..20 {
+        let r = api.post(
+            "/api/v1/webhooks",
+            json!({"url": format!("http://example.com/{i}")}),
+        );
+        assert_eq!(r.status, 201, "{i}: {r:?}");
+    }
+    let r = api.post("/api/v1/webhooks", json!({"url": "http://example.com/21"}));
+    assert_eq!((r.status, r.problem().as_str()), (422, "rule-violation"));
+    assert!(r.json()["detail"].as_str().unwrap().contains("at most 20"));
+    for hook in api
+        .items("/api/v1/webhooks")
+        .iter()
+        .filter(|h| h["id"] != id)
+    {
+        assert_eq!(
+            api.delete(&format!("/api/v1/webhooks/{}", hook["id"]))
+                .status,
+            204
+        );
+    }
     let r = api.delete("/api/v1/webhooks/abc");
     assert_eq!(r.json()["field"], "id", "{r:?}");
     assert_eq!(api.delete(&format!("/api/v1/webhooks/{id}")).status, 204);

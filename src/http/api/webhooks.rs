@@ -24,6 +24,11 @@ use crate::store::StoreError;
 /// The body fields of a new webhook: `webhook add`'s flags.
 const FIELDS: &[&str] = &["url", "events"];
 
+/// Most webhooks one tenant (or the operator, for every tenant) may add
+/// through the API: each event is delivered to each of them, so a token must
+/// not be able to multiply the server's outgoing work without bound.
+pub const MAX_WEBHOOKS: usize = 20;
+
 /// A webhook as the API shows it: never its secret.
 fn shown(h: &Webhook) -> Value {
     json!({
@@ -94,6 +99,17 @@ pub async fn create(
     };
     if let Some(t) = &types {
         EventType::parse_list(t).map_err(|e| Problem::field("events", store_text(e)))?;
+    }
+    let owned = visible_webhooks(&s, &scope)
+        .await?
+        .iter()
+        .filter(|h| scope.given || h.tenant.is_none())
+        .count();
+    if owned >= MAX_WEBHOOKS {
+        return Err(Problem::new(
+            "rule-violation",
+            format!("at most {MAX_WEBHOOKS} webhooks; remove one first"),
+        ));
     }
     let tenant_id = scope.given.then_some(scope.id);
     let (hook, secret) = events::add_webhook(&*s.store, &url, tenant_id, types.as_deref()).await?;
