@@ -1,8 +1,10 @@
 //! The management API over real HTTP against the real binary, on SQLite and
-//! PostgreSQL: an ERP's day (a plan, a batch sent twice with one
-//! Idempotency-Key, a login through UDP, usage read back, a revoke that
-//! disconnects the router), read-only and tenant tokens, token revocation,
-//! and errors as problem documents.
+//! PostgreSQL: an ERP's day (its webhook registered, a plan, a batch sent
+//! twice with one Idempotency-Key, a login through UDP and its signed
+//! `voucher.activated` delivery, usage read back, a revoke that disconnects
+//! the router and is delivered signed, the same events polled with a cursor),
+//! read-only and tenant tokens, token revocation, and errors as problem
+//! documents.
 
 #[macro_use]
 mod common;
@@ -11,9 +13,10 @@ mod api_support;
 use std::time::{Duration, Instant};
 
 use api_support::*;
+use common::receiver::{fast, Behaviour, Receiver, WAIT};
 use common::*;
 use rrnet_radius::proto::Code;
-use serde_json::json;
+use serde_json::{json, Value};
 
 const MAC: &str = "AA:BB:CC:DD:EE:01";
 const GIB: u64 = 1 << 30;
@@ -27,13 +30,63 @@ on_both_backends!(
     concurrent_retries_make_one_batch,
 );
 
-/// An ERP runs its voucher business through the API alone. The steps are
-/// marked where the activation and revocation events are to be checked.
+/// Every event after `after`, through the events page, following its
+/// cursor until a page comes back empty.
+fn events_after(api: &Api, after: &str) -> Vec<Value> {
+    let mut out = Vec::new();
+    let mut after = after.to_string();
+    loop {
+        let page = api.ok(&format!("/api/v1/events?after={after}&limit=2"));
+        let events = page["events"].as_array().unwrap();
+        assert!(events.len() <= 2, "{page}");
+        let next = page["next"].as_str().unwrap().to_string();
+        if events.is_empty() {
+            assert_eq!(next, after, "an empty page keeps the cursor");
+            return out;
+        }
+        out.extend(events.iter().cloned());
+        after = next;
+    }
+}
+
+/// The number in an event id (`evt_N`).
+fn event_number(id: &str) -> i64 {
+    id.strip_prefix("evt_").unwrap().parse().unwrap()
+}
+
+/// An ERP runs its voucher business through the API and webhooks alone.
 fn erp_day(db: &TestDb) {
     let token = add_token(db, "erp", &[]);
-    let (server, http) = start(db);
+    let (server, http) = start_with(db, fast());
     let api = Api { addr: http, token };
     let router = NasStandIn::start(SECRET);
+
+    // First: where the events go. The secret is in the 201 answer only.
+    let receiver = Receiver::start(Behaviour::Ok);
+    let r = api.post("/api/v1/webhooks", json!({"url": receiver.url}));
+    assert_eq!(r.status, 201, "{r:?}");
+    let hook = r.json();
+    let secret = hook["secret"].as_str().unwrap().to_string();
+    assert!(secret.starts_with("whsec_") && secret.len() == 70, "{hook}");
+    assert_eq!(hook["url"], receiver.url.as_str());
+    assert_eq!(
+        hook["tenant"],
+        json!(null),
+        "an operator token: every tenant"
+    );
+    receiver.set_secret(&secret);
+    let listed = api.get("/api/v1/webhooks");
+    assert_eq!(listed.status, 200);
+    assert_eq!(listed.json()["items"].as_array().unwrap().len(), 1);
+    assert_eq!(listed.json()["items"][0]["id"], hook["id"]);
+    assert!(
+        !listed.body.contains(&secret[6..]),
+        "never listed: {listed:?}"
+    );
+    // And where polling starts: nothing has happened yet.
+    let start_page = api.ok("/api/v1/events");
+    assert_eq!(start_page["events"], json!([]));
+    let cursor = start_page["next"].as_str().unwrap().to_string();
 
     // Morning: the router and what is sold.
     let r = api.post(
@@ -92,7 +145,12 @@ fn erp_day(db: &TestDb) {
         c.login(server.auth, &code, Cred::Pap(&code), Some(MAC))
             .filter(|r| r.code() == Code::AccessAccept)
     });
-    // Place of the check for the activation event (voucher first used).
+    // The ERP hears of it: signed, naming the voucher.
+    let activated = receiver.wait_for("voucher.activated", "code", &code);
+    assert!(activated.signature_ok, "{activated:?}");
+    assert_eq!(activated.body["id"], activated.event_id_header.as_str());
+    assert_eq!(activated.body["data"]["plan"], "1h");
+    assert_eq!(activated.body["data"]["state"], "active");
     let asid = "81a00001";
     assert!(c
         .account(server.acct, 1, &code, asid, Some(MAC), 0, 0, 0)
@@ -191,7 +249,13 @@ fn erp_day(db: &TestDb) {
     assert_eq!(r.status, 200, "{r:?}");
     assert_eq!(r.json()["state"], "revoked");
     disconnects(2);
-    // Place of the check for the revocation event.
+    let revoked = receiver.wait_for("voucher.revoked", "code", &code);
+    assert!(revoked.signature_ok, "{revoked:?}");
+    assert_eq!(revoked.body["data"]["state"], "revoked");
+    assert!(
+        event_number(&revoked.event_id_header) > event_number(&activated.event_id_header),
+        "{revoked:?}"
+    );
     let r = c
         .login(server.auth, &code, Cred::Pap(&code), Some(MAC))
         .unwrap();
@@ -235,6 +299,55 @@ fn erp_day(db: &TestDb) {
         2
     );
     assert!(api.items("/api/v1/sessions?nas=elsewhere").is_empty());
+
+    // Polling from the start with the cursor gives the events the webhook
+    // was sent: the same ids, the same objects, in order.
+    let (polled, received) = wait_until("the events delivered and polled", WAIT, || {
+        let polled = events_after(&api, &cursor);
+        let mut received = receiver.accepted();
+        received.sort_by_key(|r| event_number(&r.event_id_header));
+        received.dedup_by(|a, b| a.event_id_header == b.event_id_header);
+        let ids: Vec<&str> = polled.iter().map(|e| e["id"].as_str().unwrap()).collect();
+        let got: Vec<&str> = received
+            .iter()
+            .map(|r| r.event_id_header.as_str())
+            .collect();
+        (polled.len() == 5 && ids == got).then(|| (polled.clone(), received.clone()))
+    });
+    let summary: Vec<(&str, &str)> = polled
+        .iter()
+        .map(|e| {
+            let data = &e["data"];
+            let about = data["code"].as_str().or(data["acct_session_id"].as_str());
+            (e["type"].as_str().unwrap(), about.unwrap())
+        })
+        .collect();
+    assert_eq!(
+        summary,
+        [
+            ("voucher.activated", code.as_str()),
+            ("session.started", asid),
+            ("voucher.revoked", code.as_str()),
+            ("voucher.activated", second.as_str()),
+            ("session.started", "81a00002"),
+        ]
+    );
+    for (e, r) in polled.iter().zip(&received) {
+        assert!(r.signature_ok, "{r:?}");
+        assert_eq!(*e, r.body, "the polled event is the delivered one");
+    }
+    let ids: Vec<i64> = polled
+        .iter()
+        .map(|e| event_number(e["id"].as_str().unwrap()))
+        .collect();
+    assert!(ids.windows(2).all(|w| w[0] < w[1]), "{ids:?}");
+    // From the last cursor there is nothing new.
+    let last = api.ok(&format!("/api/v1/events?after={cursor}&limit=1000"));
+    let next = last["next"].as_str().unwrap();
+    assert_eq!(
+        api.ok(&format!("/api/v1/events?after={next}"))["events"],
+        json!([])
+    );
 
     // Evening: the batch printed (revoked vouchers are not), a plan change
     // and a plan that vouchers use cannot be deleted.
@@ -325,6 +438,11 @@ fn read_only_token_is_refused_on_writes(db: &TestDb) {
             "/api/v1/voucher-batches",
             Some(json!({"plan": "basic", "count": 1, "batch": "b"})),
         ),
+        (
+            "POST",
+            "/api/v1/webhooks",
+            Some(json!({"url": "http://127.0.0.1:9/hook"})),
+        ),
     ] {
         let r = ro.send(method, path, body.as_ref());
         assert_eq!(
@@ -388,6 +506,15 @@ fn another_tenants_token_sees_nothing(db: &TestDb) {
         .is_some());
     assert_eq!(op.items("/api/v1/sessions").len(), 1);
     assert_eq!(op.items("/api/v1/auth-log").len(), 1);
+    // The operator's webhook for every tenant, and the login's events
+    // (voucher.activated, session.started) on the operator's events page.
+    let r = op.post("/api/v1/webhooks", json!({"url": "http://127.0.0.1:9/all"}));
+    assert_eq!(r.status, 201, "{r:?}");
+    let every = r.json()["id"].as_i64().unwrap();
+    wait_until("the login's events", WAIT, || {
+        let page = op.ok("/api/v1/events");
+        (page["events"].as_array().unwrap().len() == 2).then_some(())
+    });
 
     for path in [
         "/api/v1/plans",
@@ -395,12 +522,15 @@ fn another_tenants_token_sees_nothing(db: &TestDb) {
         "/api/v1/nas",
         "/api/v1/sessions",
         "/api/v1/auth-log",
+        "/api/v1/webhooks",
     ] {
         assert!(
             acme.items(path).is_empty(),
             "{path} shows nothing of another tenant"
         );
     }
+    let page = acme.ok("/api/v1/events");
+    assert_eq!(page["events"], json!([]), "no other tenant's events");
     let session = op.items("/api/v1/sessions")[0]["id"].as_i64().unwrap();
     for path in [
         "/api/v1/plans/basic".to_string(),
@@ -431,6 +561,7 @@ fn another_tenants_token_sees_nothing(db: &TestDb) {
             "/api/v1/vouchers",
             Some(json!({"code": "X1", "plan": "basic"})),
         ),
+        ("DELETE", &format!("/api/v1/webhooks/{every}"), None),
     ] {
         let r = acme.send(method, path, body.as_ref());
         assert_eq!(r.status, 404, "{method} {path}: {r:?}");
@@ -461,6 +592,126 @@ fn another_tenants_token_sees_nothing(db: &TestDb) {
         "acme-1h"
     );
     assert_eq!(op.ok("/api/v1/vouchers/OPV1")["plan"], "basic");
+
+    // Its own events and webhooks: only its own, also after its own revoke.
+    let r = acme.post(
+        "/api/v1/webhooks",
+        json!({"url": "http://127.0.0.1:9/acme"}),
+    );
+    assert_eq!(r.status, 201, "{r:?}");
+    assert_eq!(r.json()["tenant"], "acme");
+    let own = r.json()["id"].as_i64().unwrap();
+    let listed = acme.items("/api/v1/webhooks");
+    assert_eq!(listed.len(), 1, "{listed:?}");
+    assert_eq!(listed[0]["id"], own);
+    assert_eq!(op.items("/api/v1/webhooks").len(), 2);
+    assert_eq!(op.items("/api/v1/webhooks?tenant=acme").len(), 1);
+    let r = acme.post("/api/v1/vouchers/OPV1/revoke", json!({}));
+    assert_eq!(r.status, 200, "{r:?}");
+    let mine = wait_until("acme's revoke on its page", WAIT, || {
+        let events = acme.ok("/api/v1/events")["events"].clone();
+        (!events.as_array().unwrap().is_empty()).then_some(events)
+    });
+    assert_eq!(mine.as_array().unwrap().len(), 1, "{mine}");
+    assert_eq!(mine[0]["type"], "voucher.revoked");
+    assert_eq!(mine[0]["data"]["tenant"], "acme");
+    assert_eq!(
+        op.ok("/api/v1/events?tenant=acme")["events"],
+        mine,
+        "the operator sees it in ?tenant=acme"
+    );
+    assert_eq!(
+        op.ok("/api/v1/events")["events"].as_array().unwrap().len(),
+        3
+    );
+    assert_eq!(acme.delete(&format!("/api/v1/webhooks/{own}")).status, 204);
+    assert!(acme.items("/api/v1/webhooks").is_empty());
+    assert_eq!(op.items("/api/v1/webhooks").len(), 1);
+}
+
+/// `/api/v1/webhooks` refuses bad input with the field at fault, and the
+/// deletion of what is not there.
+#[test]
+fn webhook_requests_are_checked() {
+    let db = TestDb::sqlite();
+    let token = add_token(&db, "erp", &[]);
+    let (_server, http) = start(&db);
+    let api = Api { addr: http, token };
+    for (body, field) in [
+        (json!({"url": "ftp://example.com/x"}), "url"),
+        (json!({"url": "http://u:p@example.com/"}), "url"),
+        (json!({"url": "not a url"}), "url"),
+        (json!({}), "url"),
+        (
+            json!({"url": "http://example.com/", "events": ["voucher.sold"]}),
+            "events",
+        ),
+        (
+            json!({"url": "http://example.com/", "events": []}),
+            "events",
+        ),
+        (json!({"url": "http://example.com/", "events": 7}), "events"),
+        (
+            json!({"url": "http://example.com/", "secret": "mine"}),
+            "secret",
+        ),
+    ] {
+        let r = api.post("/api/v1/webhooks", body.clone());
+        assert_eq!(
+            (r.status, r.problem().as_str()),
+            (400, "invalid-field"),
+            "{body}"
+        );
+        assert_eq!(r.json()["field"], field, "{body}: {r:?}");
+    }
+    let r = api.post(
+        "/api/v1/webhooks",
+        json!({"url": "http://example.com/", "events": "session.started,session.stopped"}),
+    );
+    assert_eq!(r.status, 201, "{r:?}");
+    assert_eq!(
+        r.json()["events"],
+        json!(["session.started", "session.stopped"])
+    );
+    let id = r.json()["id"].as_i64().unwrap();
+    // The same webhook as `webhook list` shows: one store, one function.
+    let cli = parse_json(&db.cli(&["webhook", "list", "--format", "json"]));
+    assert_eq!(cli[0]["id"], id);
+    assert_eq!(
+        cli[0]["events"],
+        json!(["session.started", "session.stopped"])
+    );
+    // A bound on how far one token can multiply deliveries.
+    for i in 1..20 {
+        let r = api.post(
+            "/api/v1/webhooks",
+            json!({"url": format!("http://example.com/{i}")}),
+        );
+        assert_eq!(r.status, 201, "{i}: {r:?}");
+    }
+    let r = api.post("/api/v1/webhooks", json!({"url": "http://example.com/21"}));
+    assert_eq!((r.status, r.problem().as_str()), (422, "rule-violation"));
+    assert!(r.json()["detail"].as_str().unwrap().contains("at most 20"));
+    for hook in api
+        .items("/api/v1/webhooks")
+        .iter()
+        .filter(|h| h["id"] != id)
+    {
+        assert_eq!(
+            api.delete(&format!("/api/v1/webhooks/{}", hook["id"]))
+                .status,
+            204
+        );
+    }
+    let r = api.delete("/api/v1/webhooks/abc");
+    assert_eq!(r.json()["field"], "id", "{r:?}");
+    assert_eq!(api.delete(&format!("/api/v1/webhooks/{id}")).status, 204);
+    let r = api.delete(&format!("/api/v1/webhooks/{id}"));
+    assert_eq!((r.status, r.problem().as_str()), (404, "not-found"));
+    assert_eq!(
+        parse_json(&db.cli(&["webhook", "list", "--format", "json"])),
+        json!([])
+    );
 }
 
 fn revoked_token_stops_working_within_two_seconds(db: &TestDb) {

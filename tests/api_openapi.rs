@@ -168,6 +168,9 @@ fn good_body(template: &str, method: &str) -> Option<Value> {
         }
         ("/api/v1/nas/{name}", "patch") => json!({"coa_port": 1700}),
         ("/api/v1/sessions/{id}/disconnect", "post") => json!({}),
+        ("/api/v1/webhooks", "post") => {
+            json!({"url": "http://127.0.0.1:9/hook", "events": ["voucher.revoked"]})
+        }
         _ => return None,
     })
 }
@@ -333,6 +336,16 @@ fn the_running_server_answers_as_documented() {
         "/api/v1/nas/{name}",
         "delete",
         op.delete("/api/v1/nas/hotspot2"),
+    ));
+    let hooks = op.items("/api/v1/webhooks");
+    assert_eq!(hooks.len(), 1, "{hooks:?}");
+    let hook = format!("/api/v1/webhooks/{}", hooks[0]["id"]);
+    answers.push(("/api/v1/webhooks/{id}", "delete", op.delete(&hook)));
+    answers.push(("/api/v1/webhooks/{id}", "delete", op.delete(&hook)));
+    answers.push((
+        "/api/v1/webhooks",
+        "post",
+        op.post("/api/v1/webhooks", json!({"url": "ftp://example.com/"})),
     ));
 
     let mut seen: BTreeMap<(&str, &str), BTreeSet<u16>> = BTreeMap::new();

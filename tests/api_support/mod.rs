@@ -193,7 +193,12 @@ pub fn add_token(db: &TestDb, name: &str, flags: &[&str]) -> String {
 
 /// The server with its REST listener (started because a token exists).
 pub fn start(db: &TestDb) -> (Server, SocketAddr) {
-    let server = Server::start_with(db, ServerOptions::default());
+    start_with(db, ServerOptions::default())
+}
+
+/// [`start`] with `options`.
+pub fn start_with(db: &TestDb, options: ServerOptions) -> (Server, SocketAddr) {
+    let server = Server::start_with(db, options);
     let http = server
         .http
         .expect("the REST listener starts when a token exists");

@@ -10,6 +10,8 @@ use std::process::{Child, Command, Output, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+pub mod receiver;
+
 use rrnet_radius::proto::{attr, chap_response, verify_response, Code, Packet, PacketBuilder};
 
 /// `on_both_backends!(case, …)`: a `#[test]` per case on SQLite (`mod sqlite`)

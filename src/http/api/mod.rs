@@ -1,6 +1,6 @@
 //! The management API for the ERP (`/api/v1/…` beside the REST shim's
 //! `/api/v1/radius/…`, on the same listener): plans, vouchers and their
-//! batches, NAS entries, sessions and the auth log, as JSON.
+//! batches, NAS entries, sessions, the auth log, events and webhooks, as JSON.
 //!
 //! - Every route is mounted in [`router`], behind [`auth::authenticate`]: a
 //!   bearer token from `rrnet-radius token add` (401 otherwise, without
@@ -30,13 +30,14 @@ mod plans;
 pub mod problem;
 mod sessions;
 mod vouchers;
+mod webhooks;
 
 use std::sync::Arc;
 
 use axum::extract::{MatchedPath, Request, State};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
+use axum::routing::{delete, get, post};
 use axum::Router;
 
 pub use auth::{Caller, TokenCache};
@@ -97,6 +98,13 @@ pub const ROUTES: &[(&str, &str, &[u16])] = &[
     ),
     ("/api/v1/auth-log", "get", READ),
     ("/api/v1/events", "get", READ),
+    ("/api/v1/webhooks", "get", READ),
+    ("/api/v1/webhooks", "post", CREATE),
+    (
+        "/api/v1/webhooks/{id}",
+        "delete",
+        &[204, 400, 401, 403, 404, 408, 500, 503],
+    ),
 ];
 
 /// What the handlers share.
@@ -143,6 +151,11 @@ pub fn router(state: ApiState) -> Router {
         )
         .route(&p("/api/v1/auth-log"), get(auth_log::list))
         .route(&p("/api/v1/events"), get(events::list))
+        .route(
+            &p("/api/v1/webhooks"),
+            get(webhooks::list).post(webhooks::create),
+        )
+        .route(&p("/api/v1/webhooks/{id}"), delete(webhooks::remove))
         .route_layer(middleware::from_fn_with_state(
             state.clone(),
             idempotency::once,
