@@ -1094,3 +1094,60 @@ fn no_listener_without_a_token_or_the_shim_secret() {
     let server = Server::start(&db);
     assert!(server.http.is_none());
 }
+
+/// A RadSec router's entry through the API, as `nas add --radsec-cn`: known by
+/// its certificate, no address, secret or identifier; the CLI lists it alike.
+#[test]
+fn radsec_nas_through_the_api() {
+    let db = TestDb::sqlite();
+    let token = add_token(&db, "erp", &[]);
+    let (_server, http) = start(&db);
+    let api = Api { addr: http, token };
+    let made = api.post(
+        "/api/v1/nas",
+        json!({"name": "cafe-9", "radsec_cn": "cafe-9.example.net"}),
+    );
+    assert_eq!(made.status, 201, "{made:?}");
+    assert_eq!(made.json()["address"], "radsec:cn=cafe-9.example.net");
+    let fp = "ab".repeat(32);
+    let made = api.post(
+        "/api/v1/nas",
+        json!({"name": "cafe-10", "radsec_fingerprint": fp}),
+    );
+    assert_eq!(made.status, 201, "{made:?}");
+    assert_eq!(made.json()["address"], format!("radsec:sha256={fp}"));
+    let listed = db.cli(&["nas", "list", "--format", "json"]);
+    assert!(listed.contains("radsec:cn=cafe-9.example.net"), "{listed}");
+    for (body, field) in [
+        (
+            json!({"name": "x1", "radsec_cn": "x1", "secret": "long-enough-secret"}),
+            "secret",
+        ),
+        (
+            json!({"name": "x2", "radsec_cn": "x2", "address": "127.0.0.9"}),
+            "address",
+        ),
+        (
+            json!({"name": "x3", "radsec_cn": "x3", "identifier": "x3"}),
+            "identifier",
+        ),
+        (
+            json!({"name": "x4", "radsec_cn": "x4", "radsec_fingerprint": fp}),
+            "radsec_fingerprint",
+        ),
+        (
+            json!({"name": "x5", "radsec_fingerprint": "abc"}),
+            "radsec_fingerprint",
+        ),
+        (json!({"name": "x6", "radsec_cn": "has space"}), "radsec_cn"),
+        (
+            json!({"name": "x7", "address": "radsec:cn=x7", "secret": "long-enough-secret"}),
+            "address",
+        ),
+        (json!({"name": "x8"}), "address"),
+    ] {
+        let a = api.post("/api/v1/nas", body.clone());
+        assert_eq!(a.status, 400, "{body}: {a:?}");
+        assert_eq!(a.json()["field"], field, "{body}: {a:?}");
+    }
+}
