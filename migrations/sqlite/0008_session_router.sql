@@ -3,7 +3,9 @@
 -- two of them may use the same Acct-Session-Id. `router` is the NAS-Identifier
 -- (and, for a network entry, the source address); empty for an entry that
 -- stands for one router, and on rows stored before, which count as every
--- router's. SQLite cannot change a UNIQUE constraint: the table is rebuilt
+-- router's. The key's columns are in this order so that its index also
+-- serves lookups by (NAS, Acct-Session-Id) for every router, as accounting
+-- reads them. SQLite cannot change a UNIQUE constraint: the table is rebuilt
 -- (migrations run with foreign keys off, and are checked before commit).
 CREATE TABLE sessions_new (
     id INTEGER PRIMARY KEY,
@@ -26,7 +28,7 @@ CREATE TABLE sessions_new (
     interim_interval INTEGER,
     disconnect_requested_at INTEGER,
     coa_result TEXT,
-    UNIQUE (nas_id, router, acct_session_id)
+    UNIQUE (nas_id, acct_session_id, router)
 );
 INSERT INTO sessions_new (id, nas_id, acct_session_id, username, voucher_id, mac, framed_ip,
     state, authorized_at, started_at, updated_at, stopped_at, session_time, input_octets,

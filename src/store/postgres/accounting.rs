@@ -87,7 +87,7 @@ WITH inserted AS (
                               started_at, updated_at, stopped_at, terminate_cause, session_time,
                               input_octets, output_octets, router, ord)
     ORDER BY r.ord
-    ON CONFLICT (nas_id, router, acct_session_id) DO NOTHING
+    ON CONFLICT (nas_id, acct_session_id, router) DO NOTHING
     RETURNING id
 ),
 updated AS (

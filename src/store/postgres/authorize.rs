@@ -172,7 +172,7 @@ sessions_granted AS (
          WITH ORDINALITY AS g(nas_id, acct_session_id, username, voucher_id, mac, framed_ip,
                               interim_interval, router, ord)
     ORDER BY g.ord
-    ON CONFLICT (nas_id, router, acct_session_id) DO UPDATE SET
+    ON CONFLICT (nas_id, acct_session_id, router) DO UPDATE SET
         voucher_id = excluded.voucher_id,
         mac = COALESCE(excluded.mac, sessions.mac),
         framed_ip = COALESCE(excluded.framed_ip, sessions.framed_ip),

@@ -23,6 +23,13 @@ static VOUCHER_EVENTS: LazyLock<String> = LazyLock::new(|| {
     )
 });
 
+/// The voucher `v` of session `s`, looked up by its key. Every lookup here is a
+/// LATERAL subquery with `OFFSET 0` (as in authorization's read): an index
+/// probe per row whatever the planner's statistics say. A fresh table's cached
+/// plan would otherwise scan `sessions` whole on every batch once it has grown.
+const VOUCHER_OF_SESSION: &str =
+    "LEFT JOIN LATERAL (SELECT * FROM vouchers v WHERE v.id = s.voucher_id OFFSET 0) v ON true";
+
 /// Events `$3[i]` at `$4` for the sessions keyed (`$1[i]`, `$5[i]`, `$2[i]`), in order.
 static SESSION_EVENTS: LazyLock<String> = LazyLock::new(|| {
     format!(
@@ -30,10 +37,10 @@ static SESSION_EVENTS: LazyLock<String> = LazyLock::new(|| {
          SELECT n.tenant_id, e.type, $4, {} \
          FROM UNNEST($1::bigint[], $2::text[], $3::text[], $5::text[]) WITH ORDINALITY \
               AS e(nas_id, acct_session_id, type, router, ord) \
-         JOIN sessions s ON s.nas_id = e.nas_id AND s.router = e.router \
-              AND s.acct_session_id = e.acct_session_id \
+         CROSS JOIN LATERAL (SELECT * FROM sessions s WHERE s.nas_id = e.nas_id \
+              AND s.acct_session_id = e.acct_session_id AND s.router = e.router OFFSET 0) s \
          JOIN nas n ON n.id = s.nas_id JOIN tenants t ON t.id = n.tenant_id \
-         LEFT JOIN vouchers v ON v.id = s.voucher_id ORDER BY e.ord",
+         {VOUCHER_OF_SESSION} ORDER BY e.ord",
         events::session_object_sql(Dialect::Postgres)
     )
 });
@@ -46,7 +53,7 @@ pub(super) fn stopped_events_cte(name: &str, closed: &str, now: &str) -> String 
         "{name} AS (INSERT INTO events (tenant_id, type, created_at, object) \
          SELECT n.tenant_id, 'session.stopped', {now}, {} FROM {closed} s \
          JOIN nas n ON n.id = s.nas_id JOIN tenants t ON t.id = n.tenant_id \
-         LEFT JOIN vouchers v ON v.id = s.voucher_id \
+         {VOUCHER_OF_SESSION} \
          WHERE s.started_at IS NOT NULL ORDER BY s.id)",
         events::session_object_sql(Dialect::Postgres)
     )

@@ -866,7 +866,7 @@ fn write_effects(conn: &Connection, effects: &AuthEffects, now: Timestamp) -> St
         conn,
         "INSERT INTO sessions (nas_id, router, acct_session_id, username, voucher_id, mac, \
          framed_ip, state, authorized_at, updated_at, interim_interval) VALUES ",
-        " ON CONFLICT (nas_id, router, acct_session_id) DO UPDATE SET \
+        " ON CONFLICT (nas_id, acct_session_id, router) DO UPDATE SET \
          voucher_id = excluded.voucher_id, mac = COALESCE(excluded.mac, sessions.mac), \
          framed_ip = COALESCE(excluded.framed_ip, sessions.framed_ip), \
          authorized_at = excluded.authorized_at, updated_at = excluded.updated_at, \
