@@ -4,7 +4,7 @@
 //! deadline and at most [`MAX_RESPONSE`] bytes of the answer are read.
 
 use std::net::SocketAddr;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use http_body_util::{BodyExt, Full};
@@ -28,7 +28,10 @@ pub enum PostOutcome {
 
 /// Sends deliveries. Cheap to share; holds the TLS settings.
 pub struct WebhookClient {
-    tls: tokio_rustls::TlsConnector,
+    /// Made on the first https delivery: reading the platform's root
+    /// certificates costs memory a server with only http webhooks (or none)
+    /// need not pay.
+    tls: OnceLock<tokio_rustls::TlsConnector>,
     timeout: Duration,
 }
 
@@ -36,25 +39,31 @@ impl WebhookClient {
     /// A client whose exchanges (connect, TLS, request, answer) end after
     /// `timeout`.
     pub fn new(timeout: Duration) -> WebhookClient {
-        let mut roots = rustls::RootCertStore::empty();
-        let found = rustls_native_certs::load_native_certs();
-        for e in &found.errors {
-            tracing::warn!(error = %e, "reading the platform's root certificates");
-        }
-        let (added, _) = roots.add_parsable_certificates(found.certs);
-        if added == 0 {
-            tracing::warn!("no root certificates found: https webhooks will fail");
-        }
-        let provider = Arc::new(rustls::crypto::ring::default_provider());
-        let config = rustls::ClientConfig::builder_with_provider(provider)
-            .with_safe_default_protocol_versions()
-            .expect("ring supports the default TLS versions")
-            .with_root_certificates(roots)
-            .with_no_client_auth();
         WebhookClient {
-            tls: tokio_rustls::TlsConnector::from(Arc::new(config)),
+            tls: OnceLock::new(),
             timeout,
         }
+    }
+
+    fn tls(&self) -> &tokio_rustls::TlsConnector {
+        self.tls.get_or_init(|| {
+            let mut roots = rustls::RootCertStore::empty();
+            let found = rustls_native_certs::load_native_certs();
+            for e in &found.errors {
+                tracing::warn!(error = %e, "reading the platform's root certificates");
+            }
+            let (added, _) = roots.add_parsable_certificates(found.certs);
+            if added == 0 {
+                tracing::warn!("no root certificates found: https webhooks will fail");
+            }
+            let provider = Arc::new(rustls::crypto::ring::default_provider());
+            let config = rustls::ClientConfig::builder_with_provider(provider)
+                .with_safe_default_protocol_versions()
+                .expect("ring supports the default TLS versions")
+                .with_root_certificates(roots)
+                .with_no_client_auth();
+            tokio_rustls::TlsConnector::from(Arc::new(config))
+        })
     }
 
     /// POST `body` to `url` with `headers` (plus Host, Content-Type and
@@ -105,7 +114,7 @@ impl WebhookClient {
                 None => return Err("no host".into()),
             };
             let tls = self
-                .tls
+                .tls()
                 .connect(name, tcp)
                 .await
                 .map_err(|e| format!("TLS: {e}"))?;
