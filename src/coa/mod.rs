@@ -18,7 +18,7 @@
 //!
 //! Where a request goes: the NAS's `coa_address` when set, else its address
 //! when that is one host, else the address of the session's router when the
-//! entry is a network ([`crate::model::Session::router_address`]), else the
+//! entry is a network and that address lies in it ([`session_router`]), else the
 //! source of the NAS's latest authenticated packet ([`LastSources`]), on its
 //! `coa_port`.
 
@@ -82,6 +82,20 @@ pub fn coa_target(nas: &Nas, last_source: Option<IpAddr>) -> Option<SocketAddr> 
     Some(SocketAddr::new(ip, nas.coa_port))
 }
 
+/// The address of the router `session` is on, when `nas` is a network entry
+/// and the address its router key names lies in that network. The key is built
+/// from the NAS-Identifier a router sends, which may itself contain `@…`: only
+/// an address inside the entry's own network is believed, so a router cannot
+/// steer CoA requests anywhere else.
+pub fn session_router(nas: &Nas, session: &Session) -> Option<IpAddr> {
+    if nas.dynamic.is_some() || nas.address.is_host() {
+        return None;
+    }
+    session
+        .router_address()
+        .filter(|ip| nas.address.contains(*ip))
+}
+
 /// The identifying attributes of a stored session.
 pub fn session_ident(s: &Session) -> SessionIdent {
     SessionIdent {
@@ -114,6 +128,50 @@ mod tests {
             previous_secret: None,
             previous_secret_until: None,
         }
+    }
+
+    #[test]
+    fn session_router_is_believed_only_inside_the_network() {
+        let session = |router: &str| Session {
+            id: 1,
+            nas_id: 1,
+            nas_name: "n".into(),
+            acct_session_id: "81000001".into(),
+            username: "u".into(),
+            voucher_id: None,
+            mac: None,
+            framed_ip: None,
+            state: crate::model::SessionState::Open,
+            authorized_at: None,
+            started_at: None,
+            updated_at: 0,
+            stopped_at: None,
+            session_time: 0,
+            input_octets: 0,
+            output_octets: 0,
+            terminate_cause: None,
+            interim_interval: None,
+            disconnect_requested_at: None,
+            coa_result: None,
+            router: router.into(),
+        };
+        let net = nas("10.8.0.0/24", None);
+        assert_eq!(
+            session_router(&net, &session("MikroTik@10.8.0.7")),
+            Some("10.8.0.7".parse().unwrap())
+        );
+        // An identity that names an address outside the network is not believed.
+        assert_eq!(
+            session_router(&net, &session("x@192.0.2.66@10.8.0.7")),
+            Some("10.8.0.7".parse().unwrap())
+        );
+        assert_eq!(session_router(&net, &session("MikroTik@192.0.2.66")), None);
+        // A single-host entry's router key is its identity alone.
+        assert_eq!(
+            session_router(&nas("192.0.2.1", None), &session("gw@198.51.100.9")),
+            None
+        );
+        assert_eq!(session_router(&net, &session("")), None);
     }
 
     #[test]

@@ -16,7 +16,7 @@ use tokio::task::JoinSet;
 use super::client::{CoaClient, Outcome};
 use super::metrics::CoaMetrics;
 use super::packet::CoaKind;
-use super::{coa_target, session_ident, LastSources};
+use super::{coa_target, session_ident, session_router, LastSources};
 use crate::handler::unix_now;
 use crate::model::{Nas, SessionState};
 use crate::policy::{change_for_session, SessionChange};
@@ -153,9 +153,7 @@ impl CoaWorker {
         }
         // A network entry's session knows its router's address; else the
         // entry's latest source.
-        let source = session
-            .router_address()
-            .or_else(|| self.sources.get(nas.id));
+        let source = session_router(&nas, session).or_else(|| self.sources.get(nas.id));
         let Some(target) = coa_target(&nas, source) else {
             tracing::warn!(
                 nas = %nas.name,
