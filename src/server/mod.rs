@@ -84,14 +84,14 @@ impl Default for ServerConfig {
     fn default() -> Self {
         ServerConfig {
             max_in_flight: 1024,
-            auth_workers: 4,
+            auth_workers: 2,
             auth_batch_max: 64,
             dedup_lifetime: Duration::from_secs(5),
             dedup_capacity: 65536,
             authorize: AuthorizeOptions::default(),
             acct_queue: 8192,
             acct_batch_max: 256,
-            acct_writers: 1,
+            acct_writers: 2,
             default_interim: 300,
             stale_grace: 60,
             housekeeping_interval: Duration::from_secs(30),

@@ -25,40 +25,49 @@
 //! batch fails with [`StoreError::Conflict`]. The caller runs it again; it then
 //! reads the other instance's row, under lock, and adds to it.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::sync::LazyLock;
 
 use sqlx::{PgConnection, PgPool};
 
 use super::admin;
+use super::coa::GrownUsage;
 use crate::policy::{self, AcctEffects, AcctRecord, AcctSession, AcctState, AcctStatus};
 use crate::store::rows::{AcctSessionRow, ACCT_SESSION_COLS};
 use crate::store::{StoreError, StoreResult};
 
-/// The stored rows for the (NAS, Acct-Session-Id) pairs `$1`, `$2`, locked in id order.
+/// The stored rows for the (NAS, Acct-Session-Id) pairs `$1`, `$2` (sorted,
+/// so every batch takes its locks in one order), each locked as it is found,
+/// with the version of the row (`ctid`) the write addresses it by. Every key
+/// is an index probe in a `LATERAL` subquery: a join of the arrays with the
+/// table could be planned (and that plan cached) while `sessions` was small,
+/// as a scan of the whole table.
 static READ_SESSIONS: LazyLock<String> = LazyLock::new(|| {
     format!(
-        "SELECT {ACCT_SESSION_COLS} FROM sessions \
-         WHERE (nas_id, acct_session_id) IN (SELECT * FROM UNNEST($1::bigint[], $2::text[])) \
-         ORDER BY id FOR UPDATE"
+        "SELECT l.* FROM UNNEST($1::bigint[], $2::text[]) AS k(nas_id, acct_session_id) \
+         CROSS JOIN LATERAL (SELECT ctid::text AS row_ctid, {ACCT_SESSION_COLS} FROM sessions s \
+           WHERE s.nas_id = k.nas_id AND s.acct_session_id = k.acct_session_id \
+           ORDER BY s.id FOR UPDATE) l"
     )
 });
 
-/// `(id, code)` of the vouchers with an id in `$1` or a code in `$2`.
-/// Vouchers by (Class id, tenant) and by (tenant, code): only the tenant of the
-/// NAS that sent the record.
+/// `(id, tenant, code)` of the vouchers with an (id, tenant) in `$1`, `$2` or a
+/// (tenant, code) in `$3`, `$4` — only the tenant of the NAS that sent the
+/// record — each an index probe.
 const READ_VOUCHERS: &str = "\
-SELECT id, tenant_id, code FROM vouchers
- WHERE (id, tenant_id) IN (SELECT * FROM UNNEST($1::bigint[], $2::bigint[]))
+SELECT v.id, v.tenant_id, v.code FROM UNNEST($1::bigint[], $2::bigint[]) AS k(id, tenant_id)
+ CROSS JOIN LATERAL (SELECT id, tenant_id, code FROM vouchers
+                      WHERE id = k.id AND tenant_id = k.tenant_id OFFSET 0) v
 UNION
-SELECT id, tenant_id, code FROM vouchers
- WHERE (tenant_id, code) IN (SELECT * FROM UNNEST($3::bigint[], $4::text[]))";
+SELECT v.id, v.tenant_id, v.code FROM UNNEST($3::bigint[], $4::text[]) AS k(tenant_id, code)
+ CROSS JOIN LATERAL (SELECT id, tenant_id, code FROM vouchers
+                      WHERE tenant_id = k.tenant_id AND code = k.code OFFSET 0) v";
 
 /// Synthetic `authorized` rows of the vouchers `$1`, newest first. Not locked:
 /// the write re-checks that each adopted row is still one.
 static READ_ADOPTABLE: LazyLock<String> = LazyLock::new(|| {
     format!(
-        "SELECT {ACCT_SESSION_COLS} FROM sessions \
+        "SELECT ctid::text AS row_ctid, {ACCT_SESSION_COLS} FROM sessions \
          WHERE voucher_id = ANY($1::bigint[]) AND state = 'authorized' \
          AND acct_session_id LIKE 'auth-%' AND mac IS NOT NULL \
          ORDER BY authorized_at DESC, id DESC"
@@ -66,12 +75,17 @@ static READ_ADOPTABLE: LazyLock<String> = LazyLock::new(|| {
 });
 
 /// Every effect of a run in one statement; returns how many rows were inserted
-/// and how many updated, which must be all of them (else [`StoreError::Conflict`]).
+/// and how many updated, which must be all of them (else [`StoreError::Conflict`]),
+/// and, for each voucher whose usage grew, its new totals and its plan's quotas
+/// ([`GrownUsage`]), so no statement reads them again.
 ///
 /// PostgreSQL lets one statement change a row only once. That holds here: the
 /// policy yields one row per session, new or stored, and one usage row per
 /// voucher. Stored rows were locked by the read; an adopted row was not, so its
-/// update is guarded (still `authorized`, still a synthetic id).
+/// update is guarded (still `authorized`, still a synthetic id). Both are
+/// addressed by the `ctid` they were read with (`ctid = ANY(…)` is a TID scan
+/// whatever the statistics say); a row changed since (an adopted one) no
+/// longer matches, which makes a conflict.
 const WRITE_EFFECTS: &str = "\
 WITH inserted AS (
     INSERT INTO sessions (nas_id, acct_session_id, username, voucher_id, mac, framed_ip, state,
@@ -99,11 +113,12 @@ updated AS (
         output_octets = u.output_octets, router = u.router
     FROM UNNEST($15::bigint[], $16::text[], $17::text[], $18::bigint[], $19::text[], $20::text[],
                 $21::text[], $22::bigint[], $23::bigint[], $24::bigint[], $25::text[],
-                $26::bigint[], $27::bigint[], $28::bigint[], $29::boolean[], $34::text[])
+                $26::bigint[], $27::bigint[], $28::bigint[], $29::boolean[], $34::text[],
+                $35::text[]::tid[])
          AS u(id, acct_session_id, username, voucher_id, mac, framed_ip, state, started_at,
               updated_at, stopped_at, terminate_cause, session_time, input_octets, output_octets,
-              adopted, router)
-    WHERE s.id = u.id
+              adopted, router, row_ctid)
+    WHERE s.ctid = ANY($35::text[]::tid[]) AND s.ctid = u.row_ctid AND s.id = u.id
       AND (NOT u.adopted OR (s.state = 'authorized' AND s.acct_session_id LIKE 'auth-%'))
     RETURNING s.id
 ),
@@ -112,9 +127,18 @@ used AS (
         used_seconds = v.used_seconds + u.seconds,
         used_bytes = v.used_bytes + u.bytes
     FROM UNNEST($30::bigint[], $31::bigint[], $32::bigint[]) AS u(id, seconds, bytes)
-    WHERE v.id = u.id
+    WHERE v.id = ANY($30::bigint[]) AND v.id = u.id
+    RETURNING v.id, v.plan_id, v.used_seconds, v.used_bytes, u.seconds AS added_seconds,
+              u.bytes AS added_bytes
 )
-SELECT (SELECT count(*) FROM inserted), (SELECT count(*) FROM updated)";
+SELECT c.inserted, c.updated, q.id, q.used_seconds, q.used_bytes, q.added_seconds,
+       q.added_bytes, q.time_quota, q.data_quota, q.after_data_rate_limit
+FROM (SELECT (SELECT count(*) FROM inserted) AS inserted,
+             (SELECT count(*) FROM updated) AS updated) c
+LEFT JOIN (SELECT used.id, used.used_seconds, used.used_bytes, used.added_seconds,
+                  used.added_bytes, p.time_quota, p.data_quota, p.after_data_rate_limit
+             FROM used JOIN plans p ON p.id = used.plan_id
+            WHERE used.added_seconds > 0 OR used.added_bytes > 0) q ON true";
 
 /// Store `records` in one transaction (one attempt; the caller retries).
 pub(super) async fn record_accounting(pool: &PgPool, records: &[AcctRecord]) -> StoreResult<()> {
@@ -145,7 +169,7 @@ pub(super) async fn record_accounting(pool: &PgPool, records: &[AcctRecord]) -> 
 
 /// A run of Start / Interim-Update / Stop records: read, apply, write.
 async fn account_sessions(conn: &mut PgConnection, records: &[AcctRecord]) -> StoreResult<()> {
-    let state = read_state(conn, records).await?;
+    let (state, state_ctids) = read_state(conn, records).await?;
     // Whether each stored row had started and was closed: the session events
     // are the rows that change either (`events::session_events`).
     let before: std::collections::HashMap<i64, (bool, bool)> = state
@@ -166,7 +190,7 @@ async fn account_sessions(conn: &mut PgConnection, records: &[AcctRecord]) -> St
             "accounting records without Acct-Session-Id ignored"
         );
     }
-    write_effects(conn, &effects).await?;
+    let grown = write_effects(conn, &effects, &state_ctids).await?;
     let now = records.iter().map(|r| r.received_at).max().unwrap_or(0);
     // Only Starts and Stops make events; an Interim-Update costs no statement here.
     let session_events =
@@ -174,31 +198,48 @@ async fn account_sessions(conn: &mut PgConnection, records: &[AcctRecord]) -> St
     super::events::session_events(conn, &session_events, now).await?;
     // A quota used up ends (or slows) the voucher's open sessions: the
     // requests (and `voucher.used_up`) are queued in this transaction (see crate::coa).
-    let used: Vec<(i64, i64, i64)> = effects
-        .usage
-        .iter()
-        .filter(|(_, seconds, bytes)| *seconds > 0 || *bytes > 0)
-        .copied()
-        .collect();
-    super::coa::queue_quota_ends(conn, &used, now).await
+    super::coa::queue_quota_ends(conn, &grown, now).await
 }
 
-/// The stored sessions (locked), the vouchers and the adoptable rows a run needs.
-async fn read_state(conn: &mut PgConnection, records: &[AcctRecord]) -> StoreResult<AcctState> {
+/// A stored session row and the version (`ctid`) it was read at.
+#[derive(sqlx::FromRow)]
+struct VersionedRow {
+    row_ctid: String,
+    #[sqlx(flatten)]
+    row: AcctSessionRow,
+}
+
+/// Row id → the `ctid` it was read at, for the write to address it by.
+type Versions = HashMap<i64, String>;
+
+/// Models of `rows`, their versions noted in `versions`.
+fn versioned(rows: Vec<VersionedRow>, versions: &mut Versions) -> StoreResult<Vec<AcctSession>> {
+    rows.into_iter()
+        .map(|r| {
+            versions.insert(r.row.id, r.row_ctid);
+            r.row.into_model()
+        })
+        .collect()
+}
+
+/// The stored sessions (locked), the vouchers and the adoptable rows a run
+/// needs, and the versions of the session rows read.
+async fn read_state(
+    conn: &mut PgConnection,
+    records: &[AcctRecord],
+) -> StoreResult<(AcctState, Versions)> {
+    let mut versions = Versions::new();
     let keys = policy::accounting::session_keys(records);
     if keys.is_empty() {
-        return Ok(AcctState::default());
+        return Ok((AcctState::default(), versions));
     }
     let (key_nas, key_asid): (Vec<i64>, Vec<&str>) = keys.into_iter().unzip();
-    let rows: Vec<AcctSessionRow> = sqlx::query_as(&READ_SESSIONS)
+    let rows: Vec<VersionedRow> = sqlx::query_as(&READ_SESSIONS)
         .bind(&key_nas)
         .bind(&key_asid)
         .fetch_all(&mut *conn)
         .await?;
-    let sessions = rows
-        .into_iter()
-        .map(AcctSessionRow::into_model)
-        .collect::<StoreResult<Vec<_>>>()?;
+    let sessions = versioned(rows, &mut versions)?;
 
     let wanted = policy::accounting::wanted_vouchers(records, &sessions);
     let mut vouchers = Vec::new();
@@ -224,20 +265,20 @@ async fn read_state(conn: &mut PgConnection, records: &[AcctRecord]) -> StoreRes
     let adopt = policy::accounting::adoption_vouchers(records, &sessions, &vouchers);
     let mut adoptable = Vec::new();
     if !adopt.is_empty() {
-        let rows: Vec<AcctSessionRow> = sqlx::query_as(&READ_ADOPTABLE)
+        let rows: Vec<VersionedRow> = sqlx::query_as(&READ_ADOPTABLE)
             .bind(&adopt)
             .fetch_all(&mut *conn)
             .await?;
-        adoptable = rows
-            .into_iter()
-            .map(AcctSessionRow::into_model)
-            .collect::<StoreResult<Vec<_>>>()?;
+        adoptable = versioned(rows, &mut versions)?;
     }
-    Ok(AcctState {
-        sessions,
-        vouchers,
-        adoptable,
-    })
+    Ok((
+        AcctState {
+            sessions,
+            vouchers,
+            adoptable,
+        },
+        versions,
+    ))
 }
 
 /// Session rows turned into columns: the arrays [`WRITE_EFFECTS`] unnests.
@@ -281,10 +322,15 @@ impl<'a> SessionColumns<'a> {
     }
 }
 
-/// New rows, stored and adopted rows, and usage, in one statement.
-async fn write_effects(conn: &mut PgConnection, effects: &AcctEffects) -> StoreResult<()> {
+/// New rows, stored and adopted rows (found by their `versions`), and usage,
+/// in one statement; the vouchers whose usage grew, with their quotas.
+async fn write_effects(
+    conn: &mut PgConnection,
+    effects: &AcctEffects,
+    versions: &Versions,
+) -> StoreResult<Vec<GrownUsage>> {
     if effects.inserts.is_empty() && effects.updates.is_empty() && effects.usage.is_empty() {
-        return Ok(());
+        return Ok(Vec::new());
     }
     let new = SessionColumns::of(&effects.inserts);
     let old = SessionColumns::of(&effects.updates);
@@ -294,13 +340,18 @@ async fn write_effects(conn: &mut PgConnection, effects: &AcctEffects) -> StoreR
         .map(|s| s.id)
         .collect::<Option<Vec<i64>>>()
         .ok_or_else(|| StoreError::Invalid("session update without a row id".into()))?;
+    let old_ctid = old_id
+        .iter()
+        .map(|id| versions.get(id).map(String::as_str))
+        .collect::<Option<Vec<&str>>>()
+        .ok_or_else(|| StoreError::Invalid("session update of a row not read".into()))?;
     let adopted_ids: HashSet<i64> = effects.adopted.iter().map(|(id, _)| *id).collect();
     let adopted: Vec<bool> = old_id.iter().map(|id| adopted_ids.contains(id)).collect();
     let usage_voucher: Vec<i64> = effects.usage.iter().map(|u| u.0).collect();
     let usage_seconds: Vec<i64> = effects.usage.iter().map(|u| u.1).collect();
     let usage_bytes: Vec<i64> = effects.usage.iter().map(|u| u.2).collect();
 
-    let written: Result<(i64, i64), sqlx::Error> = sqlx::query_as(WRITE_EFFECTS)
+    let written: Result<Vec<WrittenRow>, sqlx::Error> = sqlx::query_as(WRITE_EFFECTS)
         .bind(&new.nas_id)
         .bind(&new.acct_session_id)
         .bind(&new.username)
@@ -336,10 +387,11 @@ async fn write_effects(conn: &mut PgConnection, effects: &AcctEffects) -> StoreR
         .bind(&usage_bytes)
         .bind(&new.router)
         .bind(&old.router)
-        .fetch_one(conn)
+        .bind(&old_ctid)
+        .fetch_all(conn)
         .await;
-    let (inserted, updated) = match written {
-        Ok(counts) => counts,
+    let rows = match written {
+        Ok(rows) => rows,
         // An adopted row renamed to an Acct-Session-Id another instance has
         // just inserted: the same race as a skipped insert.
         Err(sqlx::Error::Database(d))
@@ -349,6 +401,7 @@ async fn write_effects(conn: &mut PgConnection, effects: &AcctEffects) -> StoreR
         }
         Err(e) => return Err(e.into()),
     };
+    let (inserted, updated) = rows.first().map_or((0, 0), |r| (r.0, r.1));
     let all_inserted = usize::try_from(inserted).ok() == Some(effects.inserts.len());
     let all_updated = usize::try_from(updated).ok() == Some(effects.updates.len());
     if !all_inserted || !all_updated {
@@ -356,5 +409,34 @@ async fn write_effects(conn: &mut PgConnection, effects: &AcctEffects) -> StoreR
         // these synthetic rows, after our read. The rollback undoes the rest.
         return Err(StoreError::Conflict);
     }
-    Ok(())
+    Ok(rows
+        .into_iter()
+        .filter_map(|r| {
+            Some(GrownUsage {
+                voucher_id: r.2?,
+                used_seconds: r.3?,
+                used_bytes: r.4?,
+                added_seconds: r.5?,
+                added_bytes: r.6?,
+                time_quota: r.7,
+                data_quota: r.8,
+                after_data_rate_limit: r.9,
+            })
+        })
+        .collect())
 }
+
+/// A row of [`WRITE_EFFECTS`]: the counts, then a grown voucher's usage and
+/// quotas (all NULL when none grew).
+type WrittenRow = (
+    i64,
+    i64,
+    Option<i64>,
+    Option<i64>,
+    Option<i64>,
+    Option<i64>,
+    Option<i64>,
+    Option<i64>,
+    Option<i64>,
+    Option<String>,
+);

@@ -185,18 +185,27 @@ events_in AS (
     FROM UNNEST($15::bigint[], $16::text[], $17::text[], $18::text[], $19::text[], $20::text[])
          WITH ORDINALITY AS e(nas_id, nas_name, username, mac, result, reason, ord)
 ),
-repeated AS (
+repeat_of AS (
     -- A reject identical to the user's last logged event within 60 s (REPEAT_WINDOW)
-    -- adds to that row.
-    UPDATE auth_events a SET repeats = a.repeats + 1, last_at = $7
+    -- adds to that row: found per reject by an index probe, then updated by the
+    -- ctid it was found at (a join of the batch with auth_events could be
+    -- planned, while the table was small, as a scan of all of it).
+    SELECT e.ord, x.row_ctid
     FROM events_in e
+    CROSS JOIN LATERAL (
+        SELECT x.ctid AS row_ctid, x.nas_id, x.mac, x.result, x.reason FROM auth_events x
+        WHERE x.username = e.username AND x.at >= $7 - 60
+        ORDER BY x.at DESC, x.id DESC LIMIT 1
+    ) x
     WHERE e.result = 'reject'
-      AND a.id = (SELECT x.id FROM auth_events x
-                  WHERE x.username = e.username AND x.at >= $7 - 60
-                  ORDER BY x.at DESC, x.id DESC LIMIT 1)
-      AND a.nas_id = e.nas_id AND a.mac IS NOT DISTINCT FROM e.mac
-      AND a.result = 'reject' AND a.reason IS NOT DISTINCT FROM e.reason
-    RETURNING e.ord
+      AND x.nas_id = e.nas_id AND x.mac IS NOT DISTINCT FROM e.mac
+      AND x.result = 'reject' AND x.reason IS NOT DISTINCT FROM e.reason
+),
+repeated AS (
+    UPDATE auth_events a SET repeats = a.repeats + 1, last_at = $7
+    FROM repeat_of r
+    WHERE a.ctid = ANY(ARRAY(SELECT row_ctid FROM repeat_of)) AND a.ctid = r.row_ctid
+    RETURNING r.ord
 ),
 events AS (
     INSERT INTO auth_events (at, nas_id, nas_name, username, mac, result, reason)

@@ -89,56 +89,59 @@ pub(super) async fn queue(
     Ok(n)
 }
 
-/// After an accounting run added usage to vouchers (`(id, seconds, bytes)`
-/// added): queue a Disconnect (or the fair-use CoA) for the open sessions of
-/// each voucher whose quota is now used up (`policy::quota_end` decides), and
-/// write `voucher.used_up` for each that this usage used up. One read for all.
+/// A voucher whose usage an accounting run made grow: its totals after the
+/// run, what the run added, and its plan's quotas.
+pub(super) struct GrownUsage {
+    pub voucher_id: i64,
+    pub used_seconds: i64,
+    pub used_bytes: i64,
+    pub added_seconds: i64,
+    pub added_bytes: i64,
+    pub time_quota: Option<i64>,
+    pub data_quota: Option<i64>,
+    pub after_data_rate_limit: Option<String>,
+}
+
+/// After an accounting run added usage to vouchers (`grown`, read back by the
+/// statement that added it): queue a Disconnect (or the fair-use CoA) for the
+/// open sessions of each voucher whose quota is now used up
+/// (`policy::quota_end` decides), and write `voucher.used_up` for each that
+/// this usage used up.
 pub(super) async fn queue_quota_ends(
     conn: &mut PgConnection,
-    usage: &[(i64, i64, i64)],
+    grown: &[GrownUsage],
     now: Timestamp,
 ) -> StoreResult<()> {
-    if usage.is_empty() {
-        return Ok(());
-    }
-    let ids: Vec<i64> = usage.iter().map(|u| u.0).collect();
-    type Row = (i64, i64, i64, Option<i64>, Option<i64>, Option<String>);
-    let rows: Vec<Row> = sqlx::query_as(
-        "SELECT v.id, v.used_seconds, v.used_bytes, p.time_quota, p.data_quota, \
-         p.after_data_rate_limit FROM vouchers v JOIN plans p ON p.id = v.plan_id \
-         WHERE v.id = ANY($1)",
-    )
-    .bind(&ids)
-    .fetch_all(&mut *conn)
-    .await?;
     let mut used_up = Vec::new();
-    for (id, used_seconds, used_bytes, time_quota, data_quota, fair) in rows {
+    for g in grown {
         let at = |seconds: i64, bytes: i64| {
             quota_end(&QuotaUse {
-                time_quota: time_quota.map(i64_to_u64),
-                data_quota: data_quota.map(i64_to_u64),
-                after_data_rate_limit: fair.as_deref(),
+                time_quota: g.time_quota.map(i64_to_u64),
+                data_quota: g.data_quota.map(i64_to_u64),
+                after_data_rate_limit: g.after_data_rate_limit.as_deref(),
                 used_seconds: i64_to_u64(seconds),
                 used_bytes: i64_to_u64(bytes),
             })
         };
-        let end = at(used_seconds, used_bytes);
-        let (added_seconds, added_bytes) = usage
-            .iter()
-            .find(|u| u.0 == id)
-            .map_or((0, 0), |u| (u.1, u.2));
+        let end = at(g.used_seconds, g.used_bytes);
         if crate::events::used_up(
-            at(used_seconds - added_seconds, used_bytes - added_bytes),
+            at(
+                g.used_seconds - g.added_seconds,
+                g.used_bytes - g.added_bytes,
+            ),
             end,
         ) {
-            used_up.push(id);
+            used_up.push(g.voucher_id);
         }
         let (kind, reason) = match end {
             None => continue,
             Some(e @ QuotaEnd::Disconnect) => (CoaKind::Disconnect, e.reason()),
             Some(e @ QuotaEnd::SlowDown) => (CoaKind::Coa, e.reason()),
         };
-        queue(conn, Sessions::OfVoucher(id), kind, reason, now).await?;
+        queue(conn, Sessions::OfVoucher(g.voucher_id), kind, reason, now).await?;
+    }
+    if used_up.is_empty() {
+        return Ok(());
     }
     super::events::voucher_events(conn, crate::events::EventType::VoucherUsedUp, &used_up, now)
         .await

@@ -59,7 +59,7 @@ use crate::policy::{AccessDecision, AccessFacts, VoucherSnapshot};
 const MAX_CONNECTIONS: u32 = 16;
 
 /// Connections per server instance for authorization: one per decider is
-/// enough (4 by default); the REST shim's calls share them.
+/// enough (2 by default); the REST shim's calls share them.
 const AUTH_CONNECTIONS: u32 = 8;
 
 /// How long opening the database (and later, waiting for a pooled connection)
@@ -117,12 +117,18 @@ impl PgStore {
         // probes per key (see `authorize`), good for any batch and table size.
         // Accounting and administration keep PostgreSQL's default: their
         // joins on arrays are planned with the arrays' real sizes.
+        // Their commits do not wait for the WAL flush (`synchronous_commit =
+        // off`): what a crash of PostgreSQL can then lose, and why that is
+        // acceptable for auth effects only, is in ARCHITECTURE.md ("Durability").
         let auth_pool = pool_options(AUTH_CONNECTIONS)
             .after_connect(|conn, _meta| {
                 Box::pin(async move {
-                    sqlx::query("SET plan_cache_mode = force_generic_plan")
-                        .execute(conn)
-                        .await?;
+                    for setting in [
+                        "SET plan_cache_mode = force_generic_plan",
+                        "SET synchronous_commit = off",
+                    ] {
+                        sqlx::query(setting).execute(&mut *conn).await?;
+                    }
                     Ok(())
                 })
             })
