@@ -199,6 +199,16 @@ fn account_run(
             s.id.map(|id| (id, (s.started_at.is_some(), closed)))
         })
         .collect();
+    // The indexed columns of each stored row as read: an update that leaves
+    // them as they were (an Interim-Update, most of the traffic) writes only
+    // the counters and times, so SQLite maintains one index (`updated_at`'s)
+    // instead of four.
+    let indexed: HashMap<i64, IndexedColumns> = state
+        .sessions
+        .iter()
+        .chain(&state.adoptable)
+        .filter_map(|s| s.id.map(|id| (id, IndexedColumns::of(s))))
+        .collect();
     let (effects, skipped) = account_batch(records, state);
     for s in effects.inserts.iter().chain(&effects.updates) {
         touched.extend(s.voucher_id.map(Touched::Voucher));
@@ -237,13 +247,35 @@ fn account_run(
         }
     }
     if !effects.updates.is_empty() {
-        let mut stmt = tx.prepare_cached(
+        let mut whole = tx.prepare_cached(
             "UPDATE sessions SET acct_session_id = ?2, voucher_id = ?3, mac = ?4, framed_ip = ?5, \
              state = ?6, started_at = ?7, stopped_at = ?8, terminate_cause = ?9, session_time = ?10, \
              input_octets = ?11, output_octets = ?12, updated_at = ?13, router = ?14 WHERE id = ?1",
         )?;
+        let mut counters = tx.prepare_cached(
+            "UPDATE sessions SET framed_ip = ?2, started_at = ?3, stopped_at = ?4, \
+             terminate_cause = ?5, session_time = ?6, input_octets = ?7, output_octets = ?8, \
+             updated_at = ?9 WHERE id = ?1",
+        )?;
         for s in &effects.updates {
-            stmt.execute(params![
+            let same_keys =
+                s.id.and_then(|id| indexed.get(&id))
+                    .is_some_and(|before| before.same_as(s));
+            if same_keys {
+                counters.execute(params![
+                    s.id,
+                    s.framed_ip,
+                    s.started_at,
+                    s.stopped_at,
+                    s.terminate_cause,
+                    s.session_time,
+                    s.input_octets,
+                    s.output_octets,
+                    s.updated_at,
+                ])?;
+                continue;
+            }
+            whole.execute(params![
                 s.id,
                 s.acct_session_id,
                 s.voucher_id,
@@ -288,6 +320,37 @@ fn account_run(
         super::coa::queue_quota_ends(tx, &used, now)?;
     }
     Ok(())
+}
+
+/// The columns of a session row that some index of `sessions` holds, besides
+/// `nas_id` (a row never changes NAS) and `updated_at` (every write changes it).
+struct IndexedColumns {
+    acct_session_id: String,
+    voucher_id: Option<i64>,
+    mac: Option<String>,
+    state: SessionState,
+    router: String,
+}
+
+impl IndexedColumns {
+    fn of(s: &AcctSession) -> Self {
+        IndexedColumns {
+            acct_session_id: s.acct_session_id.clone(),
+            voucher_id: s.voucher_id,
+            mac: s.mac.clone(),
+            state: s.state,
+            router: s.router.clone(),
+        }
+    }
+
+    /// Whether `s` has these values in every indexed column.
+    fn same_as(&self, s: &AcctSession) -> bool {
+        self.acct_session_id == s.acct_session_id
+            && self.voucher_id == s.voucher_id
+            && self.mac == s.mac
+            && self.state == s.state
+            && self.router == s.router
+    }
 }
 
 /// Close sessions of `nas_id`'s `router` ([`crate::model::Nas::router_key`];
