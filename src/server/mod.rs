@@ -87,7 +87,7 @@ impl Default for ServerConfig {
             auth_workers: 2,
             auth_batch_max: 64,
             dedup_lifetime: Duration::from_secs(5),
-            dedup_capacity: 65536,
+            dedup_capacity: 32768,
             authorize: AuthorizeOptions::default(),
             acct_queue: 8192,
             acct_batch_max: 256,

@@ -39,6 +39,11 @@ use crate::store::{decision_result, StoreError, StoreResult};
 
 /// An entry is read again from the database after this long.
 pub const ENTRY_MAX_AGE: Duration = Duration::from_secs(60);
+/// How long an admin generation read stays good: a read per batch (a
+/// read transaction on a file the engine writes without pause) cost more
+/// than the decision. An admin change (a revoked voucher) is therefore
+/// honoured by decisions from memory within this much of its commit.
+pub const ADMIN_CHECK_EVERY: Duration = Duration::from_millis(50);
 /// More entries than this and the memory starts over.
 const MAX_ENTRIES: usize = 100_000;
 /// Batches of effects handed to the engine and not yet written, past which
@@ -138,9 +143,11 @@ pub struct AuthMemory {
     written: u64,
     data_version: Option<i64>,
     /// A read-only connection of its own, to see admin changes (the CLI's
-    /// `admin_generation`) before each batch decided here.
+    /// `admin_generation`) before batches decided here (see [`ADMIN_CHECK_EVERY`]).
     watch: Option<Connection>,
     admin_generation: Option<i64>,
+    /// When `admin_generation` was last read and found unchanged.
+    admin_checked: Option<Instant>,
 }
 
 /// One auth event, owned, for the engine to write.
@@ -189,9 +196,20 @@ impl AuthMemory {
         let Some(conn) = &self.watch else {
             return false;
         };
+        let now = Instant::now();
+        if self
+            .admin_checked
+            .is_some_and(|t| now.duration_since(t) < ADMIN_CHECK_EVERY)
+        {
+            return true;
+        }
         match super::admin::admin_generation(conn) {
-            Ok(g) if self.admin_generation == Some(g) => true,
+            Ok(g) if self.admin_generation == Some(g) => {
+                self.admin_checked = Some(now);
+                true
+            }
             Ok(g) => {
+                self.admin_checked = None;
                 if self.admin_generation.is_some() {
                     self.invalidate_all();
                 }
@@ -994,8 +1012,8 @@ mod tests {
         assert_eq!(d[0], AccessDecision::Reject(RejectReason::SharedUsersLimit));
     }
 
-    /// An admin change from another connection (the CLI) is seen before the
-    /// next batch decided in memory.
+    /// An admin change from another connection (the CLI) is seen by the first
+    /// batch decided in memory once `ADMIN_CHECK_EVERY` has passed.
     #[test]
     fn admin_change_elsewhere_sends_the_next_batch_to_the_engine() {
         let dir = tempfile::tempdir().unwrap();
@@ -1011,6 +1029,7 @@ mod tests {
 
         let mut cli = Connection::open(dir.path().join("db.sqlite")).unwrap();
         admin::revoke_voucher(&mut cli, "A1").unwrap();
+        std::thread::sleep(ADMIN_CHECK_EVERY);
         assert!(mem.state_for(&batch).is_none(), "the revoke is noticed");
         assert!(
             mem.entries
