@@ -261,6 +261,7 @@ fn auth_log_explains_rejects() {
     let r = c.login(server.auth, "OTHER", Cred::Pap("pw-OTHER"), mac);
     assert_eq!(r.unwrap().code(), Code::AccessAccept);
     db.cli(&["voucher", "revoke", "K7M2QX9P"]);
+    let_admin_change_land();
     let r = c.login(server.auth, "K7M2QX9P", Cred::Pap("pw-K7M2QX9P"), mac);
     assert_eq!(r.unwrap().code(), Code::AccessReject);
 

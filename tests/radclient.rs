@@ -353,6 +353,7 @@ fn rejects_say_why() {
 
     // A revoked voucher with the right password.
     db.cli(&["voucher", "revoke", "REJ1"]);
+    let_admin_change_land();
     let run = radclient(
         server.auth,
         "auth",

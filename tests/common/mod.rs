@@ -747,6 +747,13 @@ pub fn without_credentials(url: &str) -> String {
 
 // ---- Helpers for the UDP server, fleet and crash tests ----
 
+/// A CLI change to vouchers or plans reaches the server's decisions from
+/// memory within 50 ms of its commit (`ADMIN_CHECK_EVERY`, see ARCHITECTURE.md),
+/// not on the very next request: wait that out before a login that must see it.
+pub fn let_admin_change_land() {
+    std::thread::sleep(Duration::from_millis(100));
+}
+
 /// Poll `probe` every 50 ms until it yields a value; panic with `what` after `within`.
 /// Used instead of fixed sleeps for everything the server does asynchronously.
 pub fn wait_until<T>(what: &str, within: Duration, mut probe: impl FnMut() -> Option<T>) -> T {

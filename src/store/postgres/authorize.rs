@@ -146,6 +146,19 @@ static WRITE_EFFECTS: LazyLock<String> = LazyLock::new(|| {
     )
 });
 
+/// [`WRITE_EFFECTS`] for a batch without rejects: no repeated-reject CTEs,
+/// whose plan nodes PostgreSQL would set up and run on every execution.
+static WRITE_EFFECTS_NO_REJECT: LazyLock<String> = LazyLock::new(|| {
+    let full = WRITE_EFFECTS.as_str();
+    let (start, end) = (
+        full.find("repeat_of AS (").expect("the reject CTEs"),
+        full.find("events AS (").expect("the events CTE"),
+    );
+    let filter = "    WHERE e.ord NOT IN (SELECT ord FROM repeated)\n";
+    assert!(full[end..].contains(filter), "the events CTE's filter");
+    format!("{}{}", &full[..start], &full[end..]).replacen(filter, "", 1)
+});
+
 const WRITE_EFFECTS_HEAD: &str = "\
 WITH vouchers_changed AS (
     UPDATE vouchers v SET
@@ -433,7 +446,12 @@ async fn write_effects(
         })
         .unzip();
 
-    sqlx::query(&WRITE_EFFECTS)
+    let statement = if e_result.contains(&"reject") {
+        &*WRITE_EFFECTS
+    } else {
+        &*WRITE_EFFECTS_NO_REJECT
+    };
+    sqlx::query(statement)
         .bind(&voucher_ids)
         .bind(&ctids)
         .bind(&xmins)
@@ -459,4 +477,31 @@ async fn write_effects(
         .execute(conn)
         .await?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The variant without rejects leaves out exactly the repeated-reject
+    /// CTEs, and still names every parameter the full statement does (an
+    /// unnamed one would have no type for PostgreSQL to infer).
+    #[test]
+    fn the_no_reject_write_drops_only_the_reject_ctes() {
+        let (full, lean) = (WRITE_EFFECTS.as_str(), WRITE_EFFECTS_NO_REJECT.as_str());
+        assert!(
+            full.contains("repeat_of AS (") && full.contains("NOT IN (SELECT ord FROM repeated)")
+        );
+        assert!(!lean.contains("repeat_of") && !lean.contains("repeated"));
+        assert!(lean.contains("events AS (") && lean.contains("INSERT INTO auth_events"));
+        for n in 1..=22 {
+            let p = format!("${n}");
+            let named = |sql: &str| {
+                sql.match_indices(&p)
+                    .any(|(i, _)| !sql[i + p.len()..].starts_with(|c: char| c.is_ascii_digit()))
+            };
+            assert!(named(full), "{p} in the full statement");
+            assert!(named(lean), "{p} in the statement without rejects");
+        }
+    }
 }
