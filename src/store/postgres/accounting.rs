@@ -6,15 +6,18 @@
 //! the records before it are stored first, those after it see the closed rows.
 //! Each run of Start / Interim-Update / Stop records between them costs:
 //!
-//! 1. the stored rows for the records' (NAS, Acct-Session-Id) keys, locked
-//!    `FOR UPDATE` in id order, so two batches sharing sessions queue rather
-//!    than deadlock and a session's counters move once per record;
+//! 1. the stored rows for the records' (NAS, Acct-Session-Id) keys, each an
+//!    index probe, locked `FOR UPDATE` as found in key order (the keys are
+//!    sorted), so two batches sharing sessions queue rather than deadlock and a
+//!    session's counters move once per record;
 //! 2. only when some record's session is new or has no voucher yet: the
 //!    vouchers the records may belong to (by Class id, else by User-Name);
 //! 3. only when some new session has a MAC and a voucher: the synthetic
 //!    `authorized` rows (accepts without Acct-Session-Id) it may adopt;
 //! 4. one statement writing everything: new rows, every column of the stored
-//!    and adopted rows (by id), and the usage added to each voucher.
+//!    and adopted rows (by the `ctid` they were read at), and the usage added
+//!    to each voucher, which returns the grown vouchers' totals and quotas for
+//!    the quota check.
 //!
 //! A batch of Interim-Updates for known sessions is therefore BEGIN, one read,
 //! one write, COMMIT.
